@@ -1,0 +1,33 @@
+"""kmtl: multi-task learning for Keras 3 / TensorFlow."""
+
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+from kmtl import architectures  # noqa: E402
+from kmtl import data  # noqa: E402
+from kmtl import datasets  # noqa: E402
+from kmtl import layers  # noqa: E402
+from kmtl.errors import ConfigError  # noqa: E402
+from kmtl.errors import DataError  # noqa: E402
+from kmtl.export import export_saved_model  # noqa: E402
+from kmtl.features import Feature  # noqa: E402
+from kmtl.models import MultiTaskModel  # noqa: E402
+from kmtl.models import build_model  # noqa: E402
+from kmtl.tasks import Task  # noqa: E402
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConfigError",
+    "DataError",
+    "Feature",
+    "MultiTaskModel",
+    "Task",
+    "architectures",
+    "build_model",
+    "data",
+    "datasets",
+    "export_saved_model",
+    "layers",
+]

@@ -1,0 +1,112 @@
+"""tf.data input pipelines from a DataFrame.
+
+The frame is converted once to a few column-stacked tensors (one per raw dtype,
+plus labels and sample weights). Each batch is then one `tf.gather` per tensor on
+a batch of row indices, split into the feature dict: no per-row Python and no
+per-row tf.data elements. Shuffling permutes the row indices once per epoch with a
+stateless shuffle seeded from `tf.data.Dataset.random(seed)`, so the order is the
+same for the same seed, and differs from epoch to epoch.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+_TF_DTYPES = {"float32": tf.float32, "string": tf.string, "int64": tf.int64}
+
+
+def _stack_features(frame, features):
+    """Groups feature columns by raw dtype into `(rows, k)` tensors."""
+    groups = {}
+    for feature in features:
+        groups.setdefault(feature.dtype, []).append(feature)
+    stacked = {}
+    for dtype, members in groups.items():
+        columns = [f.convert(frame) for f in members]
+        matrix = np.stack(columns, axis=1)
+        if dtype == "string":
+            matrix = matrix.astype(bytes)
+        stacked[dtype] = ([f.name for f in members], tf.constant(matrix, _TF_DTYPES[dtype]))
+    return stacked
+
+
+def encode_labels(frame, tasks):
+    """`(labels, sample_weights)` dicts keyed by task name (see `Task.encode`)."""
+    labels, weights = {}, {}
+    for task in tasks:
+        labels[task.name], weights[task.name] = task.encode(frame)
+    return labels, weights
+
+
+def make_dataset(frame, features, tasks=None, batch_size=256, shuffle=False, seed=0,
+                 drop_remainder=False):
+    """A `tf.data.Dataset` of batches from a DataFrame.
+
+    Args:
+        frame: pandas DataFrame with the feature columns (and label columns when
+            `tasks` is given).
+        features: list of fitted `kmtl.features.Feature`.
+        tasks: list of fitted `kmtl.Task`, or None for features only (predict).
+        batch_size: int, rows per batch.
+        shuffle: bool. Permute rows every epoch.
+        seed: int. Seed of the permutation: same seed, same order of batches.
+        drop_remainder: bool. Drop the last partial batch.
+
+    Returns:
+        A dataset of `(features, labels, sample_weights)` (or `features`), where
+        `features` maps each feature name to a `(batch, 1)` tensor of its raw dtype,
+        `labels` maps each task name to its encoded labels and `sample_weights` maps
+        each task name to a `(batch,)` float32 tensor that is 0 for unlabelled rows.
+
+    Raises:
+        DataError: a column is missing or holds values that do not fit its kind.
+        ValueError: `batch_size` is not a positive integer.
+    """
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer. Received: "
+                         f"batch_size={batch_size!r}")
+    rows = len(frame)
+    stacked = _stack_features(frame, features)
+    targets = None
+    if tasks:
+        labels, weights = encode_labels(frame, tasks)
+        targets = (
+            {k: tf.constant(v) for k, v in labels.items()},
+            {k: tf.constant(v) for k, v in weights.items()},
+        )
+    num_batches = rows // batch_size if drop_remainder else -(-rows // batch_size)
+
+    def gather(index):
+        batch = {}
+        for names, matrix in stacked.values():
+            block = tf.gather(matrix, index)
+            for i, name in enumerate(names):
+                batch[name] = block[:, i : i + 1]
+        if targets is None:
+            return batch
+        labels = {k: tf.gather(v, index) for k, v in targets[0].items()}
+        weights = {k: tf.gather(v, index) for k, v in targets[1].items()}
+        return batch, labels, weights
+
+    def batch_slices(order):
+        def one(b):
+            return order[b * batch_size : tf.minimum((b + 1) * batch_size, rows)]
+
+        return tf.data.Dataset.range(num_batches).map(one)
+
+    if shuffle:
+        def permutation(key):
+            order = tf.random.experimental.stateless_shuffle(
+                tf.range(rows, dtype=tf.int64), seed=tf.stack([key, tf.constant(0, tf.int64)])
+            )
+            return batch_slices(order)
+
+        indices = (
+            tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+            .take(1)
+            .flat_map(permutation)
+        )
+    else:
+        indices = batch_slices(tf.range(rows, dtype=tf.int64))
+    dataset = indices.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    dataset = dataset.apply(tf.data.experimental.assert_cardinality(num_batches))
+    return dataset.prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,83 @@
+"""Train / validation / test splits that respect multi-task labels.
+
+Methods:
+- `random`: rows are assigned at random.
+- `per_task`: rows are stratified by which tasks they are labelled for, so every
+  task keeps its share of labelled rows in each split (useful when tasks are
+  labelled on different subsets, as after `combine_task_tables`).
+- `stratified`: stratified by which tasks are labelled and by the label values of
+  the classification tasks, so class balance is the same in every split.
+Rare strata (fewer members than there are splits) are pooled into one stratum.
+"""
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from kmtl.errors import ConfigError
+
+SPLIT_METHODS = ("random", "per_task", "stratified")
+
+
+def _strata(frame, tasks, method):
+    if method == "random":
+        return None
+    parts = []
+    for task in tasks:
+        labelled = frame[task.target_columns].notna().all(axis=1)
+        key = np.where(labelled.to_numpy(), "1", "0").astype(object)
+        if method == "stratified" and task.type in ("binary", "multiclass"):
+            values = frame[task.target_columns[0]].map(str).to_numpy(dtype=object)
+            key = np.where(labelled.to_numpy(), key + ":" + values, key)
+        parts.append(key)
+    strata = pd.Series(["|".join(p) for p in zip(*parts)], index=frame.index)
+    counts = strata.map(strata.value_counts())
+    return strata.where(counts >= 3, "rare").to_numpy()
+
+
+def split_frame(frame, tasks, method="random", validation=0.1, test=0.1, seed=0):
+    """Splits a frame into train, validation and test frames.
+
+    Args:
+        frame: the DataFrame.
+        tasks: list of `kmtl.Task` (their target columns define the strata).
+        method: str. One of `"random"`, `"per_task"`, `"stratified"`.
+        validation, test: float in [0, 1). Fractions of rows; 0 gives an empty split.
+        seed: int. Same seed, same split.
+
+    Returns:
+        `(train, validation, test)` DataFrames (index reset).
+
+    Raises:
+        ConfigError: unknown method or fractions outside [0, 1) summing to >= 1.
+    """
+    if method not in SPLIT_METHODS:
+        raise ConfigError(f"split.method: unknown method {method!r}. Use one of "
+                          f"{SPLIT_METHODS}.")
+    for name, value in (("validation", validation), ("test", test)):
+        if not 0 <= value < 1:
+            raise ConfigError(f"split.{name} must be a fraction in [0, 1). "
+                              f"Received: {name}={value!r}")
+    if validation + test >= 1:
+        raise ConfigError(f"split.validation + split.test must be < 1. Received: "
+                          f"{validation} + {test}.")
+    strata = _strata(frame, tasks, method)
+    index = np.arange(len(frame))
+    holdout = validation + test
+    if holdout == 0:
+        return frame.reset_index(drop=True), frame.iloc[:0], frame.iloc[:0]
+    train_idx, rest_idx = train_test_split(
+        index, test_size=holdout, random_state=seed,
+        stratify=None if strata is None else strata)
+    if test == 0 or validation == 0:
+        val_idx, test_idx = (rest_idx, rest_idx[:0]) if test == 0 else (
+            rest_idx[:0], rest_idx)
+    else:
+        rest_strata = None if strata is None else strata[rest_idx]
+        if rest_strata is not None and pd.Series(rest_strata).value_counts().min() < 2:
+            rest_strata = None
+        val_idx, test_idx = train_test_split(
+            rest_idx, test_size=test / holdout, random_state=seed, stratify=rest_strata)
+    take = [frame.iloc[np.sort(i)].reset_index(drop=True)
+            for i in (train_idx, val_idx, test_idx)]
+    return tuple(take)

@@ -1,0 +1,78 @@
+"""SavedModel export laid out for TensorFlow Serving: `base_dir/<version>/`."""
+
+import os
+import shutil
+import tempfile
+
+import keras
+import tensorflow as tf
+
+from kmtl.errors import ConfigError
+
+_TF_DTYPES = {"float32": tf.float32, "string": tf.string, "int64": tf.int64}
+SIGNATURE_NAME = "serving_default"
+
+
+def existing_versions(base_dir):
+    """The integer version directories under `base_dir`, sorted."""
+    if not os.path.isdir(base_dir):
+        return []
+    return sorted(int(d) for d in os.listdir(base_dir)
+                  if d.isdigit() and os.path.isdir(os.path.join(base_dir, d)))
+
+
+def export_saved_model(model, base_dir, version=None):
+    """Exports `model` as a TF Serving SavedModel in `base_dir/<version>/`.
+
+    The signature `serving_default` takes one input per raw feature, named after
+    the feature, of shape `(batch,)` (float32 numbers with NaN for missing values,
+    strings, or int64 codes) and returns one output per task, named after the
+    task, of shape `(batch, units)`: the same values as `model.predict`.
+
+    The export is written to a temporary directory inside `base_dir` and renamed
+    into place, so a failed export leaves no partial version and earlier versions
+    are never touched.
+
+    Args:
+        model: a `kmtl.MultiTaskModel`.
+        base_dir: str. The model's base path for TF Serving (`--model_base_path`).
+        version: int or None. None takes the next free version (1 for a new
+            directory); an existing version is an error.
+
+    Returns:
+        The path of the written version directory.
+
+    Raises:
+        ConfigError: `version` exists already or is not a positive integer.
+        OSError: `base_dir` cannot be created or written.
+    """
+    base_dir = os.path.abspath(os.fspath(base_dir))
+    os.makedirs(base_dir, exist_ok=True)
+    versions = existing_versions(base_dir)
+    if version is None:
+        version = (versions[-1] + 1) if versions else 1
+    if not isinstance(version, int) or version < 1:
+        raise ConfigError(f"version must be a positive integer. Received: {version!r}")
+    target = os.path.join(base_dir, str(version))
+    if os.path.exists(target):
+        raise ConfigError(f"Export version {version} exists already at {target}; "
+                          f"pass another version or None for the next free one.")
+
+    specs = {f.name: tf.TensorSpec((None,), _TF_DTYPES[f.dtype], name=f.name)
+             for f in model.features}
+
+    def serve(inputs):
+        batch = {name: tf.expand_dims(value, -1) for name, value in inputs.items()}
+        return dict(model(batch, training=False))
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(name=SIGNATURE_NAME, fn=serve, input_signature=[specs])
+    staging = tempfile.mkdtemp(prefix=f".export-{version}-", dir=base_dir)
+    try:
+        archive.write_out(staging, verbose=False)
+        os.rename(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target

@@ -1,0 +1,45 @@
+"""Mean imputation of missing numeric values, with missing indicators."""
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="kmtl")
+class ImputeMissing(keras.layers.Layer):
+    """Replaces NaN by a fill value and appends one 0/1 missing indicator per column.
+
+    Placed after a `keras.layers.Normalization`, a fill value of 0 is the training
+    mean, so a missing numeric value is imputed by its mean and the indicator lets
+    the model learn what missingness itself means (the usual "mean + indicator"
+    treatment; e.g. scikit-learn's `SimpleImputer(add_indicator=True)`).
+
+    Args:
+        fill_value: float, default 0.0.
+
+    Input shape:
+        `(batch, features)` floats, NaN where missing.
+
+    Output shape:
+        `(batch, 2 * features)`: the filled values, then the indicators.
+
+    Example:
+
+    >>> ImputeMissing()(np.array([[1.0, np.nan]])).numpy().tolist()
+    [[1.0, 0.0, 0.0, 1.0]]
+    """
+
+    def __init__(self, fill_value=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.fill_value = float(fill_value)
+
+    def call(self, inputs):
+        missing = ops.isnan(inputs)
+        filled = ops.where(missing, ops.cast(self.fill_value, inputs.dtype), inputs)
+        return ops.concatenate([filled, ops.cast(missing, inputs.dtype)], axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        last = None if input_shape[-1] is None else 2 * input_shape[-1]
+        return (*input_shape[:-1], last)
+
+    def get_config(self):
+        return {**super().get_config(), "fill_value": self.fill_value}
