@@ -1,0 +1,173 @@
+"""The `kmtl` command line: train, evaluate, predict, export."""
+
+import argparse
+import json
+import os
+import sys
+
+# Quiet TensorFlow's C++ start-up logging unless the user asked for it.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from kmtl.errors import ConfigError  # noqa: E402
+from kmtl.errors import DataError  # noqa: E402
+
+
+def _load_run(run_dir):
+    import keras
+
+    from kmtl.config import resolve_config
+    from kmtl.training import CONFIG_FILE
+    from kmtl.training import MODEL_FILE
+
+    model_path = os.path.join(run_dir, MODEL_FILE)
+    if not os.path.isfile(model_path):
+        raise DataError(f"{run_dir!r} is not a kmtl run directory: {MODEL_FILE} is "
+                        f"missing. Pass the directory `kmtl train` printed last.")
+    import yaml
+
+    with open(os.path.join(run_dir, CONFIG_FILE)) as handle:
+        config = resolve_config(yaml.safe_load(handle))
+    return config, keras.saving.load_model(model_path)
+
+
+def _read_input(path, config):
+    from kmtl.data import read_table
+
+    options = {} if config["data"]["dataset"] else (config["data"]["read_options"]
+                                                    or {})
+    return read_table(path, **options)
+
+
+def cmd_train(args):
+    from kmtl.config import load_config
+    from kmtl.training import train
+
+    config = load_config(args.config)
+    if args.epochs is not None:
+        config["training"]["epochs"] = args.epochs
+    if args.seed is not None:
+        config["training"]["seed"] = args.seed
+        config["data"]["split"]["seed"] = args.seed
+    if args.export_dir is not None:
+        config["export"]["dir"] = args.export_dir
+    train(config, data_dir=args.data_dir, output_dir=args.output_dir)
+
+
+def cmd_evaluate(args):
+    from kmtl.training import evaluate_splits
+    from kmtl.training import load_splits
+    from kmtl.training import metrics_table
+
+    config, model = _load_run(args.run_dir)
+    batch_size = config["training"]["batch_size"]
+    if args.data:
+        frames = {os.path.basename(args.data): _read_input(args.data, config)}
+    else:
+        _, validation, test = load_splits(config, args.data_dir, model.tasks)
+        frames = {"validation": validation, "test": test}
+    metrics = evaluate_splits(model, frames, batch_size)
+    print(metrics_table(metrics))
+    if args.json:
+        print(json.dumps(metrics, indent=2))
+
+
+def cmd_predict(args):
+    import pandas as pd
+
+    from kmtl.data import make_dataset
+    from kmtl.data.io import PARQUET_SUFFIXES
+
+    config, model = _load_run(args.run_dir)
+    frame = _read_input(args.input, config)
+    dataset = make_dataset(frame, model.features, None,
+                           config["training"]["batch_size"])
+    predictions = model.predict(dataset, verbose=0)
+    columns = {}
+    for task in model.tasks:
+        columns.update(task.decode(predictions[task.name]))
+    result = pd.DataFrame(columns)
+    output = args.output
+    tmp = output + ".partial"
+    if output.lower().endswith(PARQUET_SUFFIXES):
+        result.to_parquet(tmp, index=False)
+    else:
+        result.to_csv(tmp, index=False)
+    os.replace(tmp, output)
+    print(f"Wrote {len(result)} rows x {len(result.columns)} columns to {output}")
+
+
+def cmd_export(args):
+    from kmtl.export import export_saved_model
+
+    config, model = _load_run(args.run_dir)
+    base = args.export_dir or config["export"]["dir"] or os.path.join(
+        "saved_models", config["name"])
+    print(f"SavedModel for TF Serving: {export_saved_model(model, base)}")
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="kmtl", description="Multi-task learning with Keras 3: train, evaluate, "
+        "predict and export multi-task models from tables.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser(
+        "train", help="train a model from a YAML config",
+        description="Train a multi-task model from a YAML config. Creates a fresh run "
+        "directory (config.yaml, model.keras, metrics.json, logs/) and exports a "
+        "SavedModel; the last line printed names the run directory.")
+    train.add_argument("config", help="path of the YAML config (see docs/config.md)")
+    train.add_argument("--data-dir", help="folder that relative data paths and "
+                       "built-in data sets are read from (default: KMTL_DATA_DIR)")
+    train.add_argument("--output-dir", default="runs",
+                       help="where run directories are created (default: runs)")
+    train.add_argument("--export-dir", help="SavedModel base directory (default: "
+                       "export.dir, else saved_models/<config name>)")
+    train.add_argument("--epochs", type=int, help="override training.epochs")
+    train.add_argument("--seed", type=int, help="override training.seed and the "
+                       "split seed")
+    train.set_defaults(func=cmd_train)
+
+    evaluate = commands.add_parser(
+        "evaluate", help="per-task metrics of a trained run",
+        description="Print per-task metrics of a run's model on DATA, or on the "
+        "validation and test splits of its config.")
+    evaluate.add_argument("run_dir", metavar="RUN_DIR")
+    evaluate.add_argument("data", metavar="DATA", nargs="?",
+                          help="a CSV/Parquet file with features and labels")
+    evaluate.add_argument("--data-dir", help="as for train")
+    evaluate.add_argument("--json", action="store_true", help="also print JSON")
+    evaluate.set_defaults(func=cmd_evaluate)
+
+    predict = commands.add_parser(
+        "predict", help="predict every task for a table",
+        description="Predict every task for the rows of INPUT (CSV/Parquet) and write "
+        "OUTPUT (CSV/Parquet by suffix) with one column per task output.")
+    predict.add_argument("run_dir", metavar="RUN_DIR")
+    predict.add_argument("input", metavar="INPUT")
+    predict.add_argument("output", metavar="OUTPUT")
+    predict.set_defaults(func=cmd_predict)
+
+    export = commands.add_parser(
+        "export", help="export a run's model for TF Serving",
+        description="Export a run's model as a SavedModel in <base>/<next version>/ "
+        "with the serving_default signature.")
+    export.add_argument("run_dir", metavar="RUN_DIR")
+    export.add_argument("--export-dir", help="base directory (default: the run's "
+                        "export.dir, else saved_models/<config name>)")
+    export.set_defaults(func=cmd_export)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (ConfigError, DataError) as error:
+        print(f"kmtl {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,264 @@
+"""A whole training run from a resolved config: data, model, fit, metrics, saving,
+export. This is what `kmtl train` runs; every step is also a public function."""
+
+import datetime
+import json
+import os
+
+import keras
+import pandas as pd
+import yaml
+
+from kmtl import datasets
+from kmtl import tasks as tasks_module
+from kmtl.data import combine_task_tables
+from kmtl.data import make_dataset
+from kmtl.data import read_table
+from kmtl.data import split_frame
+from kmtl.errors import ConfigError
+from kmtl.errors import DataError
+from kmtl.export import export_saved_model
+from kmtl.features import resolve_features
+from kmtl.models import build_model
+
+MODEL_FILE = "model.keras"
+CONFIG_FILE = "config.yaml"
+METRICS_FILE = "metrics.json"
+LOG_DIR = "logs"
+SPLITS = ("train", "validation", "test")
+
+
+def _path(path, data_dir):
+    if path is None or os.path.isabs(path) or data_dir is None:
+        return path
+    return os.path.join(data_dir, path)
+
+
+def build_tasks(config):
+    """Fresh (unfitted) tasks from the config's `tasks` list."""
+    return [tasks_module.get(dict(t)) if isinstance(t, dict) else tasks_module.get(t)
+            for t in config["tasks"]]
+
+
+def load_splits(config, data_dir=None, tasks=None):
+    """The train, validation and test DataFrames the config describes.
+
+    Files named in `data.validation` / `data.test` are used as they are; a split
+    without a file is cut from the training file with `data.split`. Built-in data
+    sets follow their own protocol (Census-Income: the paper's split).
+
+    Raises:
+        DataError: a file is missing, unreadable or empty.
+    """
+    data = config["data"]
+    tasks = tasks if tasks is not None else build_tasks(config)
+    if data["dataset"] == "census_income":
+        return datasets.load_census_income(data_dir)
+    options = data["read_options"] or {}
+    if data["dataset"] == "penguins":
+        frame = datasets.load_penguins()
+    elif data["task_tables"]:
+        tables = {name: read_table(_path(path, data_dir), **options)
+                  for name, path in data["task_tables"].items()}
+        frame = combine_task_tables(tables, label_column=data["label_column"],
+                                    key=data["key"])
+    else:
+        frame = read_table(_path(data["train"], data_dir), **options)
+    validation = test = None
+    if data["validation"]:
+        validation = read_table(_path(data["validation"], data_dir), **options)
+    if data["test"]:
+        test = read_table(_path(data["test"], data_dir), **options)
+    split = data["split"]
+    if validation is None or test is None:
+        train, cut_validation, cut_test = split_frame(
+            frame, tasks, split["method"],
+            0.0 if validation is not None else split["validation"],
+            0.0 if test is not None else split["test"], split["seed"])
+        validation = cut_validation if validation is None else validation
+        test = cut_test if test is None else test
+        return train, validation, test
+    return frame, validation, test
+
+
+def prepare(config, train, tasks):
+    """Fits the tasks and the features on the training split.
+
+    Returns:
+        The list of fitted features.
+    """
+    for task in tasks:
+        task.fit(train)
+    targets = {c for t in tasks for c in t.target_columns}
+    section = config["features"]
+    exclude = set(section["exclude"]) | targets
+    if config["data"]["key"]:
+        exclude.add(config["data"]["key"])
+    features = resolve_features(train, section["numeric"], section["categorical"],
+                                exclude)
+    for feature in features:
+        feature.fit(train, section["max_vocabulary"], section["min_frequency"])
+    return features
+
+
+def new_run_dir(output_dir, name):
+    """Creates a fresh run directory `output_dir/<name>-<timestamp>[-n]`.
+
+    Never reuses an existing directory.
+
+    Raises:
+        DataError: `output_dir` cannot be created or written.
+    """
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    try:
+        os.makedirs(output_dir, exist_ok=True)
+        for attempt in range(1000):
+            suffix = f"-{attempt}" if attempt else ""
+            path = os.path.join(output_dir, f"{name}-{stamp}{suffix}")
+            try:
+                os.mkdir(path)
+                return path
+            except FileExistsError:
+                continue
+    except OSError as error:
+        raise DataError(f"Cannot write the output directory {output_dir!r}: "
+                        f"{error.strerror}. Pass a writable --output-dir.") from None
+    raise DataError(f"No free run directory name under {output_dir!r}.")
+
+
+def check_writable(directory, what):
+    """Creates `directory` if needed and checks that it can be written.
+
+    Raises:
+        DataError: naming `what` and the directory.
+    """
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError as error:
+        raise DataError(f"Cannot create the {what} {directory!r}: {error.strerror}. "
+                        f"Choose a writable directory.") from None
+    if not os.access(directory, os.W_OK):
+        raise DataError(f"The {what} {directory!r} is not writable. Choose a "
+                        f"writable directory.")
+
+
+def nested_metrics(logs, tasks, prefix=""):
+    """Flat Keras logs -> `{task: {metric: value}}`, with `loss` per task."""
+    result = {}
+    for task in tasks:
+        values = {"loss": logs[f"{prefix}{task.name}_loss"]}
+        for metric in task.metrics:
+            values[metric] = logs[f"{prefix}{task.name}_{metric}"]
+        result[task.name] = {k: float(v) for k, v in values.items()}
+    return result
+
+
+def metrics_table(metrics):
+    """`{split: {task: {metric: value}}}` as a printable table."""
+    rows = []
+    for split, by_task in metrics.items():
+        for task, values in by_task.items():
+            rows.append({"split": split, "task": task, **values})
+    frame = pd.DataFrame(rows)
+    return frame.to_string(index=False, na_rep="", float_format=lambda v: f"{v:.4f}")
+
+
+def evaluate_splits(model, frames, batch_size):
+    """Evaluates `model` on named frames; returns `{split: {task: {metric: v}}}`."""
+    results = {}
+    for split, frame in frames.items():
+        if frame is None or len(frame) == 0:
+            continue
+        dataset = make_dataset(frame, model.features, model.tasks, batch_size)
+        logs = model.evaluate(dataset, return_dict=True, verbose=0)
+        results[split] = nested_metrics(logs, model.tasks)
+    return results
+
+
+def _optimizer(training):
+    optimizer = training["optimizer"]
+    if isinstance(optimizer, str):
+        try:
+            optimizer = keras.optimizers.get(
+                {"class_name": optimizer, "config": {
+                    "learning_rate": training["learning_rate"]}})
+        except ValueError:
+            raise ConfigError(f"training.optimizer: unknown optimizer {optimizer!r}. "
+                              f"Use a Keras optimizer name such as 'adam'.") from None
+        return optimizer
+    return keras.optimizers.get(optimizer)
+
+
+def train(config, data_dir=None, output_dir="runs", export_root="saved_models",
+          log=print):
+    """Runs a whole training job from a resolved config (see `kmtl.config`).
+
+    Writes a fresh run directory holding `config.yaml` (resolved, with the fitted
+    task fields), `model.keras`, `metrics.json` (split -> task -> metric -> value)
+    and `logs/` (TensorBoard), and, unless `export.enabled` is false, a SavedModel
+    in `<export.dir or export_root/<name>>/<version>/`.
+
+    Returns:
+        dict with `run_dir`, `metrics`, `export_dir` (or None) and `history`.
+
+    Raises:
+        ConfigError, DataError: bad config or data, before anything is written.
+    """
+    training = config["training"]
+    keras.utils.set_random_seed(training["seed"])
+    if training["mixed_precision"]:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    tasks = build_tasks(config)
+    train_frame, validation, test = load_splits(config, data_dir, tasks)
+    features = prepare(config, train_frame, tasks)
+    export_dir = None
+    if config["export"]["enabled"]:
+        export_dir = config["export"]["dir"] or os.path.join(export_root, config["name"])
+        check_writable(export_dir, "export directory")
+    model_section = config["model"]
+    model = build_model(
+        features, tasks, model_section["architecture"],
+        tower_units=model_section["tower_units"],
+        tower_activation=model_section["tower_activation"],
+        tower_dropout=model_section["tower_dropout"],
+        categorical_encoding=model_section["categorical_encoding"],
+        embedding_dim=model_section["embedding_dim"],
+        name=config["name"], **model_section["options"])
+    model.compile(optimizer=_optimizer(training),
+                  loss_combination=training["loss_combination"])
+    run_dir = new_run_dir(output_dir, config["name"])
+    resolved = {**config, "tasks": [t.get_config() for t in tasks]}
+    with open(os.path.join(run_dir, CONFIG_FILE), "w") as handle:
+        yaml.safe_dump(resolved, handle, sort_keys=False)
+
+    batch_size = training["batch_size"]
+    train_data = make_dataset(train_frame, features, tasks, batch_size, shuffle=True,
+                              seed=training["seed"])
+    has_validation = validation is not None and len(validation) > 0
+    validation_data = (make_dataset(validation, features, tasks, batch_size)
+                       if has_validation else None)
+    monitor = "val_loss" if has_validation else "loss"
+    callbacks = [
+        keras.callbacks.TensorBoard(os.path.join(run_dir, LOG_DIR)),
+        keras.callbacks.EarlyStopping(
+            monitor=monitor, patience=training["early_stopping_patience"],
+            restore_best_weights=True),
+    ]
+    log(f"Training {config['name']}: {model_section['architecture']}, "
+        f"{len(train_frame)} training rows, tasks {[t.name for t in tasks]}")
+    history = model.fit(train_data, validation_data=validation_data,
+                        epochs=training["epochs"], callbacks=callbacks,
+                        verbose=training["verbose"], shuffle=False)
+    model.save(os.path.join(run_dir, MODEL_FILE))
+    metrics = evaluate_splits(model, {"validation": validation, "test": test},
+                              batch_size)
+    with open(os.path.join(run_dir, METRICS_FILE), "w") as handle:
+        json.dump(metrics, handle, indent=2)
+    log(metrics_table(metrics))
+    exported = export_saved_model(model, export_dir) if export_dir else None
+    if exported:
+        log(f"SavedModel for TF Serving: {exported}")
+    log(f"TensorBoard: tensorboard --logdir {os.path.join(run_dir, LOG_DIR)}")
+    log(f"Run directory: {run_dir}")
+    return {"run_dir": run_dir, "metrics": metrics, "export_dir": exported,
+            "history": history.history}
