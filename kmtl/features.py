@@ -77,13 +77,12 @@ class Feature:
             if not self.variance > 0:
                 self.variance = 1.0
         else:
-            counts = pd.Series(values).value_counts(sort=True)
-            counts = counts[counts >= min_frequency]
-            if max_vocabulary:
-                counts = counts.iloc[:max_vocabulary]
-            vocab = counts.index.tolist()
+            uniques, counts = np.unique(values, return_counts=True)
+            order = np.argsort(-counts, kind="stable")
+            vocab = [v for v, c in zip(uniques[order], counts[order])
+                     if c >= min_frequency][:max_vocabulary or None]
             self.vocabulary = [int(v) for v in vocab] if self.dtype == "int64" else [
-                str(v) for v in vocab
+                bytes(v).decode("utf-8") for v in vocab
             ]
         return self
 
@@ -122,15 +121,20 @@ class Feature:
                     f"Declare dtype: string."
                 )
             return numbers.fillna(MISSING_INT).to_numpy(dtype="int64")
-        if pd.api.types.is_float_dtype(column):
-            as_text = column.map(
-                lambda v: MISSING_STRING if pd.isna(v) else (
-                    str(int(v)) if float(v).is_integer() else str(v))
-            )
-        else:
-            as_text = column.astype(object).where(column.notna(), MISSING_STRING)
-            as_text = as_text.astype(str)
-        return as_text.to_numpy(dtype=object)
+        codes, text = self.factorize(frame)
+        return text[codes]
+
+    def factorize(self, frame):
+        """A string feature as `(codes, text)`: int32 codes `(rows,)` into the
+        UTF-8 bytes array `text` of its distinct values, missing values last.
+
+        Each distinct value is converted once, so a 200k-row column takes
+        milliseconds; `text[codes]` is the raw column.
+        """
+        codes, uniques = pd.factorize(frame[self.name], use_na_sentinel=True)
+        text = [_category_text(v).encode("utf-8") for v in uniques]
+        text.append(MISSING_STRING.encode("utf-8"))
+        return codes.astype("int32"), np.array(text, dtype=object)
 
     @property
     def embedding_dim(self):
@@ -153,6 +157,13 @@ class Feature:
 
     def __repr__(self):
         return f"Feature(name={self.name!r}, kind={self.kind!r}, dtype={self.dtype!r})"
+
+
+def _category_text(value):
+    """A category as text; integral floats (codes read as floats) lose the `.0`."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def infer_kind(column):

@@ -31,8 +31,8 @@ class MMoE(keras.layers.Layer):
     the task's representation is the gate-weighted sum of expert outputs:
     `f_k(x) = sum_i softmax(W_gk x)_i * e_i(x)`.
 
-    The experts and the gates are evaluated as one batched `einsum` per layer, not
-    as separate Dense layers. The defaults (3 experts of (256, 128) units, linear
+    The experts (and the gates) are evaluated side by side, one matmul per layer,
+    not as separate Dense layers. The defaults (3 experts of (256, 128) units, linear
     gates) are DeepCTR's, which the kmtl Census-Income benchmark compares against;
     the paper tunes sizes per data set.
 
@@ -103,21 +103,28 @@ class MMoE(keras.layers.Layer):
             "gate", len(self.task_names),
             (features, *self.gate_units, self.num_experts))
 
-    def _apply(self, x, kernels, biases, last_linear, training=None):
-        """Runs stacked MLPs: x is `(batch, d)` for the first layer, then
-        `(batch, count, d)`."""
+    def _apply(self, x, kernels, biases, last_linear):
+        """Runs `count` MLPs side by side on `x` `(batch, d)`.
+
+        The first layer is one matmul against the kernels laid side by side,
+        `(d, count * units)`; later layers are one batched matmul. Returns
+        `(count, batch, units)`.
+        """
+        count, fan_in, fan_out = kernels[0].shape
+        side_by_side = ops.reshape(ops.transpose(kernels[0], (1, 0, 2)),
+                                   (fan_in, count * fan_out))
+        h = ops.matmul(x, side_by_side)
+        h = ops.transpose(ops.reshape(h, (-1, count, fan_out)), (1, 0, 2))
         for i, (kernel, bias) in enumerate(zip(kernels, biases)):
-            if i == 0:
-                x = ops.einsum("bd,cdu->bcu", x, kernel)
-            else:
-                x = ops.einsum("bcd,cdu->bcu", x, kernel)
-            x = x + bias
+            if i:
+                h = ops.matmul(h, kernel)
+            h = h + bias[:, None, :]
             if not (last_linear and i == len(kernels) - 1):
-                x = self.activation_fn(x)
-        return x
+                h = self.activation_fn(h)
+        return h
 
     def gate_weights(self, inputs):
-        """Gate softmax weights `(batch, num_tasks, num_experts)`."""
+        """Gate softmax weights `(num_tasks, batch, num_experts)`."""
         logits = self._apply(inputs, self.gate_kernels, self.gate_biases, True)
         return ops.softmax(logits, axis=-1)
 
@@ -126,8 +133,8 @@ class MMoE(keras.layers.Layer):
         if self.dropout_layer is not None:
             experts = self.dropout_layer(experts, training=training)
         gates = self.gate_weights(inputs)
-        mixed = ops.einsum("bte,beu->btu", gates, experts)
-        return {name: mixed[:, t] for t, name in enumerate(self.task_names)}
+        mixed = ops.einsum("tbe,ebu->tbu", gates, experts)
+        return {name: mixed[t] for t, name in enumerate(self.task_names)}
 
     def compute_output_shape(self, input_shape):
         return {name: (*input_shape[:-1], self.expert_units[-1])

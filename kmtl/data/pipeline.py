@@ -15,17 +15,32 @@ _TF_DTYPES = {"float32": tf.float32, "string": tf.string, "int64": tf.int64}
 
 
 def _stack_features(frame, features):
-    """Groups feature columns by raw dtype into `(rows, k)` tensors."""
+    """Groups feature columns by raw dtype into `(rows, k)` tensors.
+
+    Numbers are stacked as they are. Strings are stacked as int32 codes into one
+    table of every column's distinct values (`Feature.factorize`), so the frame is
+    converted without building millions of string objects, and a batch becomes
+    strings with a second gather. Returns `{dtype: (names, matrix, table)}`.
+    """
     groups = {}
     for feature in features:
         groups.setdefault(feature.dtype, []).append(feature)
     stacked = {}
     for dtype, members in groups.items():
-        columns = [f.convert(frame) for f in members]
-        matrix = np.stack(columns, axis=1)
+        names = [f.name for f in members]
         if dtype == "string":
-            matrix = matrix.astype(bytes)
-        stacked[dtype] = ([f.name for f in members], tf.constant(matrix, _TF_DTYPES[dtype]))
+            columns, texts, offset = [], [], 0
+            for feature in members:
+                codes, text = feature.factorize(frame)
+                columns.append(codes + offset)
+                texts.append(text)
+                offset += len(text)
+            table = tf.constant(np.concatenate(texts), tf.string)
+        else:
+            columns, table = [f.convert(frame) for f in members], None
+        code_dtype = tf.int32 if dtype == "string" else _TF_DTYPES[dtype]
+        matrix = tf.constant(np.stack(columns, axis=1), code_dtype)
+        stacked[dtype] = (names, matrix, table)
     return stacked
 
 
@@ -77,10 +92,11 @@ def make_dataset(frame, features, tasks=None, batch_size=256, shuffle=False, see
 
     def gather(index):
         batch = {}
-        for names, matrix in stacked.values():
+        for names, matrix, table in stacked.values():
             block = tf.gather(matrix, index)
-            for i, name in enumerate(names):
-                batch[name] = block[:, i : i + 1]
+            if table is not None:
+                block = tf.gather(table, block)
+            batch.update(zip(names, tf.split(block, len(names), axis=1)))
         if targets is None:
             return batch
         labels = {k: tf.gather(v, index) for k, v in targets[0].items()}

@@ -1,0 +1,34 @@
+# kmtl: every target creates .venv with the project's own Python packages first.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.kmtl-installed
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: install demo test bench lint clean
+
+$(STAMP): setup.cfg setup.py pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[test,dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Train the main job on the embedded penguins data and say where the results are.
+demo: $(STAMP)
+	$(VENV)/bin/kmtl train examples/penguins.yaml
+
+## Run the whole test suite (census tests read ../shared/data/census-income or KMTL_DATA_DIR).
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+## Run the benchmarks; results go to benchmarks/results/*.json and a printed table.
+bench: $(STAMP)
+	$(PY) benchmarks/run.py
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check kmtl tests benchmarks
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache
