@@ -213,10 +213,10 @@ def resolve_features(frame, numeric=None, categorical=None, exclude=()):
             features.append(Feature(name, "numeric"))
         for name in categorical or []:
             column = frame[name]
-            integer = pd.api.types.is_integer_dtype(column) or pd.api.types.is_bool_dtype(
-                column
-            )
-            features.append(Feature(name, "categorical", "int64" if integer else "string"))
+            integer = (pd.api.types.is_integer_dtype(column)
+                       or pd.api.types.is_bool_dtype(column))
+            dtype = "int64" if integer else "string"
+            features.append(Feature(name, "categorical", dtype))
         return features
     for name in frame.columns:
         if name in exclude:

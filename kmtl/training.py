@@ -204,16 +204,25 @@ def train(config, data_dir=None, output_dir="runs", export_root="saved_models",
     Raises:
         ConfigError, DataError: bad config or data, before anything is written.
     """
+    policy = keras.mixed_precision.global_policy()
+    if config["training"]["mixed_precision"]:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        return _train(config, data_dir, output_dir, export_root, log)
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+
+
+def _train(config, data_dir, output_dir, export_root, log):
     training = config["training"]
     keras.utils.set_random_seed(training["seed"])
-    if training["mixed_precision"]:
-        keras.mixed_precision.set_global_policy("mixed_float16")
     tasks = build_tasks(config)
     train_frame, validation, test = load_splits(config, data_dir, tasks)
     features = prepare(config, train_frame, tasks)
     export_dir = None
     if config["export"]["enabled"]:
-        export_dir = config["export"]["dir"] or os.path.join(export_root, config["name"])
+        export_dir = config["export"]["dir"] or os.path.join(
+            export_root, config["name"])
         check_writable(export_dir, "export directory")
     model_section = config["model"]
     model = build_model(

@@ -33,5 +33,7 @@ def check_positive_int(value, argument):
 
 def check_rate(value, argument):
     if not 0 <= value < 1:
-        raise ValueError(f"{argument} must be in [0, 1). Received: {argument}={value!r}")
+        raise ValueError(
+            f"{argument} must be in [0, 1). Received: {argument}={value!r}"
+        )
     return float(value)

@@ -82,7 +82,9 @@ class MMoE(keras.layers.Layer):
         self.dropout = check_rate(dropout, "dropout")
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
-        self.dropout_layer = keras.layers.Dropout(self.dropout) if self.dropout else None
+        self.dropout_layer = (
+            keras.layers.Dropout(self.dropout) if self.dropout else None
+        )
 
     def _stack(self, prefix, count, sizes):
         kernels, biases = [], []

@@ -93,10 +93,10 @@ def make_dataset(frame, features, tasks=None, batch_size=256, shuffle=False, see
     def gather(index):
         batch = {}
         for names, matrix, table in stacked.values():
-            block = tf.gather(matrix, index)
+            columns = tf.split(tf.gather(matrix, index), len(names), axis=1)
             if table is not None:
-                block = tf.gather(table, block)
-            batch.update(zip(names, tf.split(block, len(names), axis=1)))
+                columns = [tf.gather(table, c) for c in columns]
+            batch.update(zip(names, columns))
         if targets is None:
             return batch
         labels = {k: tf.gather(v, index) for k, v in targets[0].items()}
@@ -111,8 +111,9 @@ def make_dataset(frame, features, tasks=None, batch_size=256, shuffle=False, see
 
     if shuffle:
         def permutation(key):
+            seed_pair = tf.stack([key, tf.constant(0, tf.int64)])
             order = tf.random.experimental.stateless_shuffle(
-                tf.range(rows, dtype=tf.int64), seed=tf.stack([key, tf.constant(0, tf.int64)])
+                tf.range(rows, dtype=tf.int64), seed=seed_pair
             )
             return batch_slices(order)
 
@@ -123,6 +124,8 @@ def make_dataset(frame, features, tasks=None, batch_size=256, shuffle=False, see
         )
     else:
         indices = batch_slices(tf.range(rows, dtype=tf.int64))
-    dataset = indices.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    dataset = indices.map(
+        gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+    )
     dataset = dataset.apply(tf.data.experimental.assert_cardinality(num_batches))
     return dataset.prefetch(tf.data.AUTOTUNE)

@@ -30,8 +30,9 @@ CENSUS_COLUMNS = [
 ]
 CENSUS_NUMERIC = ["age", "wage_per_hour", "capital_gains", "capital_losses",
                   "stock_dividends", "num_emp", "weeks_worked"]
-CENSUS_CATEGORICAL = [c for c in CENSUS_COLUMNS if c not in CENSUS_NUMERIC and c not in (
-    "instance_weight", "income_50k", "marital_stat")]
+CENSUS_NOT_FEATURES = ("instance_weight", "income_50k", "marital_stat")
+CENSUS_CATEGORICAL = [c for c in CENSUS_COLUMNS
+                      if c not in CENSUS_NUMERIC and c not in CENSUS_NOT_FEATURES]
 CENSUS_READ_OPTIONS = {"header": None, "names": CENSUS_COLUMNS,
                        "skipinitialspace": True, "na_values": ["?"],
                        "keep_default_na": False}

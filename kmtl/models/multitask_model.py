@@ -6,17 +6,18 @@ import tensorflow as tf
 from keras import ops
 from keras.src.losses.loss import scale_loss_for_distribution
 from keras.src.losses.loss import unscale_loss_for_distribution
-from keras.src.trainers.data_adapters.data_adapter_utils import (
-    unpack_x_y_sample_weight,
-)
+from keras.src.trainers.data_adapters.data_adapter_utils import unpack_x_y_sample_weight
 
 from kmtl import tasks as tasks_module
 from kmtl.errors import ConfigError
 from kmtl.features import Feature
 
 LOSS_COMBINATIONS = ("sum", "mean")
-_FEATURE_KINDS = {"float32": ("numeric", "float32"), "string": ("categorical", "string"),
-                  "int64": ("categorical", "int64")}
+_FEATURE_KINDS = {
+    "float32": ("numeric", "float32"),
+    "string": ("categorical", "string"),
+    "int64": ("categorical", "int64"),
+}
 
 
 @keras.saving.register_keras_serializable(package="kmtl")

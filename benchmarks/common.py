@@ -1,0 +1,53 @@
+"""Shared set-up for the benchmarks: the census data, fitted once per process."""
+
+import os
+import statistics
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from kmtl.config import load_config  # noqa: E402
+from kmtl.training import build_tasks  # noqa: E402
+from kmtl.training import load_splits  # noqa: E402
+from kmtl.training import prepare  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CENSUS_CONFIG = os.path.join(ROOT, "examples", "census_income.yaml")
+
+
+def census_dir():
+    """The census folder: $KMTL_DATA_DIR, else ../shared/data/census-income."""
+    return os.environ.get("KMTL_DATA_DIR") or os.path.join(
+        ROOT, "..", "shared", "data", "census-income")
+
+
+def census():
+    """`(config, train, validation, features, tasks)` for the census example."""
+    config = load_config(CENSUS_CONFIG)
+    tasks = build_tasks(config)
+    train, validation, _ = load_splits(config, census_dir(), tasks)
+    features = prepare(config, train, tasks)
+    return config, train, validation, features, tasks
+
+
+class EpochTimer:
+    """A Keras callback recording wall-clock seconds per epoch."""
+
+    def __new__(cls):
+        import keras
+
+        class _Timer(keras.callbacks.Callback):
+            def on_train_begin(self, logs=None):
+                self.seconds = []
+
+            def on_epoch_begin(self, epoch, logs=None):
+                self._start = time.perf_counter()
+
+            def on_epoch_end(self, epoch, logs=None):
+                self.seconds.append(time.perf_counter() - self._start)
+
+        return _Timer()
+
+
+def median(values):
+    return statistics.median(values)

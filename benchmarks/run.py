@@ -1,0 +1,45 @@
+"""Runs every benchmark, prints a table and writes benchmarks/results/<name>.json.
+
+Usage: python benchmarks/run.py [pipeline] [train_step] [census_epoch]
+Needs the Census-Income files in ../shared/data/census-income or $KMTL_DATA_DIR.
+"""
+
+import json
+import os
+import platform
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from benchmarks import bench_census_epoch  # noqa: E402
+from benchmarks import bench_pipeline  # noqa: E402
+from benchmarks import bench_train_step  # noqa: E402
+
+BENCHMARKS = {
+    "pipeline": bench_pipeline.run,
+    "train_step": bench_train_step.run,
+    "census_epoch": bench_census_epoch.run,
+}
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+
+
+def main(names):
+    os.makedirs(RESULTS, exist_ok=True)
+    machine = {"python": platform.python_version(), "cpus": os.cpu_count(),
+               "machine": platform.machine()}
+    rows = []
+    for name in names or list(BENCHMARKS):
+        result = {"benchmark": name, "machine": machine, **BENCHMARKS[name]()}
+        with open(os.path.join(RESULTS, f"{name}.json"), "w") as handle:
+            json.dump(result, handle, indent=2)
+        for key, value in result.items():
+            if isinstance(value, float):
+                rows.append((name, key, value))
+    width = max(len(r[1]) for r in rows)
+    print(f"{'benchmark':<14} {'measure':<{width}} value")
+    for name, key, value in rows:
+        print(f"{name:<14} {key:<{width}} {value:,.3f}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
