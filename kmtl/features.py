@@ -86,17 +86,20 @@ class Feature:
             ]
         return self
 
+    def _check_column(self, frame):
+        if self.name not in frame.columns:
+            raise DataError(
+                f"Feature '{self.name}' not found in the data. Available columns: "
+                f"{list(frame.columns)}. Fix the feature list or the data."
+            )
+
     def convert(self, frame):
         """The column of `frame` as the model's raw array `(rows,)`.
 
         Raises:
             DataError: the column is missing, or a numeric column holds text.
         """
-        if self.name not in frame.columns:
-            raise DataError(
-                f"Feature '{self.name}' not found in the data. Available columns: "
-                f"{list(frame.columns)}. Fix the feature list or the data."
-            )
+        self._check_column(frame)
         column = frame[self.name]
         if self.kind == "numeric":
             if pd.api.types.is_bool_dtype(column):
@@ -131,7 +134,9 @@ class Feature:
         Each distinct value is converted once, so a 200k-row column takes
         milliseconds; `text[codes]` is the raw column.
         """
+        self._check_column(frame)
         codes, uniques = pd.factorize(frame[self.name], use_na_sentinel=True)
+        codes[codes < 0] = len(uniques)
         text = [_category_text(v).encode("utf-8") for v in uniques]
         text.append(MISSING_STRING.encode("utf-8"))
         return codes.astype("int32"), np.array(text, dtype=object)

@@ -11,6 +11,7 @@ import math
 import keras
 import numpy as np
 import pandas as pd
+from keras.src.losses.losses import LossFunctionWrapper
 
 from kmtl.errors import ConfigError
 from kmtl.errors import DataError
@@ -220,7 +221,7 @@ class Task:
         if isinstance(obj, keras.losses.Loss):
             config = {**obj.get_config(), "reduction": LOSS_REDUCTION}
             return obj.__class__.from_config(config)
-        return keras.losses.LossFunctionWrapper(
+        return LossFunctionWrapper(
             obj, reduction=LOSS_REDUCTION, name=getattr(obj, "__name__", None)
         )
 

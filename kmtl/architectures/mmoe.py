@@ -1,5 +1,7 @@
 """Multi-gate Mixture-of-Experts (MMoE)."""
 
+import copy
+
 import keras
 from keras import ops
 
@@ -12,11 +14,22 @@ from kmtl.architectures._checks import check_units
 def _stacked(initializer, count):
     """An initializer for `(count, fan_in, fan_out)` kernels: `count` independent
     draws of `initializer` for `(fan_in, fan_out)`, so each expert (or gate) is
-    initialized with the fan-in and fan-out of a plain Dense kernel."""
-    initializer = keras.initializers.get(initializer)
+    initialized with the fan-in and fan-out of a plain Dense kernel.
+
+    Keras initializers fix their seed when created, so each draw uses a fresh
+    instance (seed + i when a seed was given); otherwise every expert would start
+    identical."""
+    config = keras.initializers.serialize(keras.initializers.get(initializer))
+
+    def draw(i, shape, dtype):
+        fresh = copy.deepcopy(config)
+        seed = fresh.get("config", {}).get("seed")
+        if seed is not None:
+            fresh["config"]["seed"] = seed + i
+        return keras.initializers.deserialize(fresh)(shape, dtype=dtype)
 
     def initialize(shape, dtype=None):
-        return ops.stack([initializer(shape[1:], dtype=dtype) for _ in range(count)])
+        return ops.stack([draw(i, shape[1:], dtype) for i in range(count)])
 
     return initialize
 

@@ -63,21 +63,24 @@ def split_frame(frame, tasks, method="random", validation=0.1, test=0.1, seed=0)
                           f"{validation} + {test}.")
     strata = _strata(frame, tasks, method)
     index = np.arange(len(frame))
-    holdout = validation + test
+    # Whole row counts: 0.1 + 0.2 is 0.30000000000000004 in floating point.
+    n_validation = int(round(validation * len(frame)))
+    n_test = int(round(test * len(frame)))
+    holdout = n_validation + n_test
     if holdout == 0:
         return frame.reset_index(drop=True), frame.iloc[:0], frame.iloc[:0]
     train_idx, rest_idx = train_test_split(
         index, test_size=holdout, random_state=seed,
         stratify=None if strata is None else strata)
-    if test == 0 or validation == 0:
-        val_idx, test_idx = (rest_idx, rest_idx[:0]) if test == 0 else (
+    if n_test == 0 or n_validation == 0:
+        val_idx, test_idx = (rest_idx, rest_idx[:0]) if n_test == 0 else (
             rest_idx[:0], rest_idx)
     else:
         rest_strata = None if strata is None else strata[rest_idx]
         if rest_strata is not None and pd.Series(rest_strata).value_counts().min() < 2:
             rest_strata = None
         val_idx, test_idx = train_test_split(
-            rest_idx, test_size=test / holdout, random_state=seed, stratify=rest_strata)
+            rest_idx, test_size=n_test, random_state=seed, stratify=rest_strata)
     take = [frame.iloc[np.sort(i)].reset_index(drop=True)
             for i in (train_idx, val_idx, test_idx)]
     return tuple(take)
