@@ -3,6 +3,8 @@
 import os
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+# TensorFlow's C++ start-up logging, unless the user set a level.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from kmtl import architectures  # noqa: E402
 from kmtl import data  # noqa: E402

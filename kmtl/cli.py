@@ -5,11 +5,8 @@ import json
 import os
 import sys
 
-# Quiet TensorFlow's C++ start-up logging unless the user asked for it.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from kmtl.errors import ConfigError  # noqa: E402
-from kmtl.errors import DataError  # noqa: E402
+from kmtl.errors import ConfigError
+from kmtl.errors import DataError
 
 
 def _load_run(run_dir):
@@ -57,6 +54,7 @@ def cmd_evaluate(args):
     from kmtl.training import evaluate_splits
     from kmtl.training import load_splits
     from kmtl.training import metrics_table
+    from kmtl.training import split_datasets
 
     config, model = _load_run(args.run_dir)
     batch_size = config["training"]["batch_size"]
@@ -65,7 +63,8 @@ def cmd_evaluate(args):
     else:
         _, validation, test = load_splits(config, args.data_dir, model.tasks)
         frames = {"validation": validation, "test": test}
-    metrics = evaluate_splits(model, frames, batch_size)
+    datasets = split_datasets(frames, model.features, model.tasks, batch_size)
+    metrics = evaluate_splits(model, datasets)
     print(metrics_table(metrics))
     if args.json:
         print(json.dumps(metrics, indent=2))

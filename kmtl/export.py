@@ -69,7 +69,12 @@ def export_saved_model(model, base_dir, version=None):
     archive.track(model)
     archive.add_endpoint(name=SIGNATURE_NAME, fn=serve, input_signature=[specs])
     staging = tempfile.mkdtemp(prefix=f".export-{version}-", dir=base_dir)
+    umask = os.umask(0)
+    os.umask(umask)
     try:
+        # mkdtemp makes a private (0700) directory; a model server running as
+        # another user must be able to read the version directory.
+        os.chmod(staging, 0o777 & ~umask)
         archive.write_out(staging, verbose=False)
         os.rename(staging, target)
     except BaseException:

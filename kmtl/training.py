@@ -69,6 +69,8 @@ def load_splits(config, data_dir=None, tasks=None):
         validation = read_table(_path(data["validation"], data_dir), **options)
     if data["test"]:
         test = read_table(_path(data["test"], data_dir), **options)
+    for task in tasks:
+        task.check_columns(frame, "the training data")
     split = data["split"]
     if validation is None or test is None:
         train, cut_validation, cut_test = split_frame(
@@ -163,16 +165,20 @@ def metrics_table(metrics):
     return frame.to_string(index=False, na_rep="", float_format=lambda v: f"{v:.4f}")
 
 
-def evaluate_splits(model, frames, batch_size):
-    """Evaluates `model` on named frames; returns `{split: {task: {metric: v}}}`."""
-    results = {}
-    for split, frame in frames.items():
-        if frame is None or len(frame) == 0:
-            continue
-        dataset = make_dataset(frame, model.features, model.tasks, batch_size)
-        logs = model.evaluate(dataset, return_dict=True, verbose=0)
-        results[split] = nested_metrics(logs, model.tasks)
-    return results
+def split_datasets(frames, features, tasks, batch_size):
+    """`make_dataset` for each named non-empty frame (no shuffling).
+
+    Converting every split up front finds bad labels or feature values before
+    anything is trained or written."""
+    return {split: make_dataset(frame, features, tasks, batch_size)
+            for split, frame in frames.items() if frame is not None and len(frame)}
+
+
+def evaluate_splits(model, datasets):
+    """Evaluates `model` on named datasets; returns `{split: {task: {metric: v}}}`."""
+    return {split: nested_metrics(model.evaluate(dataset, return_dict=True, verbose=0),
+                                  model.tasks)
+            for split, dataset in datasets.items()}
 
 
 def _optimizer(training):
@@ -235,18 +241,18 @@ def _train(config, data_dir, output_dir, export_root, log):
         name=config["name"], **model_section["options"])
     model.compile(optimizer=_optimizer(training),
                   loss_combination=training["loss_combination"])
+    batch_size = training["batch_size"]
+    train_data = make_dataset(train_frame, features, tasks, batch_size, shuffle=True,
+                              seed=training["seed"])
+    held_out = split_datasets({"validation": validation, "test": test}, features,
+                              tasks, batch_size)
+    validation_data = held_out.get("validation")
+    monitor = "val_loss" if validation_data is not None else "loss"
+
     run_dir = new_run_dir(output_dir, config["name"])
     resolved = {**config, "tasks": [t.get_config() for t in tasks]}
     with open(os.path.join(run_dir, CONFIG_FILE), "w") as handle:
         yaml.safe_dump(resolved, handle, sort_keys=False)
-
-    batch_size = training["batch_size"]
-    train_data = make_dataset(train_frame, features, tasks, batch_size, shuffle=True,
-                              seed=training["seed"])
-    has_validation = validation is not None and len(validation) > 0
-    validation_data = (make_dataset(validation, features, tasks, batch_size)
-                       if has_validation else None)
-    monitor = "val_loss" if has_validation else "loss"
     callbacks = [
         keras.callbacks.TensorBoard(os.path.join(run_dir, LOG_DIR)),
         keras.callbacks.EarlyStopping(
@@ -259,8 +265,7 @@ def _train(config, data_dir, output_dir, export_root, log):
                         epochs=training["epochs"], callbacks=callbacks,
                         verbose=training["verbose"], shuffle=False)
     model.save(os.path.join(run_dir, MODEL_FILE))
-    metrics = evaluate_splits(model, {"validation": validation, "test": test},
-                              batch_size)
+    metrics = evaluate_splits(model, held_out)
     with open(os.path.join(run_dir, METRICS_FILE), "w") as handle:
         json.dump(metrics, handle, indent=2)
     log(metrics_table(metrics))

@@ -87,7 +87,7 @@ def test_missing_file(tmp_path):
 
 
 def test_directory_is_not_a_file(tmp_path):
-    with pytest.raises(DataError, match="not found"):
+    with pytest.raises(DataError, match="is a directory; name a CSV or Parquet"):
         read_table(tmp_path)
 
 

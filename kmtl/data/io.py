@@ -26,6 +26,9 @@ def read_table(path, **read_options):
         DataError: the file does not exist, cannot be parsed, or has no rows.
     """
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise DataError(f"Data path {path!r} is a directory; name a CSV or Parquet "
+                        f"file.")
     if not os.path.isfile(path):
         raise DataError(f"Data file not found: {path!r}. Check the path, or pass "
                         f"--data-dir / set KMTL_DATA_DIR.")
