@@ -20,7 +20,8 @@ ROUNDS = 4
 
 
 def _stock_model(model):
-    stock = keras.Model(inputs=model.inputs, outputs=model.outputs, name="stock")
+    outputs = dict(zip(model.output_names, model.outputs))
+    stock = keras.Model(inputs=model.input, outputs=outputs, name="stock")
     stock.compile(
         optimizer="adam",
         loss={t.name: t.build_loss() for t in model.tasks},

@@ -8,13 +8,15 @@ numbers (NaN for missing) and strings or integer codes.
   (a NaN becomes the training mean, plus a 0/1 missing indicator);
 - each categorical feature goes through a `StringLookup` / `IntegerLookup` with
   its training vocabulary and one out-of-vocabulary index (unseen categories
-  share it), then an `Embedding` (default) or a one-hot encoding.
+  share it), then an embedding (default; features with the same embedding size
+  share one `StackedEmbedding` table) or a one-hot encoding.
 """
 
 import keras
 
 from kmtl.errors import ConfigError
 from kmtl.layers import ImputeMissing
+from kmtl.layers import StackedEmbedding
 
 CATEGORICAL_ENCODINGS = ("embedding", "one_hot")
 _KERAS_DTYPES = {"float32": "float32", "string": "string", "int64": "int64"}
@@ -61,25 +63,31 @@ def encode_features(features, inputs, categorical_encoding="embedding",
             mean=[f.mean for f in numeric], variance=[f.variance for f in numeric],
             name="numeric_normalization")(stacked)
         parts.append(ImputeMissing(name="numeric_impute")(normalized))
-    for feature in features:
-        if feature.kind != "categorical":
-            continue
-        if feature.vocabulary is None:
-            raise ConfigError(f"Feature '{feature.name}' must be fitted first.")
+    categorical = [f for f in features if f.kind == "categorical"]
+    if any(f.vocabulary is None for f in categorical):
+        raise ConfigError("Categorical features must be fitted (Feature.fit) first.")
+    one_hot = categorical_encoding == "one_hot"
+    indices = {}
+    for feature in categorical:
         lookup_cls = (keras.layers.IntegerLookup if feature.dtype == "int64"
                       else keras.layers.StringLookup)
-        one_hot = categorical_encoding == "one_hot"
         lookup = lookup_cls(
             vocabulary=feature.vocabulary, num_oov_indices=1, mask_token=None,
             output_mode="one_hot" if one_hot else "int",
             name=f"{feature.name}_lookup")
-        encoded = lookup(inputs[feature.name])
-        if not one_hot:
-            embedding = keras.layers.Embedding(
-                len(feature.vocabulary) + 1, embedding_dim or feature.embedding_dim,
-                name=f"{feature.name}_embedding")(encoded)
-            encoded = keras.layers.Flatten(name=f"{feature.name}_flatten")(embedding)
-        parts.append(encoded)
+        indices[feature.name] = lookup(inputs[feature.name])
+    if one_hot:
+        parts.extend(indices.values())
+    else:
+        # Features that share an embedding size share one table.
+        by_dim = {}
+        for feature in categorical:
+            dim = embedding_dim or feature.embedding_dim
+            by_dim.setdefault(dim, []).append(feature)
+        for dim, group in by_dim.items():
+            parts.append(StackedEmbedding(
+                [len(f.vocabulary) + 1 for f in group], dim,
+                name=f"embedding_{dim}")([indices[f.name] for f in group]))
     if len(parts) == 1:
         return parts[0]
     return keras.layers.Concatenate(name="encoded_features")(parts)
