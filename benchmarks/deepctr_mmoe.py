@@ -28,7 +28,7 @@ The model is `deepctr.models.MMOE` with its defaults (3 experts of (256, 128), t
 of (64,), no gate hidden layers), compiled with adam and binary cross-entropy per
 task, trained by stock `fit` with batch_size 1024 on numpy inputs.
 
-Prints one JSON line last on stdout:
+Prints one JSON line, and nothing else, on stdout (progress goes to stderr):
   epoch_seconds                  training part of each epoch (on_epoch_begin until
                                  validation starts), comparable with kmtl's timer,
                                  which fits without validation data
@@ -38,26 +38,30 @@ Prints one JSON line last on stdout:
 """
 
 import os
+import sys
 
-os.environ["TF_USE_LEGACY_KERAS"] = "1"  # tf.keras is Keras 2 (tf-keras): DeepCTR needs it
+# tf.keras must be Keras 2 (tf-keras) for DeepCTR: set before tensorflow is imported
+os.environ["TF_USE_LEGACY_KERAS"] = "1"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+# stdout carries only the JSON line: fit's log and what DeepCTR prints on import
+# (its version check, run in a thread) go to stderr.
+_STDOUT, sys.stdout = sys.stdout, sys.stderr
 
 import json  # noqa: E402
 import statistics  # noqa: E402
-import sys  # noqa: E402
 import time  # noqa: E402
 from importlib import metadata  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from sklearn.metrics import roc_auc_score  # noqa: E402
-from sklearn.preprocessing import MinMaxScaler  # noqa: E402
-
 from deepctr.feature_column import DenseFeat  # noqa: E402
 from deepctr.feature_column import SparseFeat  # noqa: E402
 from deepctr.feature_column import get_feature_names  # noqa: E402
 from deepctr.models import MMOE  # noqa: E402
+from sklearn.metrics import roc_auc_score  # noqa: E402
+from sklearn.preprocessing import MinMaxScaler  # noqa: E402
 
 COLUMNS = [
     "age", "class_worker", "det_ind_code", "det_occ_code", "education",
@@ -86,10 +90,10 @@ def read(path):
 
 
 def labels(frame):
-    return {
-        "income": (frame["income_50k"] == " 50000+.").to_numpy("float32"),
-        "never_married": (frame["marital_stat"] == " Never married").to_numpy("float32"),
-    }
+    income = frame["income_50k"] == " 50000+."
+    never_married = frame["marital_stat"] == " Never married"
+    return {"income": income.to_numpy("float32"),
+            "never_married": never_married.to_numpy("float32")}
 
 
 def encode(train, others):
@@ -176,8 +180,8 @@ def main(argv):
                      "tf_keras": metadata.version("tf-keras"),
                      "deepctr": metadata.version("deepctr")},
     }
-    sys.stdout.flush()
-    print(json.dumps(result), flush=True)
+    sys.stderr.flush()
+    print(json.dumps(result), file=_STDOUT, flush=True)
 
 
 if __name__ == "__main__":

@@ -51,16 +51,8 @@ REPO = Path(__file__).resolve().parents[1]
 # http://<host>:8501/v1/models/<MODEL_NAME>:predict; the answer is
 # {"predictions": [{"species": [3 probabilities], "sex": [P(female)],
 #   "body_mass_g": [grams]}, ...]}, one object per instance.
-REST_BODY = """\
-{"instances": [
-  {"island": "Biscoe", "bill_length_mm": 37.8, "bill_depth_mm": 18.3,
-   "flipper_length_mm": 174.0, "year": 2007},
-  {"island": "Biscoe", "bill_length_mm": 46.1, "bill_depth_mm": 13.2,
-   "flipper_length_mm": 211.0, "year": 2007},
-  {"island": "Dream", "bill_length_mm": 46.5, "bill_depth_mm": 17.9,
-   "flipper_length_mm": 192.0, "year": 2007}
-]}
-"""
+# The request body the README documents, read from the file it quotes.
+REST_BODY = (REPO / "examples" / "penguins_request.json").read_text()
 FEATURES = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "year", "island"]
 OUTPUT_UNITS = {"species": 3, "sex": 1, "body_mass_g": 1}
 # Rows 0-2 are complete; row 3 misses every measurement (NaN inputs); 152 and 276
@@ -463,3 +455,8 @@ def test_census_files_names_a_failed_download(tmp_path, monkeypatch):
     with pytest.raises(DataError, match="census-income.data.gz") as error:
         census_files(data_dir=str(tmp_path / "empty"), origin=origin)
     assert f"{origin}/census-income.data.gz" in str(error.value)
+
+
+def test_readme_quotes_the_tested_request_body():
+    readme = (REPO / "README.md").read_text()
+    assert REST_BODY.strip() in readme
