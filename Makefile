@@ -23,12 +23,22 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
+DEEPCTR_STAMP := .venv-deepctr/.installed
+
+# DeepCTR (Keras 2) in its own environment: the reference of the census epoch benchmark.
+$(DEEPCTR_STAMP):
+	test -x .venv-deepctr/bin/python || $(PYTHON) -m venv .venv-deepctr
+	.venv-deepctr/bin/python -m pip install --quiet --upgrade pip
+	.venv-deepctr/bin/python -m pip install --quiet "tensorflow~=2.21.0" \
+		"tf-keras~=2.21.0" "deepctr==0.9.4" pandas scikit-learn
+	touch $(DEEPCTR_STAMP)
+
 ## Run the benchmarks; results go to benchmarks/results/*.json and a printed table.
-bench: $(STAMP)
+bench: $(STAMP) $(DEEPCTR_STAMP)
 	$(PY) benchmarks/run.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check kmtl tests benchmarks
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) .venv-deepctr build *.egg-info .pytest_cache

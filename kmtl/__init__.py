@@ -10,6 +10,7 @@ from kmtl import architectures  # noqa: E402
 from kmtl import data  # noqa: E402
 from kmtl import datasets  # noqa: E402
 from kmtl import layers  # noqa: E402
+from kmtl import weighting  # noqa: E402
 from kmtl.errors import ConfigError  # noqa: E402
 from kmtl.errors import DataError  # noqa: E402
 from kmtl.export import export_saved_model  # noqa: E402
@@ -32,4 +33,5 @@ __all__ = [
     "datasets",
     "export_saved_model",
     "layers",
+    "weighting",
 ]

@@ -2,6 +2,7 @@
 training step that computes, weights and logs per-task losses."""
 
 import keras
+import numpy as np
 import tensorflow as tf
 from keras import ops
 from keras.src.losses.loss import scale_loss_for_distribution
@@ -9,8 +10,10 @@ from keras.src.losses.loss import unscale_loss_for_distribution
 from keras.src.trainers.data_adapters.data_adapter_utils import unpack_x_y_sample_weight
 
 from kmtl import tasks as tasks_module
+from kmtl import weighting as weighting_module
 from kmtl.errors import ConfigError
 from kmtl.features import Feature
+from kmtl.weighting import StaticWeighting
 
 LOSS_COMBINATIONS = ("sum", "mean")
 _FEATURE_KINDS = {
@@ -62,6 +65,8 @@ class MultiTaskModel(keras.Model):
         self._task_losses = {t.name: t.build_loss() for t in self.tasks}
         self.task_loss_trackers = [keras.metrics.Mean(name=f"{t.name}_loss")
                                    for t in self.tasks]
+        self.task_weight_trackers = [keras.metrics.Mean(name=f"{t.name}_weight")
+                                     for t in self.tasks]
         self.task_metrics = []
         self._metric_slices = {}
         for task in self.tasks:
@@ -70,6 +75,7 @@ class MultiTaskModel(keras.Model):
             self._metric_slices[task.name] = (start, len(self.task_metrics))
         self.loss_weights = {t.name: t.loss_weight for t in self.tasks}
         self.loss_combination = "sum"
+        self.weighting = None
 
     # === Data description ===
 
@@ -89,13 +95,17 @@ class MultiTaskModel(keras.Model):
     # === Training ===
 
     def compile(self, optimizer="adam", loss_weights=None, loss_combination="sum",
-                **kwargs):
+                weighting=None, **kwargs):
         """Configures training.
 
         Args:
             optimizer: a Keras optimizer or identifier.
             loss_weights: dict `{task: weight}` overriding the tasks' loss weights.
-            loss_combination: `"sum"` (weighted sum) or `"mean"` (weighted mean).
+            loss_combination: `"sum"` (weighted sum) or `"mean"` (weighted mean)
+                of the static weights; used when `weighting` is None.
+            weighting: a `kmtl.weighting` method: name, spec string
+                (`"static(mean=True)"`), config dict or instance. Default: static
+                loss weights combined by `loss_combination`.
             **kwargs: `run_eagerly`, `steps_per_execution`, `jit_compile`,
                 `auto_scale_loss`, as in `keras.Model.compile`. Losses and metrics
                 belong to the tasks, so `loss` and `metrics` are not accepted.
@@ -127,12 +137,23 @@ class MultiTaskModel(keras.Model):
             weights[name] = float(value)
         if sum(weights.values()) <= 0:
             raise ConfigError("At least one loss weight must be positive.")
+        if weighting is None:
+            weighting = StaticWeighting(mean=loss_combination == "mean")
+        weighting = weighting_module.get(weighting)
         super().compile(optimizer=optimizer, **kwargs)
         self.loss_weights = weights
         self.loss_combination = loss_combination
+        weighting.build_tasks(self.task_names, weights)
+        self.weighting = weighting
         self._compile_config = keras.src.saving.serialization_lib.SerializableDict(
             optimizer=optimizer, loss_weights=loss_weights,
-            loss_combination=loss_combination, **kwargs)
+            loss_combination=loss_combination,
+            weighting=weighting_module.serialize(weighting), **kwargs)
+
+    def fit(self, *args, callbacks=None, **kwargs):
+        """`keras.Model.fit`, plus the callbacks the weighting method needs."""
+        extra = self.weighting.callbacks() if self.weighting is not None else []
+        return super().fit(*args, callbacks=list(callbacks or []) + extra, **kwargs)
 
     def compute_task_losses(self, y, y_pred, sample_weight=None):
         """Per-task losses `{task: scalar}`, each the mean over labelled rows.
@@ -150,27 +171,45 @@ class MultiTaskModel(keras.Model):
                 sample_weight=weight)
         return losses
 
-    def combine_task_losses(self, task_losses):
-        """The total loss from per-task losses, with the static loss weights.
+    def _stack_losses(self, task_losses):
+        return ops.stack([ops.convert_to_tensor(task_losses[n], "float32")
+                          for n in self.task_names])
 
-        This is the one place a loss-weighting method changes the step."""
-        total = 0.0
-        for name, loss in task_losses.items():
-            total = total + self.loss_weights[name] * loss
-        if self.loss_combination == "mean":
-            total = total / sum(self.loss_weights.values())
+    def _labelled(self, sample_weight):
+        """`(tasks,)` bool: does the batch hold a labelled row for each task?"""
+        flags = []
+        for name in self.task_names:
+            weight = None if sample_weight is None else sample_weight.get(name)
+            flags.append(ops.convert_to_tensor(True) if weight is None
+                         else ops.sum(weight) > 0)
+        return ops.stack(flags)
+
+    def combine_task_losses(self, task_losses, labelled=None):
+        """The total loss from per-task losses `{task: scalar}`, by the weighting
+        method (static loss weights unless `compile(weighting=...)` says
+        otherwise)."""
+        losses = self._stack_losses(task_losses)
+        if labelled is None:
+            labelled = ops.ones((len(self.tasks),), dtype="bool")
+        total, _ = self.weighting.combine_losses(losses, labelled)
         return total
 
-    def _total_loss(self, task_losses):
-        loss = self.combine_task_losses(task_losses)
-        if self.losses:
-            loss = loss + scale_loss_for_distribution(ops.sum(self.losses))
-        return loss
+    def _regularization(self):
+        if not self.losses:
+            return 0.0
+        return scale_loss_for_distribution(ops.sum(self.losses))
 
-    def _update_metrics(self, loss, task_losses, x, y, y_pred, sample_weight):
+    def _total_loss(self, task_losses):
+        return self.combine_task_losses(task_losses) + self._regularization()
+
+    def _update_metrics(self, loss, task_losses, x, y, y_pred, sample_weight,
+                        task_weights=None):
         batch_size = ops.shape(next(iter(x.values())))[0]
         self._loss_tracker.update_state(
             unscale_loss_for_distribution(loss), sample_weight=batch_size)
+        if task_weights is not None:
+            for i, tracker in enumerate(self.task_weight_trackers):
+                tracker.update_state(task_weights[i])
         for task, tracker in zip(self.tasks, self.task_loss_trackers):
             weight = None if sample_weight is None else sample_weight.get(task.name)
             tracker.update_state(
@@ -184,22 +223,91 @@ class MultiTaskModel(keras.Model):
 
     def train_step(self, data):
         x, y, sample_weight = unpack_x_y_sample_weight(data)
-        with tf.GradientTape() as tape:
+        weighting = self.weighting
+        trainable = self.trainable_weights
+        with tf.GradientTape(persistent=weighting.gradient_based) as tape:
             y_pred = self(x, training=True)
             task_losses = self.compute_task_losses(y, y_pred, sample_weight)
-            loss = self._total_loss(task_losses)
-            scaled_loss = self.optimizer.scale_loss(loss)
-        trainable = self.trainable_weights
-        gradients = tape.gradient(scaled_loss, trainable)
+            losses = self._stack_losses(task_losses)
+            labelled = self._labelled(sample_weight)
+            if weighting.gradient_based:
+                regularization = self._regularization()
+                scaled = [self.optimizer.scale_loss(losses[i])
+                          for i in range(len(self.tasks))]
+                scaled_regularization = self.optimizer.scale_loss(regularization)
+            else:
+                total, task_weights = weighting.combine_losses(losses, labelled)
+                loss = total + self._regularization()
+                scaled_loss = self.optimizer.scale_loss(loss)
+        if weighting.gradient_based:
+            gradients, task_weights = self._aggregated_gradients(
+                tape, scaled, scaled_regularization, losses, labelled, trainable)
+            loss = ops.sum(task_weights * losses) + regularization
+            del tape
+        else:
+            gradients = tape.gradient(scaled_loss, trainable)
         self.optimizer.apply_gradients(zip(gradients, trainable))
-        return self._update_metrics(loss, task_losses, x, y, y_pred, sample_weight)
+        return self._update_metrics(loss, task_losses, x, y, y_pred, sample_weight,
+                                    task_weights)
+
+    def _aggregated_gradients(self, tape, scaled_losses, scaled_regularization,
+                              losses, labelled, variables):
+        """Per-task gradients -> the weighting's direction for shared variables.
+
+        A variable that only one task's loss reaches (its tower and head) gets
+        that task's gradient; a variable that several reach (encoder,
+        architecture) is shared: the tasks' gradients of it, unscaled (mixed
+        precision) and flattened into a `(tasks, parameters)` matrix, go to
+        `Weighting.aggregate_gradients`, whose direction is split back into the
+        variables. Which variables are shared is read off the graph when the step
+        is traced (a task's gradient of an unreached variable is None).
+        """
+        per_task = [tape.gradient(loss, variables) for loss in scaled_losses]
+        shared = [i for i in range(len(variables))
+                  if sum(g[i] is not None for g in per_task) > 1]
+        scale = self.optimizer.scale_loss(ops.convert_to_tensor(1.0, "float32"))
+        gradients = [None] * len(variables)
+        for i in range(len(variables)):
+            if i not in shared:
+                owners = [g[i] for g in per_task if g[i] is not None]
+                gradients[i] = owners[0] if owners else None
+        if shared:
+            rows = []
+            for task_gradients in per_task:
+                parts = []
+                for i in shared:
+                    g = task_gradients[i]
+                    g = (ops.zeros(variables[i].shape, "float32") if g is None
+                         else ops.cast(ops.convert_to_tensor(g), "float32"))
+                    parts.append(ops.reshape(g, (-1,)))
+                rows.append(ops.concatenate(parts) / scale)
+            direction, task_weights = self.weighting.aggregate_gradients(
+                ops.stack(rows), losses, labelled)
+            direction = direction * scale
+            offset = 0
+            for i in shared:
+                size = int(np.prod(variables[i].shape))
+                gradients[i] = ops.cast(ops.reshape(
+                    direction[offset:offset + size], variables[i].shape),
+                    variables[i].dtype)
+                offset += size
+        else:
+            task_weights = ops.ones((len(self.tasks),), "float32")
+        if self.losses:
+            extra = tape.gradient(scaled_regularization, variables)
+            gradients = [g if e is None else (e if g is None else g + e)
+                         for g, e in zip(gradients, extra)]
+        return gradients, task_weights
 
     def test_step(self, data):
         x, y, sample_weight = unpack_x_y_sample_weight(data)
         y_pred = self(x, training=False)
         task_losses = self.compute_task_losses(y, y_pred, sample_weight)
-        loss = self._total_loss(task_losses)
-        return self._update_metrics(loss, task_losses, x, y, y_pred, sample_weight)
+        total, task_weights = self.weighting.combine_losses(
+            self._stack_losses(task_losses), self._labelled(sample_weight))
+        loss = total + self._regularization()
+        return self._update_metrics(loss, task_losses, x, y, y_pred, sample_weight,
+                                    task_weights)
 
     # === Config ===
 

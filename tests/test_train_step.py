@@ -1,0 +1,71 @@
+"""The train step's two paths (loss weighting, per-task gradient aggregation)
+agree where the math says they must."""
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+import kmtl
+from kmtl.data import make_dataset
+from kmtl.datasets import PENGUIN_FEATURES
+from kmtl.datasets import penguin_tasks
+from kmtl.features import resolve_features
+from kmtl.weighting import Weighting
+
+
+class SumOfGradients(Weighting):
+    """Gradient-based EW: the direction is the plain sum of the task gradients."""
+
+    gradient_based = True
+
+    def aggregate_gradients(self, gradients, losses, labelled):
+        weights = ops.cast(labelled, gradients.dtype)
+        return ops.sum(gradients * weights[:, None], axis=0), weights
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    frame = kmtl.datasets.load_penguins().dropna(subset=["bill_length_mm"])
+    frame = frame.reset_index(drop=True)
+    tasks = penguin_tasks()
+    for task in tasks:
+        task.fit(frame)
+    features = resolve_features(frame, **PENGUIN_FEATURES)
+    for feature in features:
+        feature.fit(frame)
+    return frame, features, tasks
+
+
+def _one_step(fitted, weighting, architecture):
+    frame, features, tasks = fitted
+    keras.utils.set_random_seed(3)
+    model = kmtl.build_model(features, tasks, architecture, tower_units=(4,),
+                             **({"units": (8,)} if architecture == "shared_bottom"
+                                else {"num_experts": 2, "expert_units": (8,)}))
+    model.compile(optimizer=keras.optimizers.SGD(0.1), weighting=weighting)
+    data = make_dataset(frame.iloc[:64], features, tasks, 64)
+    logs = model.fit(data, epochs=1, verbose=0, shuffle=False).history
+    return [w.numpy() for w in model.trainable_weights], logs
+
+
+@pytest.mark.parametrize("architecture", ["shared_bottom", "mmoe"])
+def test_summed_task_gradients_equal_the_equal_weighting_step(fitted, architecture):
+    static, static_logs = _one_step(fitted, "ew", architecture)
+    summed, summed_logs = _one_step(fitted, SumOfGradients(), architecture)
+    assert len(static) == len(summed)
+    for a, b in zip(static, summed):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert static_logs["loss"] == pytest.approx(summed_logs["loss"], rel=1e-5)
+    assert summed_logs["sex_weight"] == [1.0]
+
+
+def test_task_weights_are_logged(fitted):
+    frame, features, tasks = fitted
+    model = kmtl.build_model(features, tasks, "shared_bottom", units=(8,))
+    model.compile(optimizer="adam", loss_weights={"sex": 2.0},
+                  loss_combination="mean")
+    logs = model.fit(make_dataset(frame, features, tasks, 64), epochs=1,
+                     verbose=0).history
+    assert logs["sex_weight"][0] == pytest.approx(2.0 / 4.0)
+    assert logs["species_weight"][0] == pytest.approx(1.0 / 4.0)
