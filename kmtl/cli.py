@@ -47,6 +47,8 @@ def cmd_train(args):
         config["data"]["split"]["seed"] = args.seed
     if args.export_dir is not None:
         config["export"]["dir"] = args.export_dir
+    if args.weighting is not None:
+        config["training"]["weighting"] = args.weighting
     train(config, data_dir=args.data_dir, output_dir=args.output_dir)
 
 
@@ -125,6 +127,9 @@ def build_parser():
     train.add_argument("--epochs", type=int, help="override training.epochs")
     train.add_argument("--seed", type=int, help="override training.seed and the "
                        "split seed")
+    train.add_argument("--weighting", help="override training.weighting: a method "
+                       "name or spec such as 'static(mean=True)' or 'cagrad(c=0.4)' "
+                       "(see kmtl.weighting.list_weightings())")
     train.set_defaults(func=cmd_train)
 
     evaluate = commands.add_parser(

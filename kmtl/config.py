@@ -51,6 +51,7 @@ SCHEMA = {
         "optimizer": "adam",
         "learning_rate": 0.001,
         "loss_combination": "sum",
+        "weighting": None,
         "early_stopping_patience": 3,
         "seed": 0,
         "mixed_precision": False,

@@ -240,7 +240,8 @@ def _train(config, data_dir, output_dir, export_root, log):
         embedding_dim=model_section["embedding_dim"],
         name=config["name"], **model_section["options"])
     model.compile(optimizer=_optimizer(training),
-                  loss_combination=training["loss_combination"])
+                  loss_combination=training["loss_combination"],
+                  weighting=training["weighting"])
     batch_size = training["batch_size"]
     train_data = make_dataset(train_frame, features, tasks, batch_size, shuffle=True,
                               seed=training["seed"])

@@ -155,6 +155,17 @@ class MultiTaskModel(keras.Model):
         extra = self.weighting.callbacks() if self.weighting is not None else []
         return super().fit(*args, callbacks=list(callbacks or []) + extra, **kwargs)
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Under tf.distribute, Keras averages a data batch across replicas to
+        # build the model symbolically, which fails on string features (strings
+        # cannot be averaged). A MultiTaskModel is a built Functional model with
+        # no compiled loss or metrics, so only the optimizer needs building.
+        if self._distribute_strategy is None:
+            return
+        with self.distribute_strategy.scope():
+            if self.optimizer is not None and not self.optimizer.built:
+                self.optimizer.build(self.trainable_variables)
+
     def compute_task_losses(self, y, y_pred, sample_weight=None):
         """Per-task losses `{task: scalar}`, each the mean over labelled rows.
 
