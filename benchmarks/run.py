@@ -14,13 +14,24 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks import bench_census_epoch  # noqa: E402
 from benchmarks import bench_pipeline  # noqa: E402
 from benchmarks import bench_train_step  # noqa: E402
+from benchmarks import bench_weighting  # noqa: E402
 
 BENCHMARKS = {
     "pipeline": bench_pipeline.run,
     "train_step": bench_train_step.run,
     "census_epoch": bench_census_epoch.run,
+    "weighting": bench_weighting.run,
 }
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+
+
+def _flat(result, prefix=""):
+    """(dotted key, value) for every float in a nested result."""
+    for key, value in result.items():
+        if isinstance(value, dict):
+            yield from _flat(value, f"{prefix}{key}.")
+        elif isinstance(value, float):
+            yield f"{prefix}{key}", value
 
 
 def main(names):
@@ -32,9 +43,7 @@ def main(names):
         result = {"benchmark": name, "machine": machine, **BENCHMARKS[name]()}
         with open(os.path.join(RESULTS, f"{name}.json"), "w") as handle:
             json.dump(result, handle, indent=2)
-        for key, value in result.items():
-            if isinstance(value, float):
-                rows.append((name, key, value))
+        rows.extend((name, key, value) for key, value in _flat(result))
     width = max(len(r[1]) for r in rows)
     print(f"{'benchmark':<14} {'measure':<{width}} value")
     for name, key, value in rows:
