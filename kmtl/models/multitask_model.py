@@ -151,9 +151,12 @@ class MultiTaskModel(keras.Model):
             weighting=weighting_module.serialize(weighting), **kwargs)
 
     def fit(self, *args, callbacks=None, **kwargs):
-        """`keras.Model.fit`, plus the callbacks the weighting method needs."""
+        """`keras.Model.fit`, plus the callbacks the weighting method needs.
+
+        The method's callbacks run first, so its state is up to date when a
+        user's callback (e.g. `ModelCheckpoint`) saves the model."""
         extra = self.weighting.callbacks() if self.weighting is not None else []
-        return super().fit(*args, callbacks=list(callbacks or []) + extra, **kwargs)
+        return super().fit(*args, callbacks=extra + list(callbacks or []), **kwargs)
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         # Under tf.distribute, Keras averages a data batch across replicas to

@@ -5,8 +5,8 @@ command-line spec such as `"static(mean=True)"`:
 
 >>> kmtl.weighting.get("static")
 <StaticWeighting ...>
->>> kmtl.weighting.list_weightings()
-['ew', 'static']
+>>> kmtl.weighting.list_weightings()[:4]
+['aligned_mtl', 'cagrad', 'dwa', 'ew']
 """
 
 import ast
@@ -14,19 +14,23 @@ import ast
 import keras
 
 from kmtl.errors import ConfigError
+from kmtl.weighting.aligned_mtl import AlignedMTL
 from kmtl.weighting.base import WEIGHTINGS as _REGISTRY
 from kmtl.weighting.base import Weighting
 from kmtl.weighting.base import register
+from kmtl.weighting.cagrad import CAGrad
+from kmtl.weighting.dwa import DWA
+from kmtl.weighting.gls import GLS
+from kmtl.weighting.graddrop import GradDrop
+from kmtl.weighting.gradnorm import GradNorm
+from kmtl.weighting.gradvac import GradVac
+from kmtl.weighting.imtl import IMTL
+from kmtl.weighting.mgda import MGDA
+from kmtl.weighting.nash_mtl import NashMTL
+from kmtl.weighting.pcgrad import PCGrad
+from kmtl.weighting.rlw import RLW
 from kmtl.weighting.static import StaticWeighting
-
-# Each method module registers its classes when imported (one file per method).
-for _module in ("uncertainty", "gradnorm", "dwa", "rlw", "gls", "mgda", "pcgrad",
-                "gradvac", "cagrad", "imtl", "nash_mtl", "aligned_mtl", "graddrop"):
-    try:
-        __import__(f"kmtl.weighting.{_module}")
-    except ModuleNotFoundError as _error:
-        if _error.name != f"kmtl.weighting.{_module}":
-            raise
+from kmtl.weighting.uncertainty import UncertaintyWeighting
 
 
 def list_weightings():
@@ -82,7 +86,7 @@ def get(identifier):
                               f"{list_weightings()}.")
         try:
             return _REGISTRY[key](**options)
-        except TypeError as error:
+        except (TypeError, ValueError) as error:
             raise ConfigError(f"Weighting {name!r}: {error}") from None
     raise ConfigError(f"Cannot interpret a weighting from {identifier!r}.")
 
@@ -96,7 +100,20 @@ def deserialize(config):
 
 
 __all__ = [
+    "DWA",
+    "GLS",
+    "IMTL",
+    "MGDA",
+    "RLW",
+    "AlignedMTL",
+    "CAGrad",
+    "GradDrop",
+    "GradNorm",
+    "GradVac",
+    "NashMTL",
+    "PCGrad",
     "StaticWeighting",
+    "UncertaintyWeighting",
     "Weighting",
     "deserialize",
     "get",
