@@ -246,8 +246,11 @@ class MultiTaskModel(keras.Model):
             labelled = self._labelled(sample_weight)
             if weighting.gradient_based:
                 regularization = self._regularization()
-                scaled = [self.optimizer.scale_loss(losses[i])
-                          for i in range(len(self.tasks))]
+                # Each task's own loss tensor, not a slice of `losses`: the
+                # gradient of a slice of a stack would carry zeros back through
+                # every other task's tower.
+                scaled = [self.optimizer.scale_loss(task_losses[name])
+                          for name in self.task_names]
                 scaled_regularization = self.optimizer.scale_loss(regularization)
             else:
                 total, task_weights = weighting.combine_losses(losses, labelled)
