@@ -18,8 +18,8 @@ from benchmarks.common import EpochTimer
 from benchmarks.common import census
 from benchmarks.common import census_dir
 from benchmarks.common import median
-from kmtl import build_model
 from kmtl.data import make_dataset
+from kmtl.training import model_from_config
 
 EPOCHS = 4
 DEEPCTR_PYTHON = os.path.join(ROOT, ".venv-deepctr", "bin", "python")
@@ -36,11 +36,7 @@ def _deepctr():
 
 def run():
     config, train, _, features, tasks = census()
-    model_cfg = config["model"]
-    model = build_model(features, tasks, model_cfg["architecture"],
-                        tower_units=model_cfg["tower_units"],
-                        embedding_dim=model_cfg["embedding_dim"],
-                        **model_cfg["options"])
+    model = model_from_config(config, features, tasks)
     model.compile(optimizer="adam")
     data = make_dataset(train, features, tasks, 1024, shuffle=True, seed=0)
     timer = EpochTimer()

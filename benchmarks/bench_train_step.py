@@ -12,8 +12,8 @@ import keras
 from benchmarks.common import EpochTimer
 from benchmarks.common import census
 from benchmarks.common import median
-from kmtl import build_model
 from kmtl.data import make_dataset
+from kmtl.training import model_from_config
 
 STEPS = 60
 ROUNDS = 4
@@ -33,11 +33,7 @@ def _stock_model(model):
 
 def run():
     config, train, _, features, tasks = census()
-    model_cfg = config["model"]
-    model = build_model(features, tasks, model_cfg["architecture"],
-                        tower_units=model_cfg["tower_units"],
-                        embedding_dim=model_cfg["embedding_dim"],
-                        **model_cfg["options"])
+    model = model_from_config(config, features, tasks)
     model.compile(optimizer="adam")
     stock = _stock_model(model)
     batches = make_dataset(train, features, tasks, 1024, shuffle=True, seed=0)

@@ -103,6 +103,19 @@ def prepare(config, train, tasks):
     return features
 
 
+def model_from_config(config, features, tasks):
+    """`build_model` with the config's `model` section (uncompiled)."""
+    section = config["model"]
+    return build_model(
+        features, tasks, section["architecture"],
+        tower_units=section["tower_units"],
+        tower_activation=section["tower_activation"],
+        tower_dropout=section["tower_dropout"],
+        categorical_encoding=section["categorical_encoding"],
+        embedding_dim=section["embedding_dim"],
+        name=config["name"], **section["options"])
+
+
 def new_run_dir(output_dir, name):
     """Creates a fresh run directory `output_dir/<name>-<timestamp>[-n]`.
 
@@ -231,14 +244,7 @@ def _train(config, data_dir, output_dir, export_root, log):
             export_root, config["name"])
         check_writable(export_dir, "export directory")
     model_section = config["model"]
-    model = build_model(
-        features, tasks, model_section["architecture"],
-        tower_units=model_section["tower_units"],
-        tower_activation=model_section["tower_activation"],
-        tower_dropout=model_section["tower_dropout"],
-        categorical_encoding=model_section["categorical_encoding"],
-        embedding_dim=model_section["embedding_dim"],
-        name=config["name"], **model_section["options"])
+    model = model_from_config(config, features, tasks)
     model.compile(optimizer=_optimizer(training),
                   loss_combination=training["loss_combination"],
                   weighting=training["weighting"])

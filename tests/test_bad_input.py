@@ -15,6 +15,7 @@ from pathlib import Path
 import keras
 import pytest
 import yaml
+from helpers import snapshot
 
 import kmtl
 from kmtl.cli import main
@@ -22,17 +23,6 @@ from kmtl.cli import main
 EARLIER_RUN = "earlier"
 
 
-def snapshot(root):
-    """Every path under `root` -> (size, mtime_ns, bytes) for files, None for dirs."""
-    result = {}
-    for path in sorted(Path(root).rglob("*")):
-        key = str(path.relative_to(root))
-        if path.is_dir():
-            result[key] = None
-        else:
-            stat = path.stat()
-            result[key] = (stat.st_size, stat.st_mtime_ns, path.read_bytes())
-    return result
 
 
 def changes(before, after):

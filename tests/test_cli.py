@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 import yaml
+from helpers import snapshot
 from sklearn.metrics import roc_auc_score
 from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.util import tensor_util
@@ -65,17 +66,6 @@ def run_main(capsys, *args):
     return code, out, err
 
 
-def snapshot(root):
-    """Every path under `root` -> (size, mtime_ns, bytes) for files, None for dirs."""
-    result = {}
-    for path in sorted(Path(root).rglob("*")):
-        key = str(path.relative_to(root))
-        if path.is_dir():
-            result[key] = None
-        else:
-            stat = path.stat()
-            result[key] = (stat.st_size, stat.st_mtime_ns, path.read_bytes())
-    return result
 
 
 def raw_inputs(model, frame):

@@ -28,6 +28,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import snapshot
 
 import kmtl
 from kmtl.data import make_dataset
@@ -102,17 +103,6 @@ def quiet_env(**extra):
     return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **extra}
 
 
-def snapshot(root):
-    """Every path under `root` -> (size, mtime_ns, bytes) for files, None for dirs."""
-    result = {}
-    for path in sorted(Path(root).rglob("*")):
-        key = str(path.relative_to(root))
-        if path.is_dir():
-            result[key] = None
-        else:
-            st = path.stat()
-            result[key] = (st.st_size, st.st_mtime_ns, path.read_bytes())
-    return result
 
 
 def raw_columns(model, frame):
