@@ -7,6 +7,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from kmtl import architectures  # noqa: E402
+from kmtl import callbacks  # noqa: E402
 from kmtl import data  # noqa: E402
 from kmtl import datasets  # noqa: E402
 from kmtl import layers  # noqa: E402
@@ -28,6 +29,7 @@ __all__ = [
     "MultiTaskModel",
     "Task",
     "architectures",
+    "callbacks",
     "build_model",
     "data",
     "datasets",

@@ -11,6 +11,7 @@ import yaml
 
 from kmtl import datasets
 from kmtl import tasks as tasks_module
+from kmtl.callbacks import GradientStatistics
 from kmtl.data import combine_task_tables
 from kmtl.data import make_dataset
 from kmtl.data import read_table
@@ -260,7 +261,11 @@ def _train(config, data_dir, output_dir, export_root, log):
     resolved = {**config, "tasks": [t.get_config() for t in tasks]}
     with open(os.path.join(run_dir, CONFIG_FILE), "w") as handle:
         yaml.safe_dump(resolved, handle, sort_keys=False)
-    callbacks = [
+    callbacks = []
+    if training["gradient_statistics_every"]:
+        callbacks.append(GradientStatistics(
+            validation_data or train_data, every=training["gradient_statistics_every"]))
+    callbacks += [
         keras.callbacks.TensorBoard(os.path.join(run_dir, LOG_DIR)),
         keras.callbacks.EarlyStopping(
             monitor=monitor, patience=training["early_stopping_patience"],

@@ -289,17 +289,9 @@ class MultiTaskModel(keras.Model):
                 owners = [g[i] for g in per_task if g[i] is not None]
                 gradients[i] = owners[0] if owners else None
         if shared:
-            rows = []
-            for task_gradients in per_task:
-                parts = []
-                for i in shared:
-                    g = task_gradients[i]
-                    g = (ops.zeros(variables[i].shape, "float32") if g is None
-                         else ops.cast(ops.convert_to_tensor(g), "float32"))
-                    parts.append(ops.reshape(g, (-1,)))
-                rows.append(ops.concatenate(parts) / scale)
+            matrix = _gradient_matrix(per_task, shared, variables) / scale
             direction, task_weights = self.weighting.aggregate_gradients(
-                ops.stack(rows), losses, labelled)
+                matrix, losses, labelled)
             direction = direction * scale
             offset = 0
             for i in shared:
@@ -315,6 +307,32 @@ class MultiTaskModel(keras.Model):
             gradients = [g if e is None else (e if g is None else g + e)
                          for g, e in zip(gradients, extra)]
         return gradients, task_weights
+
+    def task_gradients(self, data):
+        """Each task's gradient of the shared variables on one batch.
+
+        Args:
+            data: a batch `(features, labels, sample_weights)`, as `make_dataset`
+                yields.
+
+        Returns:
+            `(gradients, labelled)`: `(tasks, parameters)` float32, row `t` the
+            gradient of task `t`'s loss with respect to every variable that more
+            than one task's loss reaches, flattened; and `(tasks,)` bool. Used by
+            `kmtl.callbacks.GradientStatistics`; the train step computes the same
+            matrix for gradient-based weightings.
+        """
+        x, y, sample_weight = unpack_x_y_sample_weight(data)
+        variables = self.trainable_weights
+        with tf.GradientTape(persistent=True) as tape:
+            y_pred = self(x, training=False)
+            task_losses = self.compute_task_losses(y, y_pred, sample_weight)
+        per_task = [tape.gradient(task_losses[n], variables) for n in self.task_names]
+        del tape
+        shared = [i for i in range(len(variables))
+                  if sum(g[i] is not None for g in per_task) > 1]
+        return (_gradient_matrix(per_task, shared, variables),
+                self._labelled(sample_weight))
 
     def test_step(self, data):
         x, y, sample_weight = unpack_x_y_sample_weight(data)
@@ -341,3 +359,19 @@ class MultiTaskModel(keras.Model):
 
     def get_config(self):
         return {**super().get_config(), "tasks": [t.get_config() for t in self.tasks]}
+
+
+def _gradient_matrix(per_task, shared, variables):
+    """`(tasks, parameters)` float32: each task's gradients of the `shared`
+    variables (indices into `variables`), flattened side by side; a variable a
+    task does not reach contributes zeros."""
+    rows = []
+    for task_gradients in per_task:
+        parts = []
+        for i in shared:
+            g = task_gradients[i]
+            g = (ops.zeros(variables[i].shape, "float32") if g is None
+                 else ops.cast(ops.convert_to_tensor(g), "float32"))
+            parts.append(ops.reshape(g, (-1,)))
+        rows.append(ops.concatenate(parts))
+    return ops.stack(rows)

@@ -1,0 +1,60 @@
+"""Keras callbacks for multi-task training."""
+
+import keras
+import tensorflow as tf
+
+
+class GradientStatistics(keras.callbacks.Callback):
+    """Logs per-task gradient norms and pairwise gradient cosines of the shared
+    variables, every `every` epochs, on fixed batches.
+
+    Adds `<task>_grad_norm` and `grad_cosine_<task_a>_<task_b>` to the epoch logs,
+    so a `keras.callbacks.TensorBoard` placed after it in the callback list writes
+    them. The gradients are those of each task's unweighted loss (see
+    `MultiTaskModel.task_gradients`), averaged over the given batches; a negative
+    cosine is a conflict between two tasks (Yu et al., "Gradient Surgery for
+    Multi-Task Learning", NeurIPS 2020). Computing them costs one backward pass
+    per task per batch, only on logging epochs, so training is not slowed.
+
+    Args:
+        data: a dataset of `(features, labels, sample_weights)` batches, e.g.
+            `make_dataset(validation, ...)`; at most `batches` are used.
+        every: int, default 1. Log every `every` epochs.
+        batches: int, default 1.
+
+    Raises:
+        ValueError: `every` or `batches` is not a positive integer.
+    """
+
+    def __init__(self, data, every=1, batches=1):
+        super().__init__()
+        for name, value in (("every", every), ("batches", batches)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer. Received: "
+                                 f"{name}={value!r}")
+        self.data = data.take(batches)
+        self.every = every
+        self._compute = None
+
+    def _statistics(self):
+        if self._compute is None:
+            self._compute = tf.function(self.model.task_gradients)
+        total, count = None, 0
+        for batch in self.data:
+            gradients, _ = self._compute(batch)
+            total = gradients if total is None else total + gradients
+            count += 1
+        mean = total / count
+        norms = tf.norm(mean, axis=1)
+        unit = mean / tf.maximum(norms[:, None], 1e-12)
+        return norms.numpy(), tf.matmul(unit, unit, transpose_b=True).numpy()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None or (epoch + 1) % self.every:
+            return
+        norms, cosines = self._statistics()
+        names = self.model.task_names
+        for i, name in enumerate(names):
+            logs[f"{name}_grad_norm"] = float(norms[i])
+            for j in range(i + 1, len(names)):
+                logs[f"grad_cosine_{name}_{names[j]}"] = float(cosines[i, j])
