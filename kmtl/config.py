@@ -52,6 +52,7 @@ SCHEMA = {
         "learning_rate": 0.001,
         "loss_combination": "sum",
         "weighting": None,
+        "gradients": "parameters",
         "gradient_statistics_every": 0,
         "early_stopping_patience": 3,
         "seed": 0,

@@ -248,7 +248,8 @@ def _train(config, data_dir, output_dir, export_root, log):
     model = model_from_config(config, features, tasks)
     model.compile(optimizer=_optimizer(training),
                   loss_combination=training["loss_combination"],
-                  weighting=training["weighting"])
+                  weighting=training["weighting"],
+                  gradients=training["gradients"])
     batch_size = training["batch_size"]
     train_data = make_dataset(train_frame, features, tasks, batch_size, shuffle=True,
                               seed=training["seed"])

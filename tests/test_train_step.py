@@ -69,3 +69,32 @@ def test_task_weights_are_logged(fitted):
                      verbose=0).history
     assert logs["sex_weight"][0] == pytest.approx(2.0 / 4.0)
     assert logs["species_weight"][0] == pytest.approx(1.0 / 4.0)
+
+
+def test_representation_gradients_of_the_sum_equal_the_equal_weighting_step(fitted):
+    frame, features, tasks = fitted
+
+    def one_step(weighting, gradients):
+        keras.utils.set_random_seed(3)
+        model = kmtl.build_model(features, tasks, "shared_bottom", units=(8,),
+                                 tower_units=(4,))
+        model.compile(optimizer=keras.optimizers.SGD(0.1), weighting=weighting,
+                      gradients=gradients)
+        data = make_dataset(frame.iloc[:64], features, tasks, 64)
+        model.fit(data, epochs=1, verbose=0, shuffle=False)
+        return [w.numpy() for w in model.trainable_weights]
+
+    static = one_step("ew", "parameters")
+    summed = one_step(SumOfGradients(), "representation")
+    for a, b in zip(static, summed):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_representation_gradients_need_one_shared_representation(fitted):
+    frame, features, tasks = fitted
+    model = kmtl.build_model(features, tasks, "mmoe", num_experts=2,
+                             expert_units=(4,))
+    with pytest.raises(kmtl.ConfigError, match="one representation shared"):
+        model.compile(weighting=SumOfGradients(), gradients="representation")
+    with pytest.raises(kmtl.ConfigError, match="Unknown gradients='weights'"):
+        model.compile(gradients="weights")

@@ -41,6 +41,10 @@ class SharedBottom(keras.layers.Layer):
     {'a': (2, 8), 'b': (2, 8)}
     """
 
+    # Every task reads the same tensor: gradients with respect to it are
+    # comparable across tasks (MultiTaskModel's gradients="representation").
+    shares_representation = True
+
     def __init__(self, task_names, units=(256, 128), activation="relu", dropout=0.0,
                  kernel_regularizer=None, **kwargs):
         super().__init__(**kwargs)

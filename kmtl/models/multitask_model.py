@@ -16,6 +16,7 @@ from kmtl.features import Feature
 from kmtl.weighting import StaticWeighting
 
 LOSS_COMBINATIONS = ("sum", "mean")
+GRADIENT_MODES = ("parameters", "representation")
 _FEATURE_KINDS = {
     "float32": ("numeric", "float32"),
     "string": ("categorical", "string"),
@@ -95,7 +96,7 @@ class MultiTaskModel(keras.Model):
     # === Training ===
 
     def compile(self, optimizer="adam", loss_weights=None, loss_combination="sum",
-                weighting=None, **kwargs):
+                weighting=None, gradients="parameters", **kwargs):
         """Configures training.
 
         Args:
@@ -106,6 +107,13 @@ class MultiTaskModel(keras.Model):
             weighting: a `kmtl.weighting` method: name, spec string
                 (`"static(mean=True)"`), config dict or instance. Default: static
                 loss weights combined by `loss_combination`.
+            gradients: `"parameters"` (default) or `"representation"`: what a
+                gradient-based weighting's task gradients are taken with respect
+                to. `"representation"` uses the shared representation (the
+                architecture's output, which must be one tensor for every task, as
+                in `shared_bottom`): one cheap backward pass per task through the
+                towers, then one through the shared layers with the aggregated
+                direction (Sener and Koltun's MGDA-UB).
             **kwargs: `run_eagerly`, `steps_per_execution`, `jit_compile`,
                 `auto_scale_loss`, as in `keras.Model.compile`. Losses and metrics
                 belong to the tasks, so `loss` and `metrics` are not accepted.
@@ -137,6 +145,9 @@ class MultiTaskModel(keras.Model):
             weights[name] = float(value)
         if sum(weights.values()) <= 0:
             raise ConfigError("At least one loss weight must be positive.")
+        if gradients not in GRADIENT_MODES:
+            raise ConfigError(f"Unknown gradients={gradients!r}. Use one of "
+                              f"{GRADIENT_MODES}.")
         if weighting is None:
             weighting = StaticWeighting(mean=loss_combination == "mean")
         weighting = weighting_module.get(weighting)
@@ -145,10 +156,16 @@ class MultiTaskModel(keras.Model):
         self.loss_combination = loss_combination
         weighting.build_tasks(self.task_names, weights)
         self.weighting = weighting
+        self.gradient_mode = gradients
+        if gradients == "representation" and weighting.gradient_based:
+            # Not tracked (object.__setattr__): it shares every layer with `self`.
+            object.__setattr__(self, "_representation_model",
+                               self._build_representation_model())
         self._compile_config = keras.src.saving.serialization_lib.SerializableDict(
             optimizer=optimizer, loss_weights=loss_weights,
             loss_combination=loss_combination,
-            weighting=weighting_module.serialize(weighting), **kwargs)
+            weighting=weighting_module.serialize(weighting), gradients=gradients,
+            **kwargs)
 
     def fit(self, *args, callbacks=None, **kwargs):
         """`keras.Model.fit`, plus the callbacks the weighting method needs.
@@ -235,12 +252,36 @@ class MultiTaskModel(keras.Model):
                                     sample_weight=weight)
         return self.get_metrics_result()
 
+    def _build_representation_model(self):
+        """`inputs -> (outputs, shared representation)` over the same layers."""
+        for layer in self.layers:
+            # The architecture layer: it takes `task_names` and returns one
+            # representation per task (Keras keeps its outputs flattened).
+            if list(getattr(layer, "task_names", None) or []) != self.task_names:
+                continue
+            if not getattr(layer, "shares_representation", False):
+                raise ConfigError(
+                    f"gradients='representation' needs one representation "
+                    f"shared by every task, but the architecture layer "
+                    f"'{layer.name}' gives each task its own. Use "
+                    f"architecture='shared_bottom' or gradients='parameters'.")
+            outputs = layer.output
+            first = outputs[0] if isinstance(outputs, (list, tuple)) else outputs
+            return keras.Model(self._inputs_struct, [self._outputs_struct, first])
+        raise ConfigError("gradients='representation': no architecture layer with "
+                          "one output per task was found in the model.")
+
     def train_step(self, data):
         x, y, sample_weight = unpack_x_y_sample_weight(data)
         weighting = self.weighting
         trainable = self.trainable_weights
+        representation = None
         with tf.GradientTape(persistent=weighting.gradient_based) as tape:
-            y_pred = self(x, training=True)
+            if weighting.gradient_based and self.gradient_mode == "representation":
+                y_pred, representation = self._representation_model(
+                    x, training=True)
+            else:
+                y_pred = self(x, training=True)
             task_losses = self.compute_task_losses(y, y_pred, sample_weight)
             losses = self._stack_losses(task_losses)
             labelled = self._labelled(sample_weight)
@@ -252,11 +293,18 @@ class MultiTaskModel(keras.Model):
                 scaled = [self.optimizer.scale_loss(task_losses[name])
                           for name in self.task_names]
                 scaled_regularization = self.optimizer.scale_loss(regularization)
+                scaled_sum = ops.sum(ops.stack(scaled))
             else:
                 total, task_weights = weighting.combine_losses(losses, labelled)
                 loss = total + self._regularization()
                 scaled_loss = self.optimizer.scale_loss(loss)
-        if weighting.gradient_based:
+        if representation is not None:
+            gradients, task_weights = self._representation_gradients(
+                tape, scaled, scaled_sum, scaled_regularization, losses, labelled,
+                trainable, representation)
+            loss = ops.sum(task_weights * losses) + regularization
+            del tape
+        elif weighting.gradient_based:
             gradients, task_weights = self._aggregated_gradients(
                 tape, scaled, scaled_regularization, losses, labelled, trainable)
             loss = ops.sum(task_weights * losses) + regularization
@@ -302,6 +350,32 @@ class MultiTaskModel(keras.Model):
                 offset += size
         else:
             task_weights = ops.ones((len(self.tasks),), "float32")
+        if self.losses:
+            extra = tape.gradient(scaled_regularization, variables)
+            gradients = [g if e is None else (e if g is None else g + e)
+                         for g, e in zip(gradients, extra)]
+        return gradients, task_weights
+
+    def _representation_gradients(self, tape, scaled_losses, scaled_sum,
+                                  scaled_regularization, losses, labelled,
+                                  variables, representation):
+        """MGDA-UB style: aggregate the task gradients of the shared
+        representation `z` `(batch, d)`, then one backward pass of the direction
+        through the layers below `z`. Layers above `z` (towers, heads) get their
+        own task's gradient."""
+        scale = self.optimizer.scale_loss(ops.convert_to_tensor(1.0, "float32"))
+        rows = [ops.reshape(ops.cast(tape.gradient(loss, representation), "float32"),
+                            (-1,)) for loss in scaled_losses]
+        direction, task_weights = self.weighting.aggregate_gradients(
+            ops.stack(rows) / scale, losses, labelled)
+        direction = ops.cast(ops.reshape(direction * scale, ops.shape(representation)),
+                             representation.dtype)
+        gradients = tape.gradient(representation, variables,
+                                  output_gradients=direction)
+        above = [i for i, g in enumerate(gradients) if g is None]
+        own = tape.gradient(scaled_sum, [variables[i] for i in above])
+        for i, g in zip(above, own):
+            gradients[i] = g
         if self.losses:
             extra = tape.gradient(scaled_regularization, variables)
             gradients = [g if e is None else (e if g is None else g + e)
