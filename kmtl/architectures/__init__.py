@@ -81,7 +81,10 @@ def create(identifier, task_names, **options):
             f"options are {allowed}."
         )
     try:
-        return cls(task_names=list(task_names), **options)
+        # A stable layer name (not `shared_bottom_7`), so the layer can be found
+        # by name in any model built this way.
+        name = identifier.lower() if isinstance(identifier, str) else None
+        return cls(task_names=list(task_names), name=name, **options)
     except (TypeError, ValueError) as error:
         raise ConfigError(f"Architecture {identifier!r}: {error}") from None
 
