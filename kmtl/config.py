@@ -84,8 +84,7 @@ def _merge(schema, given, path):
             if default is REQUIRED:
                 raise ConfigError(f"Missing required config key `{full}`.")
             merged[key] = copy.deepcopy(default)
-        elif isinstance(default, dict) and default and given[key] is not None and (
-                full != "model.options"):
+        elif isinstance(default, dict) and default and given[key] is not None:
             merged[key] = _merge(default, given[key], full)
         else:
             merged[key] = given[key]

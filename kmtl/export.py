@@ -7,9 +7,9 @@ import tempfile
 import keras
 import tensorflow as tf
 
+from kmtl.data.pipeline import TF_DTYPES
 from kmtl.errors import ConfigError
 
-_TF_DTYPES = {"float32": tf.float32, "string": tf.string, "int64": tf.int64}
 SIGNATURE_NAME = "serving_default"
 
 
@@ -58,7 +58,7 @@ def export_saved_model(model, base_dir, version=None):
         raise ConfigError(f"Export version {version} exists already at {target}; "
                           f"pass another version or None for the next free one.")
 
-    specs = {f.name: tf.TensorSpec((None,), _TF_DTYPES[f.dtype], name=f.name)
+    specs = {f.name: tf.TensorSpec((None,), TF_DTYPES[f.dtype], name=f.name)
              for f in model.features}
 
     def serve(inputs):

@@ -11,7 +11,7 @@ same for the same seed, and differs from epoch to epoch.
 import numpy as np
 import tensorflow as tf
 
-_TF_DTYPES = {"float32": tf.float32, "string": tf.string, "int64": tf.int64}
+TF_DTYPES = {"float32": tf.float32, "string": tf.string, "int64": tf.int64}
 
 
 def _stack_features(frame, features):
@@ -38,7 +38,7 @@ def _stack_features(frame, features):
             table = tf.constant(np.concatenate(texts), tf.string)
         else:
             columns, table = [f.convert(frame) for f in members], None
-        code_dtype = tf.int32 if dtype == "string" else _TF_DTYPES[dtype]
+        code_dtype = tf.int32 if dtype == "string" else TF_DTYPES[dtype]
         matrix = tf.constant(np.stack(columns, axis=1), code_dtype)
         stacked[dtype] = (names, matrix, table)
     return stacked

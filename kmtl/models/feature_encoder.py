@@ -19,13 +19,12 @@ from kmtl.layers import ImputeMissing
 from kmtl.layers import StackedEmbedding
 
 CATEGORICAL_ENCODINGS = ("embedding", "one_hot")
-_KERAS_DTYPES = {"float32": "float32", "string": "string", "int64": "int64"}
 
 
 def feature_inputs(features):
     """One `keras.Input` of shape `(batch, 1)` per feature, keyed by name."""
     return {
-        f.name: keras.Input(shape=(1,), dtype=_KERAS_DTYPES[f.dtype], name=f.name)
+        f.name: keras.Input(shape=(1,), dtype=f.dtype, name=f.name)
         for f in features
     }
 

@@ -230,9 +230,6 @@ class MultiTaskModel(keras.Model):
             return 0.0
         return scale_loss_for_distribution(ops.sum(self.losses))
 
-    def _total_loss(self, task_losses):
-        return self.combine_task_losses(task_losses) + self._regularization()
-
     def _update_metrics(self, loss, task_losses, x, y, y_pred, sample_weight,
                         task_weights=None):
         batch_size = ops.shape(next(iter(x.values())))[0]
@@ -328,8 +325,7 @@ class MultiTaskModel(keras.Model):
         is traced (a task's gradient of an unreached variable is None).
         """
         per_task = [tape.gradient(loss, variables) for loss in scaled_losses]
-        shared = [i for i in range(len(variables))
-                  if sum(g[i] is not None for g in per_task) > 1]
+        shared = _shared_indices(per_task)
         scale = self.optimizer.scale_loss(ops.convert_to_tensor(1.0, "float32"))
         gradients = [None] * len(variables)
         for i in range(len(variables)):
@@ -350,10 +346,8 @@ class MultiTaskModel(keras.Model):
                 offset += size
         else:
             task_weights = ops.ones((len(self.tasks),), "float32")
-        if self.losses:
-            extra = tape.gradient(scaled_regularization, variables)
-            gradients = [g if e is None else (e if g is None else g + e)
-                         for g, e in zip(gradients, extra)]
+        gradients = self._add_regularization_gradients(
+            tape, scaled_regularization, variables, gradients)
         return gradients, task_weights
 
     def _representation_gradients(self, tape, scaled_losses, scaled_sum,
@@ -376,11 +370,18 @@ class MultiTaskModel(keras.Model):
         own = tape.gradient(scaled_sum, [variables[i] for i in above])
         for i, g in zip(above, own):
             gradients[i] = g
-        if self.losses:
-            extra = tape.gradient(scaled_regularization, variables)
-            gradients = [g if e is None else (e if g is None else g + e)
-                         for g, e in zip(gradients, extra)]
+        gradients = self._add_regularization_gradients(
+            tape, scaled_regularization, variables, gradients)
         return gradients, task_weights
+
+    def _add_regularization_gradients(self, tape, scaled_regularization, variables,
+                                      gradients):
+        """Adds the gradients of the regularization losses (if any)."""
+        if not self.losses:
+            return gradients
+        extra = tape.gradient(scaled_regularization, variables)
+        return [g if e is None else (e if g is None else g + e)
+                for g, e in zip(gradients, extra)]
 
     def task_gradients(self, data):
         """Each task's gradient of the shared variables on one batch.
@@ -403,8 +404,7 @@ class MultiTaskModel(keras.Model):
             task_losses = self.compute_task_losses(y, y_pred, sample_weight)
         per_task = [tape.gradient(task_losses[n], variables) for n in self.task_names]
         del tape
-        shared = [i for i in range(len(variables))
-                  if sum(g[i] is not None for g in per_task) > 1]
+        shared = _shared_indices(per_task)
         return (_gradient_matrix(per_task, shared, variables),
                 self._labelled(sample_weight))
 
@@ -433,6 +433,13 @@ class MultiTaskModel(keras.Model):
 
     def get_config(self):
         return {**super().get_config(), "tasks": [t.get_config() for t in self.tasks]}
+
+
+def _shared_indices(per_task):
+    """Indices of the variables that more than one task's gradient reaches
+    (`per_task[t][i]` is None where task `t` does not reach variable `i`)."""
+    return [i for i in range(len(per_task[0]))
+            if sum(g[i] is not None for g in per_task) > 1]
 
 
 def _gradient_matrix(per_task, shared, variables):
