@@ -10,7 +10,10 @@ from kmtl import architectures  # noqa: E402
 from kmtl import callbacks  # noqa: E402
 from kmtl import data  # noqa: E402
 from kmtl import datasets  # noqa: E402
+from kmtl import evaluation  # noqa: E402
+from kmtl import inspect  # noqa: E402
 from kmtl import layers  # noqa: E402
+from kmtl import plotting  # noqa: E402
 from kmtl import weighting  # noqa: E402
 from kmtl.errors import ConfigError  # noqa: E402
 from kmtl.errors import DataError  # noqa: E402
@@ -33,7 +36,10 @@ __all__ = [
     "build_model",
     "data",
     "datasets",
+    "evaluation",
     "export_saved_model",
+    "inspect",
     "layers",
+    "plotting",
     "weighting",
 ]

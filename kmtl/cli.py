@@ -1,4 +1,4 @@
-"""The `kmtl` command line: train, evaluate, predict, export."""
+"""The `kmtl` command line: train, evaluate, predict, export, compare."""
 
 import argparse
 import json
@@ -106,6 +106,27 @@ def cmd_export(args):
     print(f"SavedModel for TF Serving: {export_saved_model(model, base)}")
 
 
+def cmd_compare(args):
+    from kmtl.config import load_config
+    from kmtl.evaluation.compare import compare
+
+    config = load_config(args.config)
+    if args.epochs is not None:
+        config["training"]["epochs"] = args.epochs
+    compare(config, data_dir=args.data_dir, output_dir=args.output_dir,
+            seeds=args.seeds)
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="kmtl", description="Multi-task learning with Keras 3: train, evaluate, "
@@ -160,6 +181,24 @@ def build_parser():
     export.add_argument("--export-dir", help="base directory (default: the run's "
                         "export.dir, else saved_models/<config name>)")
     export.set_defaults(func=cmd_export)
+
+    compare = commands.add_parser(
+        "compare", help="single-task baselines vs multi-task variants, over seeds",
+        description="Train one single-task model per task and every multi-task "
+        "variant of the config's `compare` section, each over N seeds on the same "
+        "split, and write report.md, report.json and plots (Δm, negative transfer, "
+        "validation curves, task weights, interference) to a fresh directory "
+        "<output-dir>/<name>-compare-<timestamp>/; the last line printed names it.")
+    compare.add_argument("config", help="path of the YAML config (see docs/config.md, "
+                         "section compare)")
+    compare.add_argument("--seeds", type=_positive_int, help="override compare.seeds: "
+                         "how many seeds, from training.seed on")
+    compare.add_argument("--data-dir", help="as for train")
+    compare.add_argument("--output-dir", default="runs",
+                         help="where the compare directory is created (default: runs)")
+    compare.add_argument("--epochs", type=_positive_int,
+                         help="override training.epochs")
+    compare.set_defaults(func=cmd_compare)
     return parser
 
 

@@ -54,6 +54,7 @@ SCHEMA = {
         "weighting": None,
         "gradients": "parameters",
         "gradient_statistics_every": 0,
+        "diagnostics_every": 0,
         "early_stopping_patience": 3,
         "seed": 0,
         "mixed_precision": False,
@@ -63,9 +64,25 @@ SCHEMA = {
         "enabled": True,
         "dir": None,
     },
+    "compare": {
+        "variants": None,
+        "seeds": 3,
+        "metrics": None,
+        "directions": {},
+        "average": "task",
+        "split": "test",
+        "baseline": None,
+        "interference": {"enabled": True, "batches": 2, "every": 1},
+    },
 }
 
 BUILTIN_DATASETS = ("penguins", "census_income")
+VARIANT_KEYS = ("name", "architecture", "options", "weighting", "gradients")
+BASELINE_KEYS = ("architecture", "options")
+AVERAGES = ("task", "flat")
+VERDICT_SPLITS = ("validation", "test")
+DIRECTIONS = {1: 1, -1: -1, "higher": 1, "lower": -1}
+SINGLE_TASK = "single_task"
 
 
 def _merge(schema, given, path):
@@ -126,7 +143,113 @@ def resolve_config(raw, name=None):
     if not isinstance(config["model"]["options"], dict):
         raise ConfigError("model.options must be a mapping of architecture "
                           "arguments, e.g. {num_experts: 3}.")
+    _check_compare(config["compare"], _task_names(config["tasks"]))
     return config
+
+
+def _task_names(tasks):
+    return [t["name"] if isinstance(t, dict) else getattr(t, "name", t)
+            for t in tasks]
+
+
+def _positive_int(value):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _check_mapping_keys(value, allowed, path):
+    if not isinstance(value, dict):
+        raise ConfigError(f"`{path}` must be a mapping with keys from "
+                          f"{list(allowed)}. Received: {value!r}")
+    unknown = sorted(set(value) - set(allowed))
+    if unknown:
+        raise ConfigError(f"Unknown config key(s) {unknown} in `{path}`. Allowed "
+                          f"keys: {sorted(allowed)}.")
+
+
+def _check_variant(variant, path):
+    _check_mapping_keys(variant, VARIANT_KEYS, path)
+    name = variant.get("name")
+    if name is not None and (not isinstance(name, str) or not name or not all(
+            c.isalnum() or c in "_.-" for c in name)):
+        raise ConfigError(f"{path}.name must be a non-empty string of letters, "
+                          f"digits, '_', '.' or '-' (it names plot files). "
+                          f"Received: {name!r}")
+    if name == SINGLE_TASK:
+        raise ConfigError(f"{path}.name: {SINGLE_TASK!r} is reserved for the "
+                          f"single-task baselines; choose another name.")
+    architecture = variant.get("architecture")
+    if architecture is not None and not isinstance(architecture, str):
+        raise ConfigError(f"{path}.architecture must be an architecture name such "
+                          f"as 'mmoe'. Received: {architecture!r}")
+    options = variant.get("options")
+    if options is not None and not isinstance(options, dict):
+        raise ConfigError(f"{path}.options must be a mapping of architecture "
+                          f"arguments, e.g. {{num_experts: 3}}. Received: "
+                          f"{options!r}")
+    weighting = variant.get("weighting")
+    if weighting is not None and not isinstance(weighting, (str, dict)):
+        raise ConfigError(f"{path}.weighting must be a weighting name or spec such "
+                          f"as 'pcgrad' or 'cagrad(c=0.4)'. Received: {weighting!r}")
+
+
+def _check_compare(compare, task_names):
+    """Validates the structure of the `compare` section in place (names of
+    architectures and weightings are checked by `kmtl.evaluation.compare`)."""
+    if not _positive_int(compare["seeds"]):
+        raise ConfigError(f"compare.seeds must be a positive integer (the number "
+                          f"of seeds per model). Received: {compare['seeds']!r}")
+    if compare["average"] not in AVERAGES:
+        raise ConfigError(f"compare.average: unknown average "
+                          f"{compare['average']!r}. Use one of {AVERAGES}.")
+    if compare["split"] not in VERDICT_SPLITS:
+        raise ConfigError(f"compare.split: unknown split {compare['split']!r}. Use "
+                          f"one of {VERDICT_SPLITS}.")
+    variants = compare["variants"]
+    if variants is not None:
+        if not isinstance(variants, list) or not variants:
+            raise ConfigError(f"compare.variants must be a non-empty list of "
+                              f"mappings with keys from {list(VARIANT_KEYS)}, or "
+                              f"null for the config's own model. Received: "
+                              f"{variants!r}")
+        for i, variant in enumerate(variants):
+            _check_variant(variant, f"compare.variants[{i}]")
+    if compare["baseline"] is not None:
+        _check_mapping_keys(compare["baseline"], BASELINE_KEYS, "compare.baseline")
+    metrics = compare["metrics"]
+    if metrics is not None:
+        if not isinstance(metrics, dict) or not metrics:
+            raise ConfigError(f"compare.metrics must be null (every metric of "
+                              f"every task) or a mapping task -> list of metric "
+                              f"names, e.g. {{income: [auc]}}. Received: {metrics!r}")
+        for task, names in metrics.items():
+            if task not in task_names:
+                raise ConfigError(f"compare.metrics: unknown task {task!r}. Tasks "
+                                  f"are {task_names}.")
+            if (not isinstance(names, list) or not names
+                    or not all(isinstance(n, str) for n in names)):
+                raise ConfigError(f"compare.metrics.{task} must be a non-empty list "
+                                  f"of metric names, e.g. [auc]. Received: "
+                                  f"{names!r}")
+    directions = compare["directions"]
+    if not isinstance(directions, dict):
+        raise ConfigError(f"compare.directions must be a mapping metric -> 1 "
+                          f"(higher is better) or -1 (lower is better). Received: "
+                          f"{directions!r}")
+    for metric, value in directions.items():
+        if (isinstance(value, bool) or not isinstance(value, (int, float, str))
+                or value not in DIRECTIONS):
+            raise ConfigError(f"compare.directions.{metric} must be 1 or 'higher' "
+                              f"(higher is better), -1 or 'lower' (lower is "
+                              f"better). Received: {value!r}")
+        directions[metric] = DIRECTIONS[value]
+    interference = compare["interference"]
+    if not isinstance(interference["enabled"], bool):
+        raise ConfigError(f"compare.interference.enabled must be true or false. "
+                          f"Received: {interference['enabled']!r}")
+    for key in ("batches", "every"):
+        if not _positive_int(interference[key]):
+            raise ConfigError(f"compare.interference.{key} must be a positive "
+                              f"integer. Received: {interference[key]!r}")
 
 
 def load_config(path):

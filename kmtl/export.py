@@ -26,8 +26,11 @@ def export_saved_model(model, base_dir, version=None):
 
     The signature `serving_default` takes one input per raw feature, named after
     the feature, of shape `(batch,)` (float32 numbers with NaN for missing values,
-    strings, or int64 codes) and returns one output per task, named after the
-    task, of shape `(batch, units)`: the same values as `model.predict`.
+    strings, or int64 codes), and one float32 input of shape `(batch, *shape)`
+    per encoder input (an image); it returns one output per task, named after the
+    task, of shape `(batch, units)` (derived tasks included): the same values as
+    `model.predict`. A model input of shape `(batch, 1)` is served as `(batch,)`;
+    any other shape is served as it is.
 
     The export is written to a temporary directory inside `base_dir` and renamed
     into place, so a failed export leaves no partial version and earlier versions
@@ -58,11 +61,19 @@ def export_saved_model(model, base_dir, version=None):
         raise ConfigError(f"Export version {version} exists already at {target}; "
                           f"pass another version or None for the next free one.")
 
-    specs = {f.name: tf.TensorSpec((None,), TF_DTYPES[f.dtype], name=f.name)
-             for f in model.features}
+    specs, columns = {}, set()
+    for name, tensor in model.input.items():
+        dtype = keras.backend.standardize_dtype(tensor.dtype)
+        dtype = TF_DTYPES.get(dtype) or tf.as_dtype(dtype)
+        shape = tuple(tensor.shape[1:])
+        if shape == (1,):
+            columns.add(name)
+            shape = ()
+        specs[name] = tf.TensorSpec((None, *shape), dtype, name=name)
 
     def serve(inputs):
-        batch = {name: tf.expand_dims(value, -1) for name, value in inputs.items()}
+        batch = {name: tf.expand_dims(value, -1) if name in columns else value
+                 for name, value in inputs.items()}
         return dict(model(batch, training=False))
 
     archive = keras.export.ExportArchive()

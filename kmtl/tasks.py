@@ -4,8 +4,15 @@ A `Task` is a small object that owns its target column(s), its label encoding, i
 loss and its metrics, in the spirit of TensorFlow Recommenders' tasks; the multi-task
 model combines the task losses. Missing labels are never dropped or filled: they
 become a sample weight of 0 for that task (see `Task.encode`).
+
+A binary task may be *derived* from other binary tasks (`derived_from`): its
+prediction is the product of theirs, as ESMM's CTCVR = CTR x CVR, so a task
+labelled on a subset of rows (CVR, on clicked rows) is trained through a task
+labelled on every row. A task may also have no target column at all
+(`target=[]`): an output that only ever learns through a task derived from it.
 """
 
+import inspect
 import math
 
 import keras
@@ -83,7 +90,11 @@ class Task:
             `"regression"`.
         target: str or list of str. The label column(s). Defaults to `name`.
             Multilabel tasks take one 0/1 column per label; regression tasks may
-            take several columns (one output unit each).
+            take several columns (one output unit each). An empty list `[]`
+            declares a binary task without labels: an output that learns only
+            through the tasks derived from it (ESMM's CVR), with sample weight 0
+            on every row, so it adds 0 to every loss and gets weight 0 from every
+            weighting method.
         positive: The label value that counts as positive for a binary task. Every
             other non-missing value is negative. Defaults to 1 (or True) when the
             labels are 0/1 or boolean; string labels need it.
@@ -94,7 +105,8 @@ class Task:
             Defaults by type: binary and multilabel cross-entropy, sparse
             categorical cross-entropy, mean squared error. It is always reduced as
             the mean over the labelled rows (`reduction="mean_with_sample_weight"`).
-        loss_weight: float, default 1.0. The task's static loss weight.
+        loss_weight: float. The task's static loss weight; default 1.0, or 0.0
+            for a task without target (its loss is always 0).
         metrics: list of str. Metric names for this type (binary: auc, accuracy,
             precision, recall, crossentropy; multiclass: accuracy, top_k_accuracy,
             crossentropy; multilabel: auc, accuracy; regression: mae, rmse, mse).
@@ -105,15 +117,30 @@ class Task:
             label units (`z * std + mean`) and the loss is taken on standardized
             values, so a target in grams does not swamp a cross-entropy. Filled in
             by `fit` when not given.
+        derived_from: list of str or None. Binary tasks whose predicted
+            probabilities, multiplied, are this binary task's prediction: it has
+            no tower or head of its own, but its own label, loss, metrics and
+            model output. Ma et al., "Entire Space Multi-Task Model: An Effective
+            Approach for Estimating Post-Click Conversion Rate", SIGIR 2018
+            (arXiv:1804.07931): `pCTCVR = pCTR x pCVR`. `derivation_order` checks
+            the names against the other tasks.
 
     Raises:
-        ConfigError: for an unknown type, metric or a bad weight.
+        ConfigError: for an unknown type, metric or a bad weight; a task without
+            target that is not binary; `derived_from` on a non-binary task, with
+            fewer than two distinct names, or naming the task itself.
 
     Example:
 
     >>> task = Task("income", "binary", target="income_50k", positive="50000+.")
     >>> task.units
     1
+    >>> esmm = [Task("ctr", "binary", target="click"),
+    ...         Task("cvr", "binary", target=[]),
+    ...         Task("ctcvr", "binary", target="purchase",
+    ...              derived_from=["ctr", "cvr"])]
+    >>> [t.name for t in kmtl.tasks.derivation_order(esmm)]
+    ['ctr', 'cvr', 'ctcvr']
     """
 
     def __init__(
@@ -124,10 +151,11 @@ class Task:
         positive=None,
         classes=None,
         loss=None,
-        loss_weight=1.0,
+        loss_weight=None,
         metrics=None,
         target_mean=None,
         target_std=None,
+        derived_from=None,
     ):
         if not isinstance(name, str) or not name.isidentifier():
             raise ConfigError(
@@ -141,6 +169,14 @@ class Task:
         self.name = name
         self.type = type
         self.target = target if target is not None else name
+        if isinstance(self.target, tuple):
+            self.target = list(self.target)
+        if self.target == [] and type != "binary":
+            raise ConfigError(
+                f"Task '{name}': only a binary task may have no target column "
+                f"(target=[]): its probability feeds the tasks derived from it. "
+                f"Give a target for this {type} task."
+            )
         if type == "multilabel" and isinstance(self.target, str):
             raise ConfigError(
                 f"Task '{name}': a multilabel task needs a list of 0/1 target "
@@ -151,6 +187,8 @@ class Task:
         if type == "multilabel" and self.classes is None:
             self.classes = list(self.target_columns)
         self.loss = loss if loss is not None else DEFAULT_LOSSES[type]
+        if loss_weight is None:
+            loss_weight = 1.0 if self.has_labels else 0.0
         try:
             self.loss_weight = float(loss_weight)
         except (TypeError, ValueError):
@@ -160,9 +198,9 @@ class Task:
                 f"Task '{name}': loss_weight must be a finite number >= 0. "
                 f"Received: loss_weight={loss_weight!r}"
             )
-        self.metrics = list(metrics) if metrics is not None else list(
-            DEFAULT_METRICS[type]
-        )
+        if metrics is None:
+            metrics = DEFAULT_METRICS[type] if self.has_labels else ()
+        self.metrics = list(metrics)
         known = _metric_factories(type, 1)
         for metric in self.metrics:
             if metric not in known:
@@ -172,6 +210,7 @@ class Task:
                 )
         self.target_mean = target_mean
         self.target_std = target_std
+        self.derived_from = _check_derived_from(name, type, derived_from)
 
     # --- Shapes -------------------------------------------------------------
 
@@ -179,6 +218,11 @@ class Task:
     def target_columns(self):
         """The label columns, as a list."""
         return [self.target] if isinstance(self.target, str) else list(self.target)
+
+    @property
+    def has_labels(self):
+        """False for a task declared without target column (`target=[]`)."""
+        return bool(self.target_columns)
 
     @property
     def units(self):
@@ -250,7 +294,11 @@ class Task:
                 f"`target` or the data."
             )
 
-    def _labelled(self, frame):
+    def labelled(self, frame):
+        """`(rows,)` bool: which rows of `frame` carry a label for this task
+        (every target column filled; no row for a task without target)."""
+        if not self.has_labels:
+            return np.zeros(len(frame), dtype=bool)
         return frame[self.target_columns].notna().all(axis=1).to_numpy()
 
     def fit(self, frame):
@@ -261,8 +309,10 @@ class Task:
             DataError: a target column is absent, the task has no labels, or binary
                 string labels come without `positive`.
         """
+        if not self.has_labels:
+            return self
         self.check_columns(frame, "the training data")
-        labelled = self._labelled(frame)
+        labelled = self.labelled(frame)
         if not labelled.any():
             raise DataError(
                 f"Task '{self.name}': no row of the training data has a label in "
@@ -317,17 +367,20 @@ class Task:
             `(labels, sample_weight)`: labels as float32 `(rows, units)` (binary,
             multilabel, regression) or int32 `(rows,)` class indices (multiclass);
             sample_weight float32 `(rows,)`, 1 where the row is labelled and 0 where
-            it is not. Unlabelled rows carry a placeholder label of 0 that the 0
-            weight removes from losses and metrics.
+            it is not (0 everywhere for a task without target). Unlabelled rows
+            carry a placeholder label of 0 that the 0 weight removes from losses
+            and metrics.
 
         Raises:
             DataError: a target column is absent or a label is not a declared class.
         """
         self.check_columns(frame)
-        labelled = self._labelled(frame)
+        labelled = self.labelled(frame)
         weight = labelled.astype("float32")
-        values = frame.loc[labelled, self.target_columns]
         rows = len(frame)
+        if not self.has_labels:
+            return np.zeros((rows, self.units), dtype="float32"), weight
+        values = frame.loc[labelled, self.target_columns]
         if self.type == "binary":
             column = values.iloc[:, 0]
             positive = column == self.positive
@@ -395,6 +448,7 @@ class Task:
             "metrics": list(self.metrics),
             "target_mean": self.target_mean,
             "target_std": self.target_std,
+            "derived_from": _plain(self.derived_from),
         }
         return config
 
@@ -403,7 +457,89 @@ class Task:
         return cls(**config)
 
     def __repr__(self):
-        return f"Task(name={self.name!r}, type={self.type!r}, target={self.target!r})"
+        derived = (f", derived_from={self.derived_from!r}" if self.derived_from
+                   else "")
+        return (f"Task(name={self.name!r}, type={self.type!r}, "
+                f"target={self.target!r}{derived})")
+
+
+def _check_derived_from(name, task_type, derived_from):
+    """`derived_from` as a list of task names, or None; checks what one task can."""
+    if derived_from is None:
+        return None
+    if isinstance(derived_from, str) or not isinstance(derived_from, (list, tuple)):
+        raise ConfigError(
+            f"Task '{name}': derived_from must be a list of task names, e.g. "
+            f"['ctr', 'cvr']. Received: derived_from={derived_from!r}"
+        )
+    parents = list(derived_from)
+    if task_type != "binary":
+        raise ConfigError(
+            f"Task '{name}': only a binary task can be derived (its prediction is "
+            f"the product of other tasks' probabilities); this one is {task_type}. "
+            f"Received: derived_from={parents!r}"
+        )
+    if name in parents:
+        raise ConfigError(
+            f"Task '{name}' cannot derive from itself. Received: "
+            f"derived_from={parents!r}"
+        )
+    if len(set(parents)) != len(parents) or len(parents) < 2:
+        raise ConfigError(
+            f"Task '{name}': derived_from needs at least two distinct task names. "
+            f"Received: derived_from={parents!r}"
+        )
+    return parents
+
+
+def derivation_order(tasks):
+    """Orders tasks so that every derived task follows the tasks it derives from.
+
+    Args:
+        tasks: list of `Task`.
+
+    Returns:
+        A new list of the same tasks; tasks that derive from nothing keep their
+        order and come first.
+
+    Raises:
+        ConfigError: `derived_from` names a task that is not in `tasks` or one
+            that is not binary, or the derivations form a cycle.
+    """
+    by_name = {t.name: t for t in tasks}
+    for task in tasks:
+        for parent in task.derived_from or ():
+            if parent not in by_name:
+                raise ConfigError(
+                    f"Task '{task.name}': derived_from names unknown task "
+                    f"{parent!r}. Tasks are {list(by_name)}."
+                )
+            if by_name[parent].type != "binary":
+                raise ConfigError(
+                    f"Task '{task.name}': derived_from names {parent!r}, a "
+                    f"{by_name[parent].type} task; a derived task multiplies "
+                    f"binary tasks' probabilities."
+                )
+    order, state = [], {}
+
+    def visit(task, path):
+        if state.get(task.name) == "done":
+            return
+        if state.get(task.name) == "open":
+            cycle = path[path.index(task.name):] + [task.name]
+            raise ConfigError(
+                f"Tasks derive from each other in a cycle: {' -> '.join(cycle)}. "
+                f"Break it in `derived_from`."
+            )
+        state[task.name] = "open"
+        for parent in task.derived_from or ():
+            visit(by_name[parent], path + [task.name])
+        state[task.name] = "done"
+        order.append(task)
+
+    for task in [t for t in tasks if not t.derived_from] + tasks:
+        visit(task, [])
+    return order
 
 
 def _plain(value):
@@ -420,7 +556,7 @@ def get(identifier):
     if isinstance(identifier, Task):
         return identifier
     if isinstance(identifier, dict):
-        allowed = set(Task.__init__.__code__.co_varnames[1:11])
+        allowed = set(inspect.signature(Task.__init__).parameters) - {"self"}
         unknown = set(identifier) - allowed
         if unknown:
             raise ConfigError(

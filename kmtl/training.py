@@ -1,9 +1,18 @@
 """A whole training run from a resolved config: data, model, fit, metrics, saving,
-export. This is what `kmtl train` runs; every step is also a public function."""
+export. This is what `kmtl train` runs; every step is also a public function.
 
+One run has three steps, shared by `kmtl train` and `kmtl compare`:
+`prepare_data` (load, split, fit tasks and features, convert the held-out splits:
+once per config), `build_run_model` (seed, build, compile) and `run_model`
+(fit with early stopping, evaluate the held-out splits).
+"""
+
+import contextlib
+import dataclasses
 import datetime
 import json
 import os
+import time
 
 import keras
 import pandas as pd
@@ -11,7 +20,8 @@ import yaml
 
 from kmtl import datasets
 from kmtl import tasks as tasks_module
-from kmtl.callbacks import GradientStatistics
+from kmtl.callbacks.gradient_statistics import GradientStatistics
+from kmtl.callbacks.sharing_diagnostics import SharingDiagnostics
 from kmtl.data import combine_task_tables
 from kmtl.data import make_dataset
 from kmtl.data import read_table
@@ -20,6 +30,7 @@ from kmtl.errors import ConfigError
 from kmtl.errors import DataError
 from kmtl.export import export_saved_model
 from kmtl.features import resolve_features
+from kmtl.inspect import architecture_layer
 from kmtl.models import build_model
 
 MODEL_FILE = "model.keras"
@@ -36,9 +47,15 @@ def _path(path, data_dir):
 
 
 def build_tasks(config):
-    """Fresh (unfitted) tasks from the config's `tasks` list."""
-    return [tasks_module.get(dict(t)) if isinstance(t, dict) else tasks_module.get(t)
-            for t in config["tasks"]]
+    """Fresh (unfitted) tasks from the config's `tasks` list.
+
+    Raises:
+        ConfigError: a bad task mapping or `derived_from` (before data is read).
+    """
+    tasks = [tasks_module.get(dict(t)) if isinstance(t, dict) else tasks_module.get(t)
+             for t in config["tasks"]]
+    tasks_module.derivation_order(tasks)
+    return tasks
 
 
 def load_splits(config, data_dir=None, tasks=None):
@@ -209,6 +226,146 @@ def _optimizer(training):
     return keras.optimizers.get(optimizer)
 
 
+@dataclasses.dataclass
+class PreparedData:
+    """The data of a config, loaded, split and fitted once (see `prepare_data`).
+
+    Attributes:
+        tasks: list of fitted `kmtl.Task`.
+        features: list of fitted `kmtl.features.Feature`.
+        train, validation, test: the split DataFrames (validation and test may be
+            None or empty).
+        batch_size: int, `training.batch_size`.
+        held_out: `{split: tf.data.Dataset}` for the non-empty held-out splits,
+            labelled for every task, unshuffled.
+    """
+
+    tasks: list
+    features: list
+    train: pd.DataFrame
+    validation: pd.DataFrame
+    test: pd.DataFrame
+    batch_size: int
+    held_out: dict
+
+    def train_dataset(self, seed):
+        """The training split, reshuffled every epoch in an order fixed by `seed`."""
+        return make_dataset(self.train, self.features, self.tasks, self.batch_size,
+                            shuffle=True, seed=seed)
+
+
+@dataclasses.dataclass
+class RunResult:
+    """What `run_model` returns.
+
+    Attributes:
+        model: the trained `kmtl.MultiTaskModel` (best validation epoch's weights).
+        history: `{log name: [value per epoch]}`, as `keras.callbacks.History`.
+        metrics: `{split: {task: {metric: value}}}` on the held-out splits.
+        seconds: float, wall clock of fit and evaluation.
+        parameters: int, the model's parameter count.
+    """
+
+    model: keras.Model
+    history: dict
+    metrics: dict
+    seconds: float
+    parameters: int
+
+
+def prepare_data(config, data_dir=None):
+    """Loads and splits the config's data, fits its tasks and features on the
+    training split, and converts the held-out splits (which finds bad labels or
+    feature values before anything is trained).
+
+    Returns:
+        A `PreparedData`.
+
+    Raises:
+        ConfigError, DataError: bad config or data.
+    """
+    tasks = build_tasks(config)
+    train_frame, validation, test = load_splits(config, data_dir, tasks)
+    features = prepare(config, train_frame, tasks)
+    batch_size = config["training"]["batch_size"]
+    held_out = split_datasets({"validation": validation, "test": test}, features,
+                              tasks, batch_size)
+    return PreparedData(tasks, features, train_frame, validation, test, batch_size,
+                        held_out)
+
+
+@contextlib.contextmanager
+def precision_policy(config):
+    """Sets the `mixed_float16` policy when `training.mixed_precision` is true, and
+    restores the previous global policy afterwards."""
+    policy = keras.mixed_precision.global_policy()
+    if config["training"]["mixed_precision"]:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+
+
+def build_run_model(config, data, tasks=None):
+    """Seeds Keras with `training.seed`, builds the config's model for `tasks`
+    (default: every task of `data`) and compiles it with the config's optimizer,
+    loss combination, weighting and gradient mode.
+
+    Raises:
+        ConfigError: unknown architecture, option, optimizer or weighting.
+    """
+    training = config["training"]
+    keras.utils.set_random_seed(training["seed"])
+    model = model_from_config(config, data.features,
+                              data.tasks if tasks is None else tasks)
+    model.compile(optimizer=_optimizer(training),
+                  loss_combination=training["loss_combination"],
+                  weighting=training["weighting"],
+                  gradients=training["gradients"])
+    return model
+
+
+def run_model(config, data, tasks=None, model=None, train_data=None, callbacks=()):
+    """One training run: fit with early stopping, then evaluate the held-out splits.
+
+    Fits on `train_data` (default: `data.train_dataset(training.seed)`) for at
+    most `training.epochs` epochs, validating on `data.held_out["validation"]`,
+    stops when the validation loss (the training loss without a validation split)
+    has not improved for `training.early_stopping_patience` epochs and restores the
+    best epoch's weights.
+
+    Args:
+        config: a resolved config.
+        data: the `PreparedData` of the config.
+        tasks: the tasks the model predicts (default: every task of `data`).
+        model: a model from `build_run_model`; built here when None.
+        train_data: the training dataset; default from `data`.
+        callbacks: extra Keras callbacks, run before early stopping.
+
+    Returns:
+        A `RunResult`.
+    """
+    training = config["training"]
+    if model is None:
+        model = build_run_model(config, data, tasks)
+    if train_data is None:
+        train_data = data.train_dataset(training["seed"])
+    validation_data = data.held_out.get("validation")
+    monitor = "val_loss" if validation_data is not None else "loss"
+    callbacks = list(callbacks) + [keras.callbacks.EarlyStopping(
+        monitor=monitor, patience=training["early_stopping_patience"],
+        restore_best_weights=True)]
+    start = time.perf_counter()
+    history = model.fit(train_data, validation_data=validation_data,
+                        epochs=training["epochs"], callbacks=callbacks,
+                        verbose=training["verbose"], shuffle=False)
+    metrics = evaluate_splits(model, data.held_out)
+    return RunResult(model=model, history=history.history, metrics=metrics,
+                     seconds=time.perf_counter() - start,
+                     parameters=int(model.count_params()))
+
+
 def train(config, data_dir=None, output_dir="runs", export_root="saved_models",
           log=print):
     """Runs a whole training job from a resolved config (see `kmtl.config`).
@@ -224,68 +381,53 @@ def train(config, data_dir=None, output_dir="runs", export_root="saved_models",
     Raises:
         ConfigError, DataError: bad config or data, before anything is written.
     """
-    policy = keras.mixed_precision.global_policy()
-    if config["training"]["mixed_precision"]:
-        keras.mixed_precision.set_global_policy("mixed_float16")
-    try:
+    with precision_policy(config):
         return _train(config, data_dir, output_dir, export_root, log)
-    finally:
-        keras.mixed_precision.set_global_policy(policy)
 
 
 def _train(config, data_dir, output_dir, export_root, log):
     training = config["training"]
-    keras.utils.set_random_seed(training["seed"])
-    tasks = build_tasks(config)
-    train_frame, validation, test = load_splits(config, data_dir, tasks)
-    features = prepare(config, train_frame, tasks)
+    data = prepare_data(config, data_dir)
     export_dir = None
     if config["export"]["enabled"]:
         export_dir = config["export"]["dir"] or os.path.join(
             export_root, config["name"])
         check_writable(export_dir, "export directory")
-    model_section = config["model"]
-    model = model_from_config(config, features, tasks)
-    model.compile(optimizer=_optimizer(training),
-                  loss_combination=training["loss_combination"],
-                  weighting=training["weighting"],
-                  gradients=training["gradients"])
-    batch_size = training["batch_size"]
-    train_data = make_dataset(train_frame, features, tasks, batch_size, shuffle=True,
-                              seed=training["seed"])
-    held_out = split_datasets({"validation": validation, "test": test}, features,
-                              tasks, batch_size)
-    validation_data = held_out.get("validation")
-    monitor = "val_loss" if validation_data is not None else "loss"
+    model = build_run_model(config, data)
+    if training["diagnostics_every"]:
+        try:
+            architecture_layer(model)
+        except ValueError as error:
+            raise ConfigError(f"training.diagnostics_every: {error}") from None
+    train_data = data.train_dataset(training["seed"])
 
     run_dir = new_run_dir(output_dir, config["name"])
-    resolved = {**config, "tasks": [t.get_config() for t in tasks]}
+    resolved = {**config, "tasks": [t.get_config() for t in data.tasks]}
     with open(os.path.join(run_dir, CONFIG_FILE), "w") as handle:
         yaml.safe_dump(resolved, handle, sort_keys=False)
     callbacks = []
     if training["gradient_statistics_every"]:
         callbacks.append(GradientStatistics(
-            validation_data or train_data, every=training["gradient_statistics_every"]))
-    callbacks += [
-        keras.callbacks.TensorBoard(os.path.join(run_dir, LOG_DIR)),
-        keras.callbacks.EarlyStopping(
-            monitor=monitor, patience=training["early_stopping_patience"],
-            restore_best_weights=True),
-    ]
-    log(f"Training {config['name']}: {model_section['architecture']}, "
-        f"{len(train_frame)} training rows, tasks {[t.name for t in tasks]}")
-    history = model.fit(train_data, validation_data=validation_data,
-                        epochs=training["epochs"], callbacks=callbacks,
-                        verbose=training["verbose"], shuffle=False)
+            data.held_out.get("validation") or train_data,
+            every=training["gradient_statistics_every"]))
+    if training["diagnostics_every"]:
+        callbacks.append(SharingDiagnostics(
+            data.held_out.get("validation") or train_data,
+            every=training["diagnostics_every"],
+            log_dir=os.path.join(run_dir, LOG_DIR)))
+    callbacks.append(keras.callbacks.TensorBoard(os.path.join(run_dir, LOG_DIR)))
+    log(f"Training {config['name']}: {config['model']['architecture']}, "
+        f"{len(data.train)} training rows, tasks {[t.name for t in data.tasks]}")
+    run = run_model(config, data, model=model, train_data=train_data,
+                    callbacks=callbacks)
     model.save(os.path.join(run_dir, MODEL_FILE))
-    metrics = evaluate_splits(model, held_out)
     with open(os.path.join(run_dir, METRICS_FILE), "w") as handle:
-        json.dump(metrics, handle, indent=2)
-    log(metrics_table(metrics))
+        json.dump(run.metrics, handle, indent=2)
+    log(metrics_table(run.metrics))
     exported = export_saved_model(model, export_dir) if export_dir else None
     if exported:
         log(f"SavedModel for TF Serving: {exported}")
     log(f"TensorBoard: tensorboard --logdir {os.path.join(run_dir, LOG_DIR)}")
     log(f"Run directory: {run_dir}")
-    return {"run_dir": run_dir, "metrics": metrics, "export_dir": exported,
-            "history": history.history}
+    return {"run_dir": run_dir, "metrics": run.metrics, "export_dir": exported,
+            "history": run.history}

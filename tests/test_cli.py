@@ -128,7 +128,7 @@ def test_top_level_help_lists_the_commands(tmp_path):
     result = run_script("--help", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.startswith("usage: kmtl ")
-    for command in ("train", "evaluate", "predict", "export"):
+    for command in ("train", "evaluate", "predict", "export", "compare"):
         assert command in result.stdout
 
 
@@ -139,6 +139,8 @@ def test_top_level_help_lists_the_commands(tmp_path):
                   "--data-dir"]),
     ("predict", ["usage: kmtl predict", "RUN_DIR INPUT OUTPUT"]),
     ("export", ["usage: kmtl export", "RUN_DIR", "--export-dir"]),
+    ("compare", ["usage: kmtl compare", "config", "--seeds", "--data-dir",
+                 "--output-dir", "--epochs", "compare.seeds"]),
 ])
 def test_command_help(capsys, command, expected):
     with pytest.raises(SystemExit) as exit_info:
@@ -358,3 +360,26 @@ def test_export_twice_gives_versions_1_then_2(run_dir, trained, capsys):
     assert out.strip() == f"SavedModel for TF Serving: {base / '2'}"
     assert sorted(os.listdir(base)) == ["1", "2"]
     assert snapshot(base / "1") == first
+
+
+# === compare (the run itself: tests/test_compare.py) ===
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "two"])
+def test_compare_seeds_must_be_positive(capsys, value):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["compare", str(EXAMPLE), "--seeds", value])
+    assert exit_info.value.code == 2
+    assert f"--seeds: must be a positive integer, got '{value}'" in (
+        capsys.readouterr().err)
+
+
+def test_compare_config_error_exits_2(tmp_path, capsys):
+    config = tmp_path / "bad.yaml"
+    config.write_text(EXAMPLE.read_text() + "compare: {average: median}\n")
+    code, out, err = run_main(capsys, "compare", config, "--output-dir",
+                              tmp_path / "runs")
+    assert code == 2 and out == ""
+    assert err.strip() == ("kmtl compare: error: compare.average: unknown average "
+                           "'median'. Use one of ('task', 'flat').")
+    assert not (tmp_path / "runs").exists()

@@ -214,9 +214,9 @@ def fitted(tiny_frame):
 
 def test_build_model_unknown_architecture(fitted):
     features, tasks = fitted
-    with pytest.raises(ConfigError, match=r"Unknown architecture 'ple'. "
-                                          r"Available: \['mmoe', 'shared_bottom'\]"):
-        kmtl.build_model(features, tasks, architecture="ple")
+    with pytest.raises(ConfigError, match=r"Unknown architecture 'transformer'. "
+                                          r"Available: \[.*'mmoe'.*'shared_bottom'"):
+        kmtl.build_model(features, tasks, architecture="transformer")
 
 
 def test_build_model_unknown_option(fitted):
@@ -233,5 +233,83 @@ def test_build_model_bad_tower_units(fitted):
 
 def test_build_model_task_named_like_feature(fitted):
     features, _ = fitted
-    with pytest.raises(ConfigError, match=r"\['color'\] are also feature names"):
+    with pytest.raises(ConfigError,
+                       match=r"\['color'\] are also (feature|input) names"):
         kmtl.build_model(features, [Task("color", "binary", positive="red")])
+
+
+# --- compare -----------------------------------------------------------------
+
+TWO_TASKS = [{"name": "species", "type": "multiclass"},
+             {"name": "sex", "type": "binary", "positive": "female"}]
+
+
+def _compare(**section):
+    return {"data": {"dataset": "penguins"}, "tasks": copy.deepcopy(TWO_TASKS),
+            "compare": section}
+
+
+def test_compare_defaults():
+    config = resolve_config(_minimal())
+    assert config["compare"] == {
+        "variants": None, "seeds": 3, "metrics": None, "directions": {},
+        "average": "task", "split": "test", "baseline": None,
+        "interference": {"enabled": True, "batches": 2, "every": 1}}
+
+
+def test_compare_given_values_and_directions_normalised():
+    config = resolve_config(_compare(
+        variants=[{"name": "mmoe_pcgrad", "architecture": "mmoe",
+                   "options": {"num_experts": 4}, "weighting": "pcgrad"}],
+        seeds=5, metrics={"sex": ["auc"]}, split="validation", average="flat",
+        directions={"auc": "higher", "brier": "lower", "mae": -1},
+        interference={"batches": 4}))
+    section = config["compare"]
+    assert section["seeds"] == 5 and section["split"] == "validation"
+    assert section["directions"] == {"auc": 1, "brier": -1, "mae": -1}
+    assert section["interference"] == {"enabled": True, "batches": 4, "every": 1}
+    assert section["variants"][0]["weighting"] == "pcgrad"
+    # A resolved config resolves to itself (run directories store it).
+    assert resolve_config(copy.deepcopy(config)) == config
+
+
+@pytest.mark.parametrize("section, message", [
+    ({"seed": 3}, r"\['seed'\] in `compare`.*Allowed keys: .*'seeds'"),
+    ({"seeds": 0}, r"compare.seeds must be a positive integer.*Received: 0"),
+    ({"seeds": True}, r"compare.seeds must be a positive integer.*True"),
+    ({"average": "mean"}, r"compare.average: unknown average 'mean'.*'task', "
+                          r"'flat'"),
+    ({"split": "train"}, r"compare.split: unknown split 'train'.*'validation', "
+                         r"'test'"),
+    ({"variants": []}, r"compare.variants must be a non-empty list"),
+    ({"variants": {"name": "a"}}, r"compare.variants must be a non-empty list"),
+    ({"variants": ["mmoe"]}, r"`compare.variants\[0\]` must be a mapping"),
+    ({"variants": [{"name": "a"}, {"weigthing": "ew"}]},
+     r"\['weigthing'\] in `compare.variants\[1\]`.*'weighting'"),
+    ({"variants": [{"name": "a b"}]}, r"compare.variants\[0\].name must be.*'a b'"),
+    ({"variants": [{"name": "single_task"}]}, r"'single_task' is reserved"),
+    ({"variants": [{"architecture": 3}]},
+     r"compare.variants\[0\].architecture must be an architecture name"),
+    ({"variants": [{"options": [3]}]}, r"compare.variants\[0\].options must be a "
+                                       r"mapping"),
+    ({"variants": [{"weighting": 1}]}, r"compare.variants\[0\].weighting must be"),
+    ({"baseline": {"architecture": "mmoe", "units": [8]}},
+     r"\['units'\] in `compare.baseline`.*\['architecture', 'options'\]"),
+    ({"metrics": ["auc"]}, r"compare.metrics must be null .* or a mapping"),
+    ({"metrics": {"income": ["auc"]}}, r"compare.metrics: unknown task 'income'. "
+                                       r"Tasks are \['species', 'sex'\]"),
+    ({"metrics": {"sex": "auc"}}, r"compare.metrics.sex must be a non-empty list"),
+    ({"directions": {"auc": "up"}}, r"compare.directions.auc must be 1 or "
+                                    r"'higher'.*'up'"),
+    ({"directions": {"auc": [1]}}, r"compare.directions.auc must be 1"),
+    ({"directions": {"auc": True}}, r"compare.directions.auc must be 1"),
+    ({"interference": {"batch": 2}}, r"\['batch'\] in `compare.interference`"),
+    ({"interference": {"batches": 0}}, r"compare.interference.batches must be a "
+                                       r"positive integer"),
+    ({"interference": {"enabled": "yes"}}, r"compare.interference.enabled must be "
+                                           r"true or false"),
+    ({"interference": False}, r"`compare.interference` must be a mapping"),
+])
+def test_bad_compare_section(section, message):
+    with pytest.raises(ConfigError, match=message):
+        resolve_config(_compare(**section))

@@ -21,13 +21,14 @@ import shutil
 import stat
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import FRESH_PROCESS
+from helpers import raw_columns
 from helpers import snapshot
 
 import kmtl
@@ -60,35 +61,6 @@ OUTPUT_UNITS = {"species": 3, "sex": 1, "body_mass_g": 1}
 # are a Gentoo and a Chinstrap.
 ROWS = [0, 1, 2, 3, 152, 276]
 
-FRESH_PROCESS = textwrap.dedent("""\
-    import json
-    import sys
-
-
-    class RefuseKmtl:
-        # Serving must not need kmtl: importing it fails in this process.
-        def find_spec(self, name, path=None, target=None):
-            if name == "kmtl" or name.startswith("kmtl."):
-                raise ImportError(f"{name} must not be needed to serve")
-
-
-    sys.meta_path.insert(0, RefuseKmtl())
-
-    import numpy as np
-    import tensorflow as tf
-
-    model_dir, inputs_file, outputs_file = sys.argv[1:]
-    with open(inputs_file) as handle:
-        raw = json.load(handle)
-    serve = tf.saved_model.load(model_dir).signatures["serving_default"]
-    specs = serve.structured_input_signature[1]
-    inputs = {name: tf.constant(raw[name], dtype=spec.dtype)
-              for name, spec in specs.items()}
-    outputs = serve(**inputs)
-    np.savez(outputs_file, **{name: value.numpy() for name, value in outputs.items()})
-    print(json.dumps({"kmtl": "kmtl" in sys.modules, "keras": "keras" in sys.modules,
-                      "outputs": sorted(outputs)}))
-""")
 
 
 def tool(name):
@@ -103,21 +75,6 @@ def quiet_env(**extra):
     return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **extra}
 
 
-
-
-def raw_columns(model, frame):
-    """`{feature: (rows,) array}` straight from the table, as a client sends it."""
-    columns = {}
-    for feature in model.features:
-        column = frame[feature.name]
-        if feature.dtype == "float32":
-            columns[feature.name] = column.to_numpy("float32")
-        elif feature.dtype == "int64":
-            columns[feature.name] = column.to_numpy("int64")
-        else:
-            values = column.astype(object).where(column.notna(), "").astype(str)
-            columns[feature.name] = values.to_numpy()
-    return columns
 
 
 def keras_predict(model, columns):

@@ -221,15 +221,17 @@ def test_get_by_name():
     assert architectures.get("mmoe") is MMoE
     assert architectures.get("MMoE") is MMoE
     assert architectures.get("shared_bottom") is SharedBottom
-    assert architectures.list_architectures() == ["mmoe", "shared_bottom"]
+    assert architectures.list_architectures() == [
+        "cgc", "cross_stitch", "mmoe", "mtan", "ple", "shared_bottom", "soft_sharing"]
+    assert architectures.get(MMoE) is MMoE
     layer = MMoE(["a"])
     assert architectures.get(layer) is layer
 
 
 def test_get_unknown_lists_available():
-    with pytest.raises(ConfigError, match=r"Unknown architecture 'ple'. "
-                                          r"Available: \['mmoe', 'shared_bottom'\]"):
-        architectures.get("ple")
+    with pytest.raises(ConfigError, match=r"Unknown architecture 'moe'. "
+                                          r"Available: \['cgc', 'cross_stitch', "):
+        architectures.get("moe")
 
 
 def test_create():

@@ -14,13 +14,23 @@ import inspect
 
 import keras
 
+from kmtl.architectures.cross_stitch import CrossStitch
 from kmtl.architectures.mmoe import MMoE
+from kmtl.architectures.mtan import MTAN
+from kmtl.architectures.ple import CGC
+from kmtl.architectures.ple import PLE
 from kmtl.architectures.shared_bottom import SharedBottom
+from kmtl.architectures.soft_sharing import SoftSharing
 from kmtl.errors import ConfigError
 
 _REGISTRY = {
     "shared_bottom": SharedBottom,
+    "soft_sharing": SoftSharing,
+    "cross_stitch": CrossStitch,
     "mmoe": MMoE,
+    "cgc": CGC,
+    "ple": PLE,
+    "mtan": MTAN,
 }
 
 
@@ -41,7 +51,8 @@ def get(identifier):
     """Resolves an architecture.
 
     Args:
-        identifier: a registered name (returns the layer class), a config dict
+        identifier: a registered name (returns the layer class), a layer class
+            (returned as is), a config dict
             `{"class_name": ..., "config": {...}}` (returns a layer, via
             `deserialize`), or a layer instance (returned as is).
 
@@ -49,6 +60,8 @@ def get(identifier):
         ConfigError: the name is not registered.
     """
     if isinstance(identifier, keras.layers.Layer):
+        return identifier
+    if isinstance(identifier, type) and issubclass(identifier, keras.layers.Layer):
         return identifier
     if isinstance(identifier, dict):
         return deserialize(identifier)
@@ -100,8 +113,13 @@ def deserialize(config):
 
 
 __all__ = [
+    "CGC",
+    "CrossStitch",
     "MMoE",
+    "MTAN",
+    "PLE",
     "SharedBottom",
+    "SoftSharing",
     "create",
     "deserialize",
     "get",

@@ -1,37 +1,15 @@
 """Multi-gate Mixture-of-Experts (MMoE)."""
 
-import copy
-
 import keras
 from keras import ops
 
+from kmtl.architectures import gates as gates_module
 from kmtl.architectures._checks import check_positive_int
 from kmtl.architectures._checks import check_rate
 from kmtl.architectures._checks import check_task_names
 from kmtl.architectures._checks import check_units
-
-
-def _stacked(initializer, count):
-    """An initializer for `(count, fan_in, fan_out)` kernels: `count` independent
-    draws of `initializer` for `(fan_in, fan_out)`, so each expert (or gate) is
-    initialized with the fan-in and fan-out of a plain Dense kernel.
-
-    Keras initializers fix their seed when created, so each draw uses a fresh
-    instance (seed + i when a seed was given); otherwise every expert would start
-    identical."""
-    config = keras.initializers.serialize(keras.initializers.get(initializer))
-
-    def draw(i, shape, dtype):
-        fresh = copy.deepcopy(config)
-        seed = fresh.get("config", {}).get("seed")
-        if seed is not None:
-            fresh["config"]["seed"] = seed + i
-        return keras.initializers.deserialize(fresh)(shape, dtype=dtype)
-
-    def initialize(shape, dtype=None):
-        return ops.stack([draw(i, shape[1:], dtype) for i in range(count)])
-
-    return initialize
+from kmtl.architectures.experts import add_stack
+from kmtl.architectures.experts import apply_stack
 
 
 @keras.saving.register_keras_serializable(package="kmtl")
@@ -42,7 +20,10 @@ class MMoE(keras.layers.Layer):
     Learning with Multi-gate Mixture-of-Experts", KDD 2018. `num_experts` expert
     MLPs read the input; each task has its own softmax gate over the experts, and
     the task's representation is the gate-weighted sum of expert outputs:
-    `f_k(x) = sum_i softmax(W_gk x)_i * e_i(x)`.
+    `f_k(x) = sum_i softmax(W_gk x)_i * e_i(x)`. With `gate="dselect_k"` each
+    task's gate is a DSelect-k gate instead (Hazimeh et al., NeurIPS 2021,
+    arXiv:2106.03760; see `kmtl.architectures.gates.DSelectKGate`), which picks
+    at most `top_k` experts per example once trained.
 
     The experts (and the gates) are evaluated side by side, one matmul per layer,
     not as separate Dense layers. The defaults (3 experts of (256, 128) units, linear
@@ -54,12 +35,18 @@ class MMoE(keras.layers.Layer):
         num_experts: int, default 3.
         expert_units: list of int, default `(256, 128)`. Hidden units of each expert.
         gate_units: list of int, default `()`. Hidden units of each gate before its
-            softmax layer (empty: a linear gate, as in the paper).
+            output layer (empty: a linear gate, as in the paper).
+        gate: `"softmax"` (default, the paper's) or `"dselect_k"`.
         activation: str, default `"relu"`. Activation of expert and gate hidden
             layers.
-        dropout: float in [0, 1), default 0. Dropout on expert hidden layers.
+        dropout: float in [0, 1), default 0. Dropout on the experts' outputs.
         kernel_initializer: default `"glorot_uniform"`, applied per expert.
         kernel_regularizer: Keras regularizer identifier or None.
+        top_k: int, default 2. DSelect-k only: number of selectors (at most k
+            experts per example).
+        gamma: float, default 1.0. DSelect-k only: width of the smooth step.
+        entropy_weight: float, default 0. DSelect-k only: weight of the
+            selectors' entropy penalty.
 
     Input shape:
         `(batch, features)`.
@@ -69,10 +56,13 @@ class MMoE(keras.layers.Layer):
 
     Trainable weights:
         experts: `num_experts * sum(d_in * u + u)` over `expert_units`;
-        gates: `num_tasks * (sum(d_in * u + u) over gate_units + d * E + E)`.
+        gates: `num_tasks * (sum(d_in * u + u) over gate_units + G)` with `h` the
+        last gate hidden size (or `d`) and `G = h * E + E` (softmax) or
+        `G = (h + 1) * top_k * (m + 1)`, `m = ceil(log2 E)` (dselect_k).
 
     Raises:
-        ValueError: empty `task_names`, `num_experts < 1`, non-positive units.
+        ValueError: empty `task_names`, `num_experts < 1`, non-positive units,
+            unknown `gate`, bad DSelect-k options.
 
     Example:
 
@@ -82,9 +72,9 @@ class MMoE(keras.layers.Layer):
     """
 
     def __init__(self, task_names, num_experts=3, expert_units=(256, 128),
-                 gate_units=(), activation="relu", dropout=0.0,
+                 gate_units=(), gate="softmax", activation="relu", dropout=0.0,
                  kernel_initializer="glorot_uniform", kernel_regularizer=None,
-                 **kwargs):
+                 top_k=2, gamma=1.0, entropy_weight=0.0, **kwargs):
         super().__init__(**kwargs)
         self.task_names = check_task_names(task_names)
         self.num_experts = check_positive_int(num_experts, "num_experts")
@@ -95,61 +85,53 @@ class MMoE(keras.layers.Layer):
         self.dropout = check_rate(dropout, "dropout")
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        # `count` gates side by side, one per task (built with the experts).
+        self.gates = gates_module.get(
+            gate, units=self.gate_units, activation=activation,
+            kernel_initializer=self.kernel_initializer,
+            kernel_regularizer=self.kernel_regularizer, top_k=top_k, gamma=gamma,
+            entropy_weight=entropy_weight)
+        self.gate = self.gates.name
+        self.top_k, self.gamma, self.entropy_weight = top_k, gamma, entropy_weight
         self.dropout_layer = (
             keras.layers.Dropout(self.dropout) if self.dropout else None
         )
 
-    def _stack(self, prefix, count, sizes):
-        kernels, biases = [], []
-        for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-            kernels.append(self.add_weight(
-                shape=(count, fan_in, fan_out), name=f"{prefix}_kernel_{i}",
-                initializer=_stacked(self.kernel_initializer, count),
-                regularizer=self.kernel_regularizer))
-            biases.append(self.add_weight(
-                shape=(count, fan_out), name=f"{prefix}_bias_{i}", initializer="zeros"))
-        return kernels, biases
-
     def build(self, input_shape):
         features = input_shape[-1]
-        self.expert_kernels, self.expert_biases = self._stack(
-            "expert", self.num_experts, (features, *self.expert_units))
-        self.gate_kernels, self.gate_biases = self._stack(
-            "gate", len(self.task_names),
-            (features, *self.gate_units, self.num_experts))
-
-    def _apply(self, x, kernels, biases, last_linear):
-        """Runs `count` MLPs side by side on `x` `(batch, d)`.
-
-        The first layer is one matmul against the kernels laid side by side,
-        `(d, count * units)`; later layers are one batched matmul. Returns
-        `(count, batch, units)`.
-        """
-        count, fan_in, fan_out = kernels[0].shape
-        side_by_side = ops.reshape(ops.transpose(kernels[0], (1, 0, 2)),
-                                   (fan_in, count * fan_out))
-        h = ops.matmul(x, side_by_side)
-        h = ops.transpose(ops.reshape(h, (-1, count, fan_out)), (1, 0, 2))
-        for i, (kernel, bias) in enumerate(zip(kernels, biases)):
-            if i:
-                h = ops.matmul(h, kernel)
-            h = h + bias[:, None, :]
-            if not (last_linear and i == len(kernels) - 1):
-                h = self.activation_fn(h)
-        return h
+        self.expert_kernels, self.expert_biases = add_stack(
+            self, "expert", self.num_experts, (features, *self.expert_units),
+            self.kernel_initializer, self.kernel_regularizer)
+        self.gates.build(self, "gate", len(self.task_names), features,
+                         self.num_experts)
+        self.gate_kernels, self.gate_biases = self.gates.kernels, self.gates.biases
 
     def gate_weights(self, inputs):
-        """Gate softmax weights `(num_tasks, batch, num_experts)`."""
-        logits = self._apply(inputs, self.gate_kernels, self.gate_biases, True)
-        return ops.softmax(logits, axis=-1)
+        """Gate weights `(num_tasks, batch, num_experts)`."""
+        return self.gates(inputs)[0]
 
     def call(self, inputs, training=None):
-        experts = self._apply(inputs, self.expert_kernels, self.expert_biases, False)
+        experts = apply_stack(inputs, self.expert_kernels, self.expert_biases,
+                              self.activation_fn)
         if self.dropout_layer is not None:
             experts = self.dropout_layer(experts, training=training)
-        gates = self.gate_weights(inputs)
+        gates, penalty = self.gates(inputs)
+        if training and penalty is not None:
+            self.add_loss(penalty)
         mixed = ops.einsum("tbe,ebu->tbu", gates, experts)
         return {name: mixed[t] for t, name in enumerate(self.task_names)}
+
+    def diagnostics(self, inputs):
+        """Expert utilisation: `{"expert_utilisation": (matrix, task_names,
+        expert_labels)}`, `matrix` `(num_tasks, num_experts)` the gate weights
+        averaged over the rows of `inputs` `(batch, features)`."""
+        inputs = ops.convert_to_tensor(inputs, dtype=self.compute_dtype)
+        if not self.built:
+            self.build(inputs.shape)
+        matrix = ops.mean(self.gate_weights(inputs), axis=1)
+        return {"expert_utilisation": (
+            matrix, list(self.task_names),
+            [f"expert_{i}" for i in range(self.num_experts)])}
 
     def compute_output_shape(self, input_shape):
         return {name: (*input_shape[:-1], self.expert_units[-1])
@@ -162,8 +144,12 @@ class MMoE(keras.layers.Layer):
             "num_experts": self.num_experts,
             "expert_units": list(self.expert_units),
             "gate_units": list(self.gate_units),
+            "gate": self.gate,
             "activation": self.activation,
             "dropout": self.dropout,
             "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
             "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
+            "top_k": self.top_k,
+            "gamma": self.gamma,
+            "entropy_weight": self.entropy_weight,
         }

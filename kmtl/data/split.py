@@ -24,11 +24,12 @@ def _strata(frame, tasks, method):
         return None
     parts = []
     for task in tasks:
-        labelled = frame[task.target_columns].notna().all(axis=1)
-        key = np.where(labelled.to_numpy(), "1", "0").astype(object)
-        if method == "stratified" and task.type in ("binary", "multiclass"):
+        labelled = task.labelled(frame)
+        key = np.where(labelled, "1", "0").astype(object)
+        if (method == "stratified" and task.type in ("binary", "multiclass")
+                and task.has_labels):
             values = frame[task.target_columns[0]].map(str).to_numpy(dtype=object)
-            key = np.where(labelled.to_numpy(), key + ":" + values, key)
+            key = np.where(labelled, key + ":" + values, key)
         parts.append(key)
     strata = pd.Series(["|".join(p) for p in zip(*parts)], index=frame.index)
     counts = strata.map(strata.value_counts())

@@ -8,6 +8,8 @@ from kmtl.architectures._checks import check_rate
 from kmtl.architectures._checks import check_units
 from kmtl.errors import ConfigError
 from kmtl.models.feature_encoder import encode_features
+from kmtl.models.feature_encoder import encode_inputs
+from kmtl.models.feature_encoder import encoder_inputs
 from kmtl.models.feature_encoder import feature_inputs
 from kmtl.models.multitask_model import MultiTaskModel
 
@@ -22,20 +24,26 @@ def _check(check, *args):
 def build_model(features, tasks, architecture="shared_bottom", tower_units=(64,),
                 tower_activation="relu", tower_dropout=0.0,
                 categorical_encoding="embedding", embedding_dim=None, name=None,
-                **options):
+                encoders=None, input_shapes=None, **options):
     """Builds a multi-task model with the Functional API.
 
     The graph: raw feature inputs -> preprocessing (see
-    `kmtl.models.feature_encoder`) -> the architecture layer (shared bottom,
-    MMoE, ...; one representation per task) -> one tower MLP per task -> one head
-    per task (`Dense(task.units)` with the task's output activation; regression
-    heads rescale to label units with a `Rescaling` layer).
+    `kmtl.models.feature_encoder`), concatenated with the flattened outputs of
+    any `encoders` -> the architecture layer (shared bottom, MMoE, ...; one
+    representation per task) -> one tower MLP per task -> one head per task
+    (`Dense(task.units)` with the task's output activation; regression heads
+    rescale to label units with a `Rescaling` layer). A derived task
+    (`Task(derived_from=[...])`, ESMM's CTCVR) has no tower or head: its output
+    is a `Multiply` of the probabilities of the tasks it derives from, and the
+    architecture serves only the other tasks.
 
     Args:
-        features: list of fitted `kmtl.features.Feature`.
+        features: list of fitted `kmtl.features.Feature`; may be empty when
+            `encoders` are given.
         tasks: list of fitted `kmtl.Task` (or config dicts).
         architecture: registered name (`kmtl.architectures.list_architectures()`),
-            class or layer instance. Default `"shared_bottom"`.
+            class or layer instance. Default `"shared_bottom"`. It is built for
+            the tasks that are not derived.
         tower_units: list of int, default `(64,)`. Hidden units of each task
             tower; `()` for none.
         tower_activation: str, default `"relu"`.
@@ -43,56 +51,105 @@ def build_model(features, tasks, architecture="shared_bottom", tower_units=(64,)
         categorical_encoding: `"embedding"` (default) or `"one_hot"`.
         embedding_dim: int or None (per-feature rule of thumb).
         name: model name, default `"<architecture>_model"`.
+        encoders: dict `{input_name: keras.Model or keras.layers.Layer}` or None.
+            Each becomes a float32 model input `input_name` of the encoder's
+            input shape (an image, a sequence); the encoder's output is
+            flattened and concatenated with the tabular encoding. Its weights
+            are shared by all tasks and trained unless the user froze them
+            (`encoder.trainable = False`).
+        input_shapes: dict `{input_name: shape}` without the batch axis, for
+            encoders whose input shape is unknown (a bare layer, a model built
+            without `keras.Input`).
         **options: the architecture's own arguments, e.g. `num_experts=8`.
 
     Returns:
-        A `kmtl.MultiTaskModel` taking a dict of `(batch, 1)` raw inputs keyed by
-        feature name and returning `{task: (batch, task.units)}`.
+        A `kmtl.MultiTaskModel` taking a dict of raw inputs (`(batch, 1)` per
+        feature, `(batch, *shape)` per encoder input) and returning
+        `{task: (batch, task.units)}`.
 
     Raises:
-        ConfigError: unknown architecture or option, bad tower sizes, a task name
-            that is also a feature name, or duplicate task names.
+        ConfigError: unknown architecture or option, bad tower sizes, duplicate
+            task names or a name shared by a task, a feature and an encoder
+            input, bad `derived_from` (unknown or non-binary task, a cycle), no
+            feature and no encoder, or an encoder whose input shape is unknown.
+
+    Example:
+
+    >>> cnn = keras.Sequential([keras.Input((8, 8, 1)),
+    ...                         keras.layers.Conv2D(8, 3, activation="relu"),
+    ...                         keras.layers.GlobalAveragePooling2D()], name="cnn")
+    >>> model = kmtl.build_model([], [kmtl.Task("digit", "multiclass",
+    ...                                         classes=list(range(10)))],
+    ...                          encoders={"image": cnn}, units=(16,))
+    >>> model.input["image"].shape
+    (None, 8, 8, 1)
     """
     tasks = [tasks_module.get(t) for t in tasks]
     names = [t.name for t in tasks]
     if not tasks or len(set(names)) != len(names):
         raise ConfigError(f"Tasks must be a non-empty list with distinct names. "
                           f"Received: {names}")
-    clash = set(names) & {f.name for f in features}
+    encoders = dict(encoders or {})
+    input_names = [f.name for f in features] + list(encoders)
+    clash = set(names) & set(input_names)
     if clash:
-        raise ConfigError(f"Task name(s) {sorted(clash)} are also feature names; "
-                          f"rename the task(s).")
+        raise ConfigError(f"Task name(s) {sorted(clash)} are also input names "
+                          f"(features or encoders); rename the task(s).")
+    if len(set(input_names)) != len(input_names):
+        raise ConfigError(f"Encoder input names must differ from the feature names. "
+                          f"Received: features {[f.name for f in features]}, "
+                          f"encoders {sorted(encoders)}.")
+    if not input_names:
+        raise ConfigError("A model needs at least one feature or one encoder.")
+    ordered = tasks_module.derivation_order(tasks)
     tower_units = _check(check_units, tower_units, "tower_units", True)
     tower_dropout = _check(check_rate, tower_dropout, "tower_dropout")
     label = architecture if isinstance(architecture, str) else "custom"
 
     # === Inputs and preprocessing ===
     inputs = feature_inputs(features)
-    encoded = encode_features(features, inputs, categorical_encoding, embedding_dim)
+    inputs.update(encoder_inputs(encoders, input_shapes))
+    tabular = encode_features(features, inputs, categorical_encoding, embedding_dim)
+    parts = [] if tabular is None else [tabular]
+    parts.extend(encode_inputs(encoders, inputs))
+    encoded = (parts[0] if len(parts) == 1
+               else keras.layers.Concatenate(name="encoded_inputs")(parts))
 
     # === Shared part ===
-    layer = architectures.create(architecture, names, **options)
+    headed = [t for t in ordered if not t.derived_from]
+    layer = architectures.create(architecture, [t.name for t in headed], **options)
     representations = layer(encoded)
 
     # === Towers and heads ===
     outputs = {}
-    for task in tasks:
-        x = representations[task.name]
-        for i, units in enumerate(tower_units):
-            x = keras.layers.Dense(units, activation=tower_activation,
-                                   name=f"{task.name}_tower_{i}")(x)
-            if tower_dropout:
-                x = keras.layers.Dropout(tower_dropout,
-                                         name=f"{task.name}_tower_dropout_{i}")(x)
-        if task.type == "regression":
-            x = keras.layers.Dense(task.units, dtype="float32",
-                                   name=f"{task.name}_head")(x)
-            x = keras.layers.Rescaling(
-                scale=task.target_std, offset=task.target_mean, dtype="float32",
-                name=task.name)(x)
-        else:
-            x = keras.layers.Dense(task.units, activation=task.activation,
-                                   dtype="float32", name=task.name)(x)
-        outputs[task.name] = x
-    return MultiTaskModel(inputs=inputs, outputs=outputs, tasks=tasks,
-                          name=name or f"{label}_model")
+    for task in headed:
+        outputs[task.name] = _tower_and_head(
+            task, representations[task.name], tower_units, tower_activation,
+            tower_dropout)
+
+    # === Derived tasks ===
+    for task in ordered:
+        if task.derived_from:
+            product = keras.layers.Multiply(dtype="float32", name=task.name)
+            outputs[task.name] = product([outputs[p] for p in task.derived_from])
+    return MultiTaskModel(inputs=inputs,
+                          outputs={t.name: outputs[t.name] for t in tasks},
+                          tasks=tasks, name=name or f"{label}_model")
+
+
+def _tower_and_head(task, x, tower_units, tower_activation, tower_dropout):
+    """One task's tower MLP and head on its representation `x`."""
+    for i, units in enumerate(tower_units):
+        x = keras.layers.Dense(units, activation=tower_activation,
+                               name=f"{task.name}_tower_{i}")(x)
+        if tower_dropout:
+            x = keras.layers.Dropout(tower_dropout,
+                                     name=f"{task.name}_tower_dropout_{i}")(x)
+    if task.type == "regression":
+        x = keras.layers.Dense(task.units, dtype="float32",
+                               name=f"{task.name}_head")(x)
+        return keras.layers.Rescaling(
+            scale=task.target_std, offset=task.target_mean, dtype="float32",
+            name=task.name)(x)
+    return keras.layers.Dense(task.units, activation=task.activation,
+                              dtype="float32", name=task.name)(x)

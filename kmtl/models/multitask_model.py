@@ -46,7 +46,9 @@ class MultiTaskModel(keras.Model):
         **kwargs: passed to `keras.Model` (`name`, ...).
 
     Logs (and so TensorBoard): `loss`, `<task>_loss` and `<task>_<metric>` for each
-    task metric, e.g. `income_loss`, `income_auc`.
+    task metric, e.g. `income_loss`, `income_auc`; and `sharing_penalty` when a
+    layer has a `penalty()` method (soft parameter sharing): the summed
+    penalties, the part of `loss` they add.
 
     Raises:
         ConfigError: the output keys differ from the task names.
@@ -68,6 +70,9 @@ class MultiTaskModel(keras.Model):
                                    for t in self.tasks]
         self.task_weight_trackers = [keras.metrics.Mean(name=f"{t.name}_weight")
                                      for t in self.tasks]
+        self.sharing_penalty_tracker = (
+            keras.metrics.Mean(name="sharing_penalty")
+            if self._penalty_layers() else None)
         self.task_metrics = []
         self._metric_slices = {}
         for task in self.tasks:
@@ -86,9 +91,12 @@ class MultiTaskModel(keras.Model):
 
     @property
     def features(self):
-        """The raw inputs as `kmtl.features.Feature`s (name, kind and dtype)."""
+        """The raw tabular inputs as `kmtl.features.Feature`s (name, kind and
+        dtype); encoder inputs (images, ...) are not features."""
         features = []
         for name, tensor in self._inputs_struct.items():
+            if tuple(tensor.shape[1:]) != (1,):
+                continue  # an encoder input (an image, ...), not a raw feature
             kind, dtype = _FEATURE_KINDS[keras.backend.standardize_dtype(tensor.dtype)]
             features.append(Feature(name, kind, dtype))
         return features
@@ -230,11 +238,25 @@ class MultiTaskModel(keras.Model):
             return 0.0
         return scale_loss_for_distribution(ops.sum(self.losses))
 
+    def _penalty_layers(self):
+        return [layer for layer in self._flatten_layers(include_self=False)
+                if callable(getattr(layer, "penalty", None))]
+
+    def _sharing_penalty(self):
+        """The summed `penalty()` of the soft-sharing layers, which their
+        `add_loss` puts into `self.losses`; None without such layers."""
+        if self.sharing_penalty_tracker is None:
+            return None
+        return ops.sum(ops.stack([ops.cast(layer.penalty(), "float32")
+                                  for layer in self._penalty_layers()]))
+
     def _update_metrics(self, loss, task_losses, x, y, y_pred, sample_weight,
-                        task_weights=None):
+                        task_weights=None, penalty=None):
         batch_size = ops.shape(next(iter(x.values())))[0]
         self._loss_tracker.update_state(
             unscale_loss_for_distribution(loss), sample_weight=batch_size)
+        if penalty is not None:
+            self.sharing_penalty_tracker.update_state(penalty)
         if task_weights is not None:
             for i, tracker in enumerate(self.task_weight_trackers):
                 tracker.update_state(task_weights[i])
@@ -251,10 +273,13 @@ class MultiTaskModel(keras.Model):
 
     def _build_representation_model(self):
         """`inputs -> (outputs, shared representation)` over the same layers."""
+        # The architecture layer serves every task with a head of its own (a task
+        # derived from others has none).
+        headed = [t.name for t in self.tasks if not t.derived_from]
         for layer in self.layers:
             # The architecture layer: it takes `task_names` and returns one
             # representation per task (Keras keeps its outputs flattened).
-            if list(getattr(layer, "task_names", None) or []) != self.task_names:
+            if list(getattr(layer, "task_names", None) or []) != headed:
                 continue
             if not getattr(layer, "shares_representation", False):
                 raise ConfigError(
@@ -308,9 +333,11 @@ class MultiTaskModel(keras.Model):
             del tape
         else:
             gradients = tape.gradient(scaled_loss, trainable)
+        # Before the update: the penalty `loss` holds.
+        penalty = self._sharing_penalty()
         self.optimizer.apply_gradients(zip(gradients, trainable))
         return self._update_metrics(loss, task_losses, x, y, y_pred, sample_weight,
-                                    task_weights)
+                                    task_weights, penalty)
 
     def _aggregated_gradients(self, tape, scaled_losses, scaled_regularization,
                               losses, labelled, variables):
@@ -416,7 +443,7 @@ class MultiTaskModel(keras.Model):
             self._stack_losses(task_losses), self._labelled(sample_weight))
         loss = total + self._regularization()
         return self._update_metrics(loss, task_losses, x, y, y_pred, sample_weight,
-                                    task_weights)
+                                    task_weights, self._sharing_penalty())
 
     # === Config ===
 

@@ -1,7 +1,9 @@
-"""Keras callbacks for multi-task training."""
+"""`GradientStatistics`: per-task gradient norms and pairwise cosines."""
 
 import keras
 import tensorflow as tf
+
+from kmtl.evaluation.interference import cosine_matrix
 
 
 class GradientStatistics(keras.callbacks.Callback):
@@ -46,8 +48,7 @@ class GradientStatistics(keras.callbacks.Callback):
             count += 1
         mean = total / count
         norms = tf.norm(mean, axis=1)
-        unit = mean / tf.maximum(norms[:, None], 1e-12)
-        return norms.numpy(), tf.matmul(unit, unit, transpose_b=True).numpy()
+        return norms.numpy(), cosine_matrix(mean).numpy()
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is None or (epoch + 1) % self.every:

@@ -1,0 +1,13 @@
+"""Keras callbacks for multi-task training, one per file."""
+
+from kmtl.callbacks.delta_m import DeltaM
+from kmtl.callbacks.gradient_statistics import GradientStatistics
+from kmtl.callbacks.sharing_diagnostics import SharingDiagnostics
+from kmtl.callbacks.task_interference import TaskInterference
+
+__all__ = [
+    "DeltaM",
+    "GradientStatistics",
+    "SharingDiagnostics",
+    "TaskInterference",
+]

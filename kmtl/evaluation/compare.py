@@ -1,0 +1,439 @@
+"""`compare`: does multi-task learning help on this data? Single-task baselines
+against multi-task variants, over seeds, scored by Δm.
+
+What is trained, all on the same data, split and budget:
+
+- **Single-task baselines**: one model per task, built by `build_model` with
+  `tasks=[task]`: the same feature encoder, the config's architecture (or
+  `compare.baseline`) with a single task, the same tower shape and one head. So
+  the baseline of an MMoE config is a one-task MMoE (a mixture of experts with one
+  gate), and of a shared-bottom config a plain MLP. It is trained with static
+  weights (no weighting method: there is nothing to weigh).
+- **Multi-task variants**: every entry of `compare.variants` (architecture,
+  options, weighting, gradients), or the config's own model when it is null.
+
+Every model trains with the config's `training` section: the same epochs,
+batch size, optimizer, learning rate and early stopping on the validation loss
+(best epoch restored). Each model is trained once per seed. A seed sets
+`training.seed` (weight initialisation, dropout, the order of the training
+batches); the data split is the config's (`data.split.seed`) for every run. The
+data is loaded, split and fitted once per compare.
+
+Scores are taken on `compare.split` (default test). For each seed, Δm of a
+variant is computed against the single-task baselines' mean over seeds
+(`kmtl.evaluation.delta_m.delta_m`); the report gives its mean and sample std over
+seeds. Negative transfer uses `negative_transfer` (multi-task mean worse than the
+single-task mean beyond the two seed stds).
+
+Task interference (gradient cosines and lookahead affinity, see
+`kmtl.evaluation.interference`) is measured for each variant during its first
+seed's training only, by a `TaskInterference` callback on fixed probe batches:
+`compare.interference.batches` batches of rows drawn once (seed 0) from the
+training split, averaged over the epochs.
+"""
+
+import copy
+import datetime
+import time
+
+import keras
+import numpy as np
+
+from kmtl import weighting as weighting_module
+from kmtl.callbacks.task_interference import TaskInterference
+from kmtl.config import SINGLE_TASK
+from kmtl.data import make_dataset
+from kmtl.errors import ConfigError
+from kmtl.evaluation.delta_m import delta_m
+from kmtl.evaluation.delta_m import metric_direction
+from kmtl.evaluation.delta_m import negative_transfer
+from kmtl.evaluation.delta_m import relative_changes
+from kmtl.evaluation.delta_m import summarize_runs
+from kmtl.evaluation.report import write_report
+from kmtl.training import build_run_model
+from kmtl.training import new_run_dir
+from kmtl.training import precision_policy
+from kmtl.training import prepare_data
+from kmtl.training import run_model
+
+__all__ = ["SINGLE_TASK", "analyse", "compare", "resolve_variants", "seed_list"]
+
+
+def _weighting_label(weighting):
+    if weighting is None:
+        return "static"
+    if isinstance(weighting, dict):
+        return str(weighting.get("class_name", "custom")).lower()
+    name, _ = weighting_module.parse_spec(weighting)
+    return name
+
+
+def resolve_variants(config):
+    """The multi-task variants of a config, with every key filled in.
+
+    A variant key that is absent takes the config's value: `architecture` and
+    `options` from `model` (options only when the architecture is the model's),
+    `weighting` and `gradients` from `training`; `name` defaults to
+    `<architecture>_<weighting name>` (`static` without a weighting).
+
+    Returns:
+        list of dicts with keys `name`, `architecture`, `options`, `weighting`,
+        `gradients`.
+
+    Raises:
+        ConfigError: two variants have the same name, or a weighting is unknown.
+    """
+    model, training = config["model"], config["training"]
+    given = config["compare"]["variants"] or [{}]
+    variants = []
+    for i, variant in enumerate(given):
+        architecture = variant.get("architecture") or model["architecture"]
+        options = variant.get("options")
+        if options is None:
+            options = model["options"] if architecture == model["architecture"] else {}
+        weighting = variant.get("weighting", training["weighting"])
+        try:
+            if weighting is not None:
+                weighting_module.get(weighting)
+            label = _weighting_label(weighting)
+        except ConfigError as error:
+            raise ConfigError(f"compare.variants[{i}].weighting: {error}") from None
+        variants.append({
+            "name": variant.get("name") or f"{architecture}_{label}",
+            "architecture": architecture,
+            "options": copy.deepcopy(options),
+            "weighting": weighting,
+            "gradients": variant.get("gradients") or training["gradients"],
+        })
+    names = [v["name"] for v in variants]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ConfigError(f"compare.variants: the variant name(s) {duplicates} occur "
+                          f"more than once. Give each variant a distinct `name`.")
+    return variants
+
+
+def baseline_spec(config):
+    """`{"architecture", "options"}` of the single-task baselines:
+    `compare.baseline`, else the config's `model`."""
+    given = config["compare"]["baseline"] or {}
+    architecture = given.get("architecture") or config["model"]["architecture"]
+    options = given.get("options")
+    if options is None:
+        options = (config["model"]["options"]
+                   if architecture == config["model"]["architecture"] else {})
+    return {"architecture": architecture, "options": copy.deepcopy(options)}
+
+
+def seed_list(config, seeds=None):
+    """The training seeds: `seeds` (a count or a list), else `compare.seeds`
+    consecutive seeds from `training.seed`."""
+    seeds = config["compare"]["seeds"] if seeds is None else seeds
+    if isinstance(seeds, int) and not isinstance(seeds, bool):
+        if seeds < 1:
+            raise ConfigError(f"seeds must be a positive integer. Received: "
+                              f"{seeds!r}")
+        start = config["training"]["seed"]
+        return list(range(start, start + seeds))
+    seeds = list(seeds)
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"seeds must be distinct integers. Received: {seeds!r}")
+    return seeds
+
+
+def _run_config(config, spec, seed, weighting=None, gradients="parameters"):
+    run = copy.deepcopy(config)
+    run["model"]["architecture"] = spec["architecture"]
+    run["model"]["options"] = copy.deepcopy(spec["options"])
+    run["training"]["weighting"] = weighting
+    run["training"]["gradients"] = gradients
+    run["training"]["seed"] = seed
+    return run
+
+
+def _variant_config(config, variant, seed):
+    return _run_config(config, variant, seed, variant["weighting"],
+                       variant["gradients"])
+
+
+def counted_metrics(config, tasks):
+    """`{task: [metric, ...]}` that Δm counts: `compare.metrics`, else every metric
+    of every task (its `metrics`, not its loss).
+
+    Raises:
+        ConfigError: a listed metric is not one the task computes, or a metric's
+            direction is unknown and not in `compare.directions`.
+    """
+    section = config["compare"]
+    given = section["metrics"] or {t.name: list(t.metrics) for t in tasks}
+    by_name = {t.name: t for t in tasks}
+    for task_name, names in given.items():
+        known = ["loss"] + list(by_name[task_name].metrics)
+        for name in names:
+            if name not in known:
+                raise ConfigError(f"compare.metrics.{task_name}: task {task_name!r} "
+                                  f"does not compute {name!r}. Its metrics: {known} "
+                                  f"(add it to the task's `metrics`).")
+            try:
+                metric_direction(name, section["directions"])
+            except ValueError as error:
+                raise ConfigError(f"compare.directions: {error}") from None
+    return {name: list(names) for name, names in given.items()}
+
+
+def _check_buildable(config, data, baseline, variants):
+    """Builds every model once, so a bad option stops the compare before
+    anything is trained or written."""
+    seed = config["training"]["seed"]
+    for task in data.tasks:
+        try:
+            build_run_model(_run_config(config, baseline, seed), data, [task])
+        except ConfigError as error:
+            raise ConfigError(
+                f"compare.baseline (single-task {baseline['architecture']!r} model "
+                f"for task {task.name!r}): {error} Set compare.baseline to an "
+                f"architecture that takes one task.") from None
+    for i, variant in enumerate(variants):
+        try:
+            build_run_model(_variant_config(config, variant, seed), data)
+        except ConfigError as error:
+            raise ConfigError(f"compare.variants[{i}] ({variant['name']}): "
+                              f"{error}") from None
+    keras.backend.clear_session()
+
+
+def _plain_history(history):
+    return {key: [float(v) for v in values] for key, values in history.items()}
+
+
+def _record(model, run, seed, tasks):
+    return {"model": model, "tasks": [t.name for t in tasks], "seed": seed,
+            "metrics": run.metrics, "history": _plain_history(run.history),
+            "epochs": len(run.history.get("loss", [])),
+            "seconds": round(run.seconds, 3), "parameters": run.parameters}
+
+
+def _probe_data(data, batches):
+    rows = min(len(data.train), batches * data.batch_size)
+    probe = data.train.sample(n=rows, random_state=0)
+    return make_dataset(probe, data.features, data.tasks, data.batch_size)
+
+
+def _std(values):
+    return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+
+def single_task_results(runs, split):
+    """`{seed: {task: {metric: value}}}`: the single-task runs of each seed put
+    together as one results dict."""
+    combined = {}
+    for run in runs:
+        if run["model"] == SINGLE_TASK:
+            (task,) = run["tasks"]
+            combined.setdefault(run["seed"], {})[task] = run["metrics"][split][task]
+    return combined
+
+
+def analyse(runs, variants, split="test", metrics=None, directions=None,
+            average="task"):
+    """Δm, relative changes and negative transfer of each variant, from the runs.
+
+    Args:
+        runs: list of run records (`"model"`: `"single_task"` or a variant name,
+            `"tasks"`, `"seed"`, `"metrics"`: `{split: {task: {metric: v}}}`,
+            `"parameters"`, `"seconds"`), as in report.json.
+        variants: list of variant names.
+        split: the split scored.
+        metrics: `{task: [metric, ...]}` or None, as `delta_m`.
+        directions: `{metric: +1 or -1}` overrides.
+        average: `"task"` or `"flat"`, as `delta_m`.
+
+    Returns:
+        dict with `single_task` (`summary`: `summarize_runs` of the baselines per
+        seed, `parameters`: summed over the per-task models, `seconds`),
+        `results` (`{name: {"summary", "delta_m": {"per_seed", "mean", "std",
+        "n"}, "relative_changes", "negative_transfer", "parameters", "seconds"}}`)
+        and `verdict` (`best`, `delta_m`, `std`, `n`, `negative_transfer`: the
+        best variant's flagged tasks).
+    """
+    baseline_runs = single_task_results(runs, split)
+    seeds = sorted(baseline_runs)
+    baseline_list = [baseline_runs[s] for s in seeds]
+    baseline_summary = summarize_runs(baseline_list)
+    baseline = {task: {m: v["mean"] for m, v in values.items()}
+                for task, values in baseline_summary.items()}
+    single = [r for r in runs if r["model"] == SINGLE_TASK]
+    result = {
+        "single_task": {
+            "summary": baseline_summary,
+            "parameters": int(sum(r["parameters"] for r in single
+                                  if r["seed"] == seeds[0])),
+            "seconds": float(np.mean([r["seconds"] for r in single])),
+        },
+        "results": {},
+    }
+    for name in variants:
+        own = sorted((r for r in runs if r["model"] == name), key=lambda r: r["seed"])
+        per_seed = [r["metrics"][split] for r in own]
+        scores = [delta_m(r, baseline, metrics, directions, average)
+                  for r in per_seed]
+        summary = summarize_runs(per_seed)
+        means = {task: {m: v["mean"] for m, v in values.items()}
+                 for task, values in summary.items()}
+        result["results"][name] = {
+            "summary": summary,
+            "delta_m": {"per_seed": scores, "mean": float(np.mean(scores)),
+                        "std": _std(scores), "n": len(scores)},
+            "relative_changes": relative_changes(means, baseline, metrics,
+                                                 directions),
+            "negative_transfer": negative_transfer(per_seed, baseline_list, metrics,
+                                                   directions),
+            "parameters": own[0]["parameters"],
+            "seconds": float(np.mean([r["seconds"] for r in own])),
+        }
+    best = max(variants, key=lambda n: result["results"][n]["delta_m"]["mean"])
+    scores = result["results"][best]
+    result["verdict"] = {
+        "best": best,
+        "delta_m": scores["delta_m"]["mean"],
+        "std": scores["delta_m"]["std"],
+        "n": scores["delta_m"]["n"],
+        "negative_transfer": [task for task, flags in
+                              scores["negative_transfer"].items()
+                              if flags["negative"]],
+    }
+    return result
+
+
+def compare(config, data_dir=None, output_dir="runs", seeds=None, log=print):
+    """Trains single-task baselines and multi-task variants over seeds, scores
+    them by Δm and writes a report (see the module docstring for the protocol).
+
+    Writes a fresh directory `<output_dir>/<name>-compare-<timestamp>/` (never an
+    earlier one) holding `report.json`, `report.md` and `plots/*.png` (see
+    `kmtl.evaluation.report.write_report`). Models are not saved.
+
+    Args:
+        config: a resolved config (`kmtl.config.load_config`), with a `compare`
+            section.
+        data_dir: folder of the data files and built-in data sets.
+        output_dir: where the compare directory is created, default `"runs"`.
+        seeds: int (how many seeds, from `training.seed` on) or list of ints;
+            default `compare.seeds`.
+        log: callable taking one str, for progress lines (default `print`).
+
+    Returns:
+        The report dict (as in report.json), plus `"directory"`: the compare
+        directory.
+
+    Raises:
+        ConfigError, DataError: bad config or data, before anything is written.
+
+    Example:
+
+    >>> config = kmtl.config.load_config("examples/penguins_compare.yaml")
+    >>> report = compare(config, seeds=2)
+    >>> report["verdict"]["best"], report["directory"]
+    """
+    with precision_policy(config):
+        return _compare(config, data_dir, output_dir, seeds, log)
+
+
+def _compare(config, data_dir, output_dir, seeds, log):
+    section = config["compare"]
+    if len(config["tasks"]) < 2:
+        raise ConfigError("compare needs at least two tasks: a multi-task model is "
+                          "compared with one single-task model per task.")
+    seeds = seed_list(config, seeds)
+    variants = resolve_variants(config)
+    baseline = baseline_spec(config)
+    data = prepare_data(config, data_dir)
+    if section["split"] not in data.held_out:
+        raise ConfigError(f"compare.split: the {section['split']} split is empty, so "
+                          f"nothing can be scored on it. Give data.{section['split']} "
+                          f"or a non-zero data.split.{section['split']}, or set "
+                          f"compare.split to the other split.")
+    metrics = counted_metrics(config, data.tasks)
+    _check_buildable(config, data, baseline, variants)
+    interference = section["interference"]
+    probe = (_probe_data(data, interference["batches"])
+             if interference["enabled"] else None)
+    directory = new_run_dir(output_dir, f"{config['name']}-compare")
+
+    started = time.perf_counter()
+    total = len(seeds) * (len(data.tasks) + len(variants))
+    runs, matrices, done = [], {}, 0
+    for seed in seeds:
+        train_data = data.train_dataset(seed)
+        for task in data.tasks:
+            run = run_model(_run_config(config, baseline, seed), data, tasks=[task],
+                            train_data=train_data)
+            runs.append(_record(SINGLE_TASK, run, seed, [task]))
+            keras.backend.clear_session()
+            done += 1
+            log(f"[{done}/{total}] seed {seed} single-task {task.name}: "
+                f"{_short(run.metrics, section['split'], metrics)} "
+                f"({run.seconds:.1f} s)")
+        for variant in variants:
+            callbacks, probe_callback = [], None
+            if probe is not None and seed == seeds[0]:
+                probe_callback = TaskInterference(
+                    probe, every=interference["every"],
+                    batches=interference["batches"])
+                callbacks.append(probe_callback)
+            run = run_model(_variant_config(config, variant, seed), data,
+                            train_data=train_data, callbacks=callbacks)
+            runs.append(_record(variant["name"], run, seed, data.tasks))
+            if probe_callback is not None and probe_callback.cosines is not None:
+                matrices[variant["name"]] = {
+                    "seed": seed, "tasks": [t.name for t in data.tasks],
+                    "batches": interference["batches"],
+                    "cosines": np.asarray(probe_callback.cosines).tolist(),
+                    "affinity": np.asarray(probe_callback.affinity).tolist(),
+                }
+            keras.backend.clear_session()
+            done += 1
+            log(f"[{done}/{total}] seed {seed} {variant['name']}: "
+                f"{_short(run.metrics, section['split'], metrics)} "
+                f"({run.seconds:.1f} s)")
+
+    names = [v["name"] for v in variants]
+    analysis = analyse(runs, names, section["split"], metrics, section["directions"],
+                       section["average"])
+    report = {
+        "name": config["name"],
+        "created": datetime.datetime.now().isoformat(timespec="seconds"),
+        "config": config,
+        "tasks": [t.get_config() for t in data.tasks],
+        "rows": {"train": len(data.train),
+                 **{s: (0 if f is None else len(f)) for s, f in
+                    (("validation", data.validation), ("test", data.test))}},
+        "seeds": seeds,
+        "split": section["split"],
+        "metrics": metrics,
+        "directions": {m: metric_direction(m, section["directions"])
+                       for names_ in metrics.values() for m in names_},
+        "average": section["average"],
+        "baseline": baseline,
+        "variants": variants,
+        "runs": runs,
+        **analysis,
+        "interference": matrices,
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    write_report(report, directory)
+    verdict = analysis["verdict"]
+    log(f"Best variant by Δm on {section['split']}: {verdict['best']} "
+        f"({verdict['delta_m']:+.2f} % ± {verdict['std']:.2f} % over "
+        f"{verdict['n']} seed{'s' if verdict['n'] != 1 else ''}); negative transfer: "
+        f"{', '.join(verdict['negative_transfer']) or 'none'}")
+    log(f"Report: {directory}/report.md")
+    log(f"Compare directory: {directory}")
+    return {**report, "directory": directory}
+
+
+def _short(metrics, split, counted):
+    values = metrics.get(split, {})
+    parts = [f"{task}_{m}={values[task][m]:.4f}" for task, names in counted.items()
+             if task in values for m in names]
+    return " ".join(parts)
