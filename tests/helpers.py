@@ -3,6 +3,15 @@
 import textwrap
 from pathlib import Path
 
+import numpy as np
+from keras import ops
+
+import kmtl
+from kmtl import architectures
+from kmtl.datasets import PENGUIN_FEATURES
+from kmtl.datasets import penguin_tasks
+from kmtl.features import resolve_features
+
 
 def snapshot(root):
     """Every path under `root` -> (size, mtime_ns, bytes) for files, None for dirs."""
@@ -69,3 +78,68 @@ def raw_columns(model, frame):
             values = column.astype(object).where(column.notna(), "").astype(str)
             columns[feature.name] = values.to_numpy()
     return columns
+
+
+# === Architecture layers ===
+
+
+def random_inputs(rows=7, seed=0, scale=1.0, features=5):
+    """A `(rows, features)` float32 batch of standard normal draws times `scale`."""
+    x = np.random.default_rng(seed).normal(size=(rows, features)) * scale
+    return x.astype("float32")
+
+
+def to_numpy(x):
+    return ops.convert_to_numpy(x)
+
+
+def trainable_count(layer):
+    """The number of trainable scalars of `layer`."""
+    return sum(int(np.prod(w.shape)) for w in layer.trainable_weights)
+
+
+def relu(x):
+    return np.maximum(x, 0.0)
+
+
+def softmax(x):
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def assert_config_round_trip(layer, x):
+    """`layer` rebuilt from its config has the same config and, given the same
+    weights, the same outputs on `x`; `architectures.serialize` / `get` revive
+    it with the same class and config. Returns the rebuilt layer."""
+    out = layer(x)
+    config = layer.get_config()
+    clone = type(layer).from_config(config)
+    assert clone.get_config() == config
+    clone(x)
+    clone.set_weights(layer.get_weights())
+    cloned = clone(x)
+    assert list(cloned) == list(layer.task_names)
+    for name in layer.task_names:
+        np.testing.assert_allclose(to_numpy(cloned[name]), to_numpy(out[name]),
+                                   atol=1e-6)
+    revived = architectures.get(architectures.serialize(layer))
+    assert type(revived) is type(layer)
+    assert revived.get_config() == config
+    return clone
+
+
+# === Penguin models ===
+
+
+def fitted_penguins(rows=None):
+    """`(frame, features, tasks)`: the penguins with a bill length (all of them,
+    or `rows` sampled with random_state 0), and the penguin tasks and features
+    fitted on them."""
+    frame = kmtl.datasets.load_penguins().dropna(subset=["bill_length_mm"])
+    if rows is not None:
+        frame = frame.sample(rows, random_state=0)
+    frame = frame.reset_index(drop=True)
+    tasks = [task.fit(frame) for task in penguin_tasks()]
+    features = [feature.fit(frame)
+                for feature in resolve_features(frame, **PENGUIN_FEATURES)]
+    return frame, features, tasks

@@ -5,45 +5,30 @@ trip, and alpha learning inside a MultiTaskModel."""
 import keras
 import numpy as np
 import pytest
-from keras import ops
+from helpers import assert_config_round_trip
+from helpers import fitted_penguins
+from helpers import random_inputs
+from helpers import relu
+from helpers import to_numpy
+from helpers import trainable_count
 
 import kmtl
-from kmtl import architectures
 from kmtl.architectures import CrossStitch
 from kmtl.data import make_dataset
-from kmtl.datasets import PENGUIN_FEATURES
-from kmtl.datasets import penguin_tasks
-from kmtl.features import resolve_features
 
 D_IN = 5
-
-
-def _inputs(rows=7, seed=0):
-    return np.random.default_rng(seed).normal(size=(rows, D_IN)).astype("float32")
-
-
-def _numpy(x):
-    return ops.convert_to_numpy(x)
-
-
-def _count(layer):
-    return sum(int(np.prod(w.shape)) for w in layer.trainable_weights)
-
-
-def _relu(x):
-    return np.maximum(x, 0.0)
 
 
 @pytest.mark.parametrize("num_tasks", [1, 2, 5])
 def test_shapes_and_weight_count(num_tasks):
     names = [f"t{i}" for i in range(num_tasks)]
     layer = CrossStitch(names, units=(8, 4))
-    out = layer(_inputs())
+    out = layer(random_inputs())
     assert list(out) == names
     assert all(tuple(v.shape) == (7, 4) for v in out.values())
     # towers: num_tasks * (5 * 8 + 8 + 8 * 4 + 4); units: 2 layers * num_tasks^2.
-    assert _count(layer) == num_tasks * 84 + 2 * num_tasks**2
-    assert _count(layer) == {1: 86, 2: 176, 5: 470}[num_tasks]
+    assert trainable_count(layer) == num_tasks * 84 + 2 * num_tasks**2
+    assert trainable_count(layer) == {1: 86, 2: 176, 5: 470}[num_tasks]
     assert layer.compute_output_shape((None, D_IN)) == {n: (None, 4) for n in names}
 
 
@@ -59,8 +44,8 @@ def test_initial_cross_stitch_matrices(num_tasks, self_weight, other):
         expected = np.full((num_tasks, num_tasks), other)
         np.fill_diagonal(expected, self_weight)
     for alpha in layer.alphas:
-        np.testing.assert_allclose(_numpy(alpha), expected, rtol=1e-6)
-        np.testing.assert_allclose(_numpy(alpha).sum(axis=1), 1.0, rtol=1e-6)
+        np.testing.assert_allclose(to_numpy(alpha), expected, rtol=1e-6)
+        np.testing.assert_allclose(to_numpy(alpha).sum(axis=1), 1.0, rtol=1e-6)
 
 
 def test_mixing_equals_the_hand_computed_value():
@@ -78,9 +63,9 @@ def test_mixing_equals_the_hand_computed_value():
         np.array([[1.0, 0.0], [-1.0, 1.0]]),
     ])
     out = layer(np.array([[1.0, -2.0], [4.0, 0.0]], "float32"))
-    np.testing.assert_allclose(_numpy(out["a"]), [[1.5, -3.0], [6.0, 0.0]],
+    np.testing.assert_allclose(to_numpy(out["a"]), [[1.5, -3.0], [6.0, 0.0]],
                                rtol=1e-6)
-    np.testing.assert_allclose(_numpy(out["b"]), [[2.0, -4.0], [8.0, 0.0]],
+    np.testing.assert_allclose(to_numpy(out["b"]), [[2.0, -4.0], [8.0, 0.0]],
                                rtol=1e-6)
 
 
@@ -93,39 +78,39 @@ def test_values_match_the_paper_formula():
     layer.alphas[0].assign(rng.normal(size=(3, 3)))
     layer.alphas[1].assign(rng.normal(size=(3, 3)))
     layer.biases[0].assign(rng.normal(size=(3, 6)))
-    x = _inputs()
+    x = random_inputs()
     out = layer(x)
-    k0, b0, k1, b1, a0, a1 = (_numpy(w) for w in layer.weights)
-    h = [_relu(x @ k0[t] + b0[t]) for t in range(3)]
+    k0, b0, k1, b1, a0, a1 = (to_numpy(w) for w in layer.weights)
+    h = [relu(x @ k0[t] + b0[t]) for t in range(3)]
     h = [sum(a0[t, s] * h[s] for s in range(3)) for t in range(3)]
-    h = [_relu(h[t] @ k1[t] + b1[t]) for t in range(3)]
+    h = [relu(h[t] @ k1[t] + b1[t]) for t in range(3)]
     h = [sum(a1[t, s] * h[s] for s in range(3)) for t in range(3)]
     for t, name in enumerate(names):
-        np.testing.assert_allclose(_numpy(out[name]), h[t], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(to_numpy(out[name]), h[t], rtol=1e-5, atol=1e-5)
 
 
 def test_identity_units_leave_the_towers_independent():
     layer = CrossStitch(["a", "b"], units=(4,), self_weight=1.0)
-    x = _inputs()
+    x = random_inputs()
     out = layer(x)
-    kernel, bias, alpha = (_numpy(w) for w in layer.weights)
+    kernel, bias, alpha = (to_numpy(w) for w in layer.weights)
     np.testing.assert_array_equal(alpha, np.eye(2))
     for t, name in enumerate(["a", "b"]):
-        np.testing.assert_allclose(_numpy(out[name]), _relu(x @ kernel[t] + bias[t]),
+        np.testing.assert_allclose(to_numpy(out[name]), relu(x @ kernel[t] + bias[t]),
                                    rtol=1e-5, atol=1e-6)
 
 
 def test_diagnostics_are_the_cross_stitch_matrices():
     layer = CrossStitch(["a", "b", "c"], units=(4, 2))
-    layer(_inputs())
+    layer(random_inputs())
     layer.alphas[1].assign(np.arange(9.0).reshape(3, 3))
-    diagnostics = layer.diagnostics(_inputs())
+    diagnostics = layer.diagnostics(random_inputs())
     assert sorted(diagnostics) == ["cross_stitch_0", "cross_stitch_1"]
     for i, key in enumerate(["cross_stitch_0", "cross_stitch_1"]):
         matrix, rows, columns = diagnostics[key]
         assert rows == columns == ["a", "b", "c"]
-        np.testing.assert_array_equal(_numpy(matrix), _numpy(layer.alphas[i]))
-    np.testing.assert_array_equal(_numpy(diagnostics["cross_stitch_1"][0]),
+        np.testing.assert_array_equal(to_numpy(matrix), to_numpy(layer.alphas[i]))
+    np.testing.assert_array_equal(to_numpy(diagnostics["cross_stitch_1"][0]),
                                   np.arange(9.0).reshape(3, 3))
 
 
@@ -134,25 +119,12 @@ def test_config_round_trip(num_tasks):
     names = [f"t{i}" for i in range(num_tasks)]
     layer = CrossStitch(names, units=(8, 4), activation="tanh", dropout=0.2,
                         self_weight=0.7, kernel_regularizer="l2", name="arch")
-    x = _inputs()
+    x = random_inputs()
     layer(x)
     layer.alphas[0].assign(np.random.default_rng(2).normal(
         size=(num_tasks, num_tasks)))
-    out = layer(x)
-    config = layer.get_config()
-    assert config["self_weight"] == 0.7
-    clone = CrossStitch.from_config(config)
-    assert clone.get_config() == config
-    clone(x)
-    clone.set_weights(layer.get_weights())
-    cloned = clone(x)
-    assert list(cloned) == names
-    for name in names:
-        np.testing.assert_allclose(_numpy(cloned[name]), _numpy(out[name]),
-                                   atol=1e-6)
-    revived = architectures.get(architectures.serialize(layer))
-    assert type(revived) is CrossStitch
-    assert revived.get_config() == config
+    assert layer.get_config()["self_weight"] == 0.7
+    assert_config_round_trip(layer, x)
 
 
 @pytest.mark.parametrize("self_weight", [-0.1, 1.5])
@@ -162,24 +134,17 @@ def test_bad_self_weight(self_weight):
 
 
 def test_alpha_is_learned_in_a_model():
-    frame = kmtl.datasets.load_penguins().dropna(subset=["bill_length_mm"])
-    frame = frame.sample(64, random_state=0).reset_index(drop=True)
-    tasks = penguin_tasks()
-    for task in tasks:
-        task.fit(frame)
-    features = resolve_features(frame, **PENGUIN_FEATURES)
-    for feature in features:
-        feature.fit(frame)
+    frame, features, tasks = fitted_penguins(rows=64)
     keras.utils.set_random_seed(0)
     model = kmtl.build_model(features, tasks, "cross_stitch", tower_units=(4,),
                              units=(6, 4))
     model.compile(optimizer=keras.optimizers.SGD(0.1), run_eagerly=True)
     layer = model.get_layer("cross_stitch")
-    start = [_numpy(a) for a in layer.alphas]
+    start = [to_numpy(a) for a in layer.alphas]
     history = model.fit(make_dataset(frame, features, tasks, 64), verbose=0,
                         shuffle=False).history
     assert "sharing_penalty" not in history
     for before, alpha in zip(start, layer.alphas):
-        change = np.abs(_numpy(alpha) - before)
+        change = np.abs(to_numpy(alpha) - before)
         # Every entry, off-diagonal ones included, gets a gradient.
         assert np.all(change > 0)

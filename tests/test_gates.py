@@ -9,6 +9,10 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import assert_config_round_trip
+from helpers import random_inputs
+from helpers import to_numpy
+from helpers import trainable_count
 from keras import ops
 
 import kmtl
@@ -23,16 +27,7 @@ D_IN = 4
 
 
 def _inputs(rows=7, seed=0, scale=1.0):
-    return (scale * np.random.default_rng(seed).normal(size=(rows, D_IN))).astype(
-        "float32")
-
-
-def _count(variables):
-    return sum(int(np.prod(w.shape)) for w in variables)
-
-
-def _np(x):
-    return ops.convert_to_numpy(x)
+    return random_inputs(rows, seed, scale, features=D_IN)
 
 
 class Owner(keras.layers.Layer):
@@ -63,9 +58,9 @@ def test_smooth_step_values():
     t = np.array([-2.0, -0.5, -0.25, 0.0, 0.25, 0.5, 2.0], "float32")
     # -2 t^3 + 1.5 t + 0.5 at gamma = 1: t = 0.25 -> -1/32 + 3/8 + 1/2.
     expected = [0.0, 0.0, 0.15625, 0.5, 0.84375, 1.0, 1.0]
-    np.testing.assert_allclose(_np(gates.smooth_step(t, 1.0)), expected, atol=1e-7)
+    np.testing.assert_allclose(to_numpy(gates.smooth_step(t, 1.0)), expected, atol=1e-7)
     # S_gamma(t) = S_1(t / gamma).
-    np.testing.assert_allclose(_np(gates.smooth_step(2 * t, 2.0)), expected,
+    np.testing.assert_allclose(to_numpy(gates.smooth_step(2 * t, 2.0)), expected,
                                atol=1e-7)
 
 
@@ -91,7 +86,7 @@ def test_gate_rows_are_non_negative_and_sum_to_one(name, num_experts,
     if per_gate_inputs:
         x = np.stack([x, 2 * x, -x])
     weights, _ = gate(x)
-    weights = _np(weights)
+    weights = to_numpy(weights)
     assert weights.shape == (3, 12, num_experts)
     assert np.all(weights >= 0)
     np.testing.assert_allclose(weights.sum(axis=-1), 1.0, rtol=1e-6)
@@ -107,14 +102,14 @@ def test_dselect_k_saturated_selectors_pick_exactly_their_experts():
     _, gate = _built_gate("dselect_k", 1, 4, top_k=2)
     _set_selection(gate, [[5.0, -5.0, -5.0, 5.0]], [[0.0, math.log(3.0)]])
     weights, penalty = gate(_inputs())
-    weights = _np(weights)[0]
+    weights = to_numpy(weights)[0]
     assert penalty is None  # a power of two and no entropy weight
     np.testing.assert_array_equal(weights[:, [0, 3]], 0.0)
     np.testing.assert_allclose(weights[:, 1], 0.75, rtol=1e-6)
     np.testing.assert_allclose(weights[:, 2], 0.25, rtol=1e-6)
     # Both selectors on expert 3 (bits 1, 1): exactly one expert, weight 1.
     _set_selection(gate, [[5.0, 5.0, 5.0, 5.0]], [[0.3, -0.2]])
-    weights = _np(gate(_inputs())[0])[0]
+    weights = to_numpy(gate(_inputs())[0])[0]
     np.testing.assert_array_equal(weights, np.tile([0.0, 0.0, 0.0, 1.0], (7, 1)))
 
 
@@ -129,16 +124,16 @@ def test_dselect_k_at_most_k_non_zero_once_saturated():
     gate.selector_kernels[0].assign(kernel)
     gate.selector_biases[0].assign(bias)
     x = _inputs(rows=50)
-    weights = _np(gate(x)[0])
+    weights = to_numpy(gate(x)[0])
     z = np.einsum("bd,cdz->cbz", x, kernel) + bias[:, None]
     saturated = np.all(np.abs(z) >= 0.005, axis=-1)
     assert saturated.mean() > 0.9
     non_zero = (weights > 0).sum(axis=-1)
     assert np.all(non_zero[saturated] <= 3)
     # Each saturated selector is one-hot: the weights are the selector weights.
-    selector_weights = _np(ops.softmax(
-        np.einsum("bd,cdk->cbk", x, _np(gate.weight_kernels[0]))
-        + _np(gate.weight_biases[0])[:, None]))
+    selector_weights = to_numpy(ops.softmax(
+        np.einsum("bd,cdk->cbk", x, to_numpy(gate.weight_kernels[0]))
+        + to_numpy(gate.weight_biases[0])[:, None]))
     np.testing.assert_allclose(np.sort(weights, -1)[saturated][:, -3:].sum(-1), 1.0,
                                rtol=1e-6)
     assert np.all(weights[saturated].max(-1) >= selector_weights[saturated].max(-1)
@@ -154,7 +149,7 @@ def test_dselect_k_per_example_selection():
     gate.selector_kernels[0].assign(kernel)
     x = np.zeros((6, D_IN), "float32")
     x[:, 0] = [-1.0, -0.05, 0.0, 0.025, 0.05, 1.0]  # z = -10, -.5, 0, .25, .5, 10
-    weights = _np(gate(x)[0])[0]
+    weights = to_numpy(gate(x)[0])[0]
     np.testing.assert_allclose(weights[:, 1], [0, 0, 0.5, 0.84375, 1, 1], atol=1e-6)
     np.testing.assert_allclose(weights[:, 0], 1 - weights[:, 1], atol=1e-6)
 
@@ -167,7 +162,7 @@ def test_dselect_k_smooth_selector_and_entropy_penalty():
     _set_selection(gate, [[0.25, 0.0]], [[0.0]])
     weights, penalty = gate(_inputs(rows=3))
     r = np.array([0.078125, 0.078125, 0.421875, 0.421875])
-    np.testing.assert_allclose(_np(weights)[0], np.tile(r, (3, 1)), rtol=1e-6)
+    np.testing.assert_allclose(to_numpy(weights)[0], np.tile(r, (3, 1)), rtol=1e-6)
     entropy = -np.sum(r * np.log(r + gates.EPSILON))
     assert float(penalty) == pytest.approx(0.5 * entropy, rel=1e-6)
 
@@ -181,26 +176,27 @@ def test_dselect_k_experts_not_a_power_of_two():
     _set_selection(gate, [[0.25, 0.0, 0.25, 0.0]], [[0.0, 0.0]])
     weights, penalty = gate(_inputs(rows=2))
     r = np.array([0.078125, 0.078125, 0.421875]) / 0.578125
-    np.testing.assert_allclose(_np(weights)[0], np.tile(r, (2, 1)), rtol=1e-6)
+    np.testing.assert_allclose(to_numpy(weights)[0], np.tile(r, (2, 1)), rtol=1e-6)
     assert float(penalty) == pytest.approx(2 / 0.578125 - 2, rel=1e-6)
 
     # Both selectors entirely on code 11: an even spread, finite gradients.
     _set_selection(gate, [[5.0, 5.0, 5.0, 5.0]], [[0.0, 0.0]])
-    np.testing.assert_allclose(_np(gate(_inputs(rows=2))[0])[0], 1 / 3, rtol=1e-6)
+    np.testing.assert_allclose(to_numpy(gate(_inputs(rows=2))[0])[0], 1 / 3, rtol=1e-6)
     _set_selection(gate, [[0.4, 0.4, 5.0, 5.0]], [[0.0, 0.0]])
     with tf.GradientTape() as tape:
         weights, penalty = gate(_inputs(rows=2))
         loss = ops.sum(weights * np.array([1.0, 2.0, 3.0])) + penalty
     gradients = tape.gradient(loss, gate.kernels + gate.biases)
-    assert all(np.all(np.isfinite(_np(g))) for g in gradients if g is not None)
+    assert all(np.all(np.isfinite(to_numpy(g))) for g in gradients if g is not None)
     # Selector 0 is smooth (0.4 < gamma / 2): it gets a gradient.
-    assert np.abs(_np(gradients[len(gate.kernels)])[0, :2]).sum() > 0
+    assert np.abs(to_numpy(gradients[len(gate.kernels)])[0, :2]).sum() > 0
 
 
 def test_dselect_k_with_one_expert_is_the_identity():
     _, gate = _built_gate("dselect_k", 2, 1, top_k=2)
     assert not gate.selector_kernels  # nothing to select
-    np.testing.assert_allclose(_np(gate(_inputs())[0]), np.ones((2, 7, 1)), rtol=1e-6)
+    np.testing.assert_allclose(to_numpy(gate(_inputs())[0]), np.ones((2, 7, 1)),
+                               rtol=1e-6)
 
 
 # --- Weight counts, options ---------------------------------------------------
@@ -214,8 +210,8 @@ def test_dselect_k_weight_count(num_experts, units, top_k):
     hidden = sum(a * b + b for a, b in zip((D_IN, *units), units))
     h = units[-1] if units else D_IN
     m = math.ceil(math.log2(num_experts))
-    assert _count(owner.trainable_weights) == 3 * (hidden + (h + 1) * top_k * (m + 1))
-    assert _count(owner.trainable_weights) == {
+    assert trainable_count(owner) == 3 * (hidden + (h + 1) * top_k * (m + 1))
+    assert trainable_count(owner) == {
         4: 3 * 30, 5: 3 * (30 + 84), 1: 3 * 10, 2: 3 * (15 + 8 + 6)}[num_experts]
 
 
@@ -259,8 +255,8 @@ def test_mmoe_dselect_k_shapes_and_weight_count(num_tasks):
     assert {k: tuple(v.shape) for k, v in out.items()} == {n: (7, 4) for n in names}
     experts = 5 * (4 * 8 + 8 + 8 * 4 + 4)
     gate = (4 + 1) * 3 * (3 + 1)  # (h + 1) * k * (m + 1), m = ceil(log2 5) = 3
-    assert _count(layer.trainable_weights) == experts + num_tasks * gate
-    assert _count(layer.trainable_weights) == {1: 440, 2: 500, 5: 680}[num_tasks]
+    assert trainable_count(layer) == experts + num_tasks * gate
+    assert trainable_count(layer) == {1: 440, 2: 500, 5: 680}[num_tasks]
 
 
 def test_mmoe_dselect_k_values_and_penalty_only_in_training():
@@ -268,12 +264,12 @@ def test_mmoe_dselect_k_values_and_penalty_only_in_training():
     x = _inputs()
     out = layer(x)
     assert not layer.losses
-    gate_weights = _np(layer.gate_weights(x))
-    kernel, bias = _np(layer.expert_kernels[0]), _np(layer.expert_biases[0])
+    gate_weights = to_numpy(layer.gate_weights(x))
+    kernel, bias = to_numpy(layer.expert_kernels[0]), to_numpy(layer.expert_biases[0])
     experts = np.maximum(np.einsum("bd,edu->ebu", x, kernel) + bias[:, None], 0)
     for t, name in enumerate(["a", "b"]):
         np.testing.assert_allclose(
-            _np(out[name]), np.einsum("be,ebu->bu", gate_weights[t], experts),
+            to_numpy(out[name]), np.einsum("be,ebu->bu", gate_weights[t], experts),
             rtol=1e-5, atol=1e-6)
     layer(x, training=True)
     # 3 experts: 2 gates x 2 selectors of 1 / (mass on real experts) - 1 each;
@@ -285,18 +281,10 @@ def test_mmoe_dselect_k_values_and_penalty_only_in_training():
 def test_mmoe_dselect_k_config_round_trip():
     layer = MMoE(["a", "b"], num_experts=4, expert_units=(6,), gate_units=(3,),
                  gate="dselect_k", top_k=3, gamma=0.5, entropy_weight=0.01)
-    x = _inputs()
-    out = layer(x)
+    assert_config_round_trip(layer, _inputs())
     config = layer.get_config()
     assert (config["gate"], config["top_k"], config["gamma"],
             config["entropy_weight"]) == ("dselect_k", 3, 0.5, 0.01)
-    clone = MMoE.from_config(config)
-    assert clone.get_config() == config
-    clone(x)
-    clone.set_weights(layer.get_weights())
-    for name, value in clone(x).items():
-        np.testing.assert_allclose(_np(value), _np(out[name]), atol=1e-6)
-    assert type(kmtl.architectures.get(kmtl.architectures.serialize(layer))) is MMoE
 
 
 @pytest.mark.parametrize("gate", ["softmax", "dselect_k"])
@@ -307,9 +295,9 @@ def test_mmoe_diagnostics_is_the_mean_gate_weight(gate):
     assert list(diagnostics) == ["expert_utilisation"]
     matrix, rows, columns = diagnostics["expert_utilisation"]
     assert rows == ["a", "b"] and columns == ["expert_0", "expert_1", "expert_2"]
-    np.testing.assert_allclose(_np(matrix), _np(layer.gate_weights(x)).mean(axis=1),
-                               rtol=1e-6)
-    np.testing.assert_allclose(_np(matrix).sum(axis=1), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(to_numpy(matrix),
+                               to_numpy(layer.gate_weights(x)).mean(axis=1), rtol=1e-6)
+    np.testing.assert_allclose(to_numpy(matrix).sum(axis=1), 1.0, rtol=1e-6)
 
 
 def test_training_makes_dselect_k_sparse():
@@ -329,7 +317,7 @@ def test_training_makes_dselect_k_sparse():
     model.compile(keras.optimizers.Adam(0.01), "mse")
 
     def sparse_rows():
-        return float(np.mean((_np(layer.gate_weights(x)) > 0).sum(-1) <= 2))
+        return float(np.mean((to_numpy(layer.gate_weights(x)) > 0).sum(-1) <= 2))
 
     assert sparse_rows() == 0.0
     history = model.fit(x, y, batch_size=64, epochs=20, verbose=0).history["loss"]

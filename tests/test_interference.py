@@ -7,16 +7,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
+from helpers import fitted_penguins
 
 import kmtl
 from kmtl.callbacks.task_interference import TaskInterference
 from kmtl.data import make_dataset
-from kmtl.datasets import PENGUIN_FEATURES
-from kmtl.datasets import penguin_tasks
 from kmtl.evaluation.interference import gradient_cosines
 from kmtl.evaluation.interference import lookahead_affinity
 from kmtl.features import Feature
-from kmtl.features import resolve_features
 
 ROWS = 64
 NAMES = ("y", "y_copy", "y_neg")
@@ -142,14 +140,7 @@ def test_identical_tasks_have_identical_affinity():
 
 @pytest.fixture(scope="module")
 def penguins_mmoe():
-    frame = kmtl.datasets.load_penguins().dropna(subset=["bill_length_mm"])
-    frame = frame.sample(48, random_state=0).reset_index(drop=True)
-    tasks = penguin_tasks()
-    for task in tasks:
-        task.fit(frame)
-    features = resolve_features(frame, **PENGUIN_FEATURES)
-    for feature in features:
-        feature.fit(frame)
+    frame, features, tasks = fitted_penguins(rows=48)
     keras.utils.set_random_seed(1)
     model = kmtl.build_model(features, tasks, "mmoe", num_experts=2,
                              expert_units=(4,), tower_units=(4,))

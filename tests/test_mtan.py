@@ -8,29 +8,16 @@ import json
 import keras
 import numpy as np
 import pytest
+from helpers import random_inputs
+from helpers import relu
+from helpers import to_numpy
+from helpers import trainable_count
 
 from kmtl import architectures
 from kmtl.architectures import MTAN
 
 D_IN = 5
 UNITS = (8, 4)
-
-
-def _inputs(rows=7, seed=0, scale=1.0):
-    x = np.random.default_rng(seed).normal(size=(rows, D_IN)) * scale
-    return x.astype("float32")
-
-
-def _numpy(weight):
-    return keras.ops.convert_to_numpy(weight)
-
-
-def _count(layer):
-    return sum(int(np.prod(w.shape)) for w in layer.trainable_weights)
-
-
-def _relu(x):
-    return np.maximum(x, 0.0)
 
 
 def _sigmoid(x):
@@ -43,7 +30,7 @@ def _reference(layer, x):
     num_tasks = len(layer.task_names)
     shared, h = [], x
     for kernel, bias in layer.trunk:
-        h = _relu(h @ _numpy(kernel) + _numpy(bias))
+        h = relu(h @ to_numpy(kernel) + to_numpy(bias))
         shared.append(h)
     masks, attended = [], []
     for t in range(num_tasks):
@@ -52,13 +39,13 @@ def _reference(layer, x):
             if level == 0:
                 z = p
             else:
-                f_kernel, f_bias = (_numpy(w) for w in layer.extractors[level - 1])
+                f_kernel, f_bias = (to_numpy(w) for w in layer.extractors[level - 1])
                 if not layer.shared_extractor:
                     f_kernel, f_bias = f_kernel[t], f_bias[t]
-                z = np.concatenate([p, _relu(previous @ f_kernel + f_bias)], axis=1)
-            g_kernel, g_bias = (_numpy(w)[t] for w in layer.attention_g[level])
-            h_kernel, h_bias = (_numpy(w)[t] for w in layer.attention_h[level])
-            mask = _sigmoid(_relu(z @ g_kernel + g_bias) @ h_kernel + h_bias)
+                z = np.concatenate([p, relu(previous @ f_kernel + f_bias)], axis=1)
+            g_kernel, g_bias = (to_numpy(w)[t] for w in layer.attention_g[level])
+            h_kernel, h_bias = (to_numpy(w)[t] for w in layer.attention_h[level])
+            mask = _sigmoid(relu(z @ g_kernel + g_bias) @ h_kernel + h_bias)
             previous = mask * p
             if t == 0:
                 masks.append(np.zeros((num_tasks, *mask.shape)))
@@ -81,7 +68,7 @@ def _set_mask_biases(layer, values):
 def test_output_shapes(num_tasks):
     names = [f"t{i}" for i in range(num_tasks)]
     layer = MTAN(names, units=UNITS)
-    out = layer(_inputs())
+    out = layer(random_inputs())
     assert list(out) == names
     assert all(tuple(v.shape) == (7, 4) for v in out.values())
     assert layer.compute_output_shape((None, D_IN)) == {n: (None, 4) for n in names}
@@ -94,7 +81,7 @@ def test_weight_count_matches_the_docstring_formula(num_tasks, shared_extractor,
                                                     attention_units):
     layer = MTAN([f"t{i}" for i in range(num_tasks)], units=UNITS,
                  attention_units=attention_units, shared_extractor=shared_extractor)
-    layer(_inputs())
+    layer(random_inputs())
     k1, k2 = (8, 4) if attention_units is None else (3, 3)
     trunk = (5 * 8 + 8) + (8 * 4 + 4)  # sum(d_{l-1} d_l + d_l)
     extractor = 8 * 4 + 4  # level 2 only: d_1 d_2 + d_2
@@ -104,7 +91,7 @@ def test_weight_count_matches_the_docstring_formula(num_tasks, shared_extractor,
         + (2 * 4 * k2 + k2 + k2 * 4 + 4)  # level 2: m_2 = 2 d_2 = 8
     )
     expected = trunk + extractors * extractor + num_tasks * attention
-    assert _count(layer) == expected
+    assert trainable_count(layer) == expected
     assert expected == {
         (None, True, 1): 320, (None, True, 2): 520, (None, True, 5): 1120,
         (None, False, 1): 320, (None, False, 2): 556, (None, False, 5): 1264,
@@ -117,13 +104,13 @@ def test_weight_count_matches_the_docstring_formula(num_tasks, shared_extractor,
 def test_values_match_the_attention_equations(shared_extractor):
     layer = MTAN(["a", "b", "c"], units=(6, 5, 3), attention_units=4,
                  shared_extractor=shared_extractor)
-    x = _inputs()
+    x = random_inputs()
     out = layer(x)
     masks, attended = _reference(layer, x)
     for level, mask in enumerate(layer.attention_masks(x)):
-        np.testing.assert_allclose(_numpy(mask), masks[level], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(to_numpy(mask), masks[level], rtol=1e-5, atol=1e-6)
     for t, name in enumerate(["a", "b", "c"]):
-        np.testing.assert_allclose(_numpy(out[name]), attended[-1][t], rtol=1e-5,
+        np.testing.assert_allclose(to_numpy(out[name]), attended[-1][t], rtol=1e-5,
                                    atol=1e-6)
 
 
@@ -131,29 +118,29 @@ def test_masks_of_ones_give_the_trunk_output():
     """With every mask equal to 1 each task reads the plain trunk:
     relu(relu(x W1 + b1) W2 + b2), whatever the extractors and `g` compute."""
     layer = MTAN(["a", "b"], units=UNITS)
-    x = _inputs()
+    x = random_inputs()
     layer(x)
     # sigmoid(40) rounds to exactly 1 in float32.
     _set_mask_biases(layer, [40.0, 40.0])
-    (k0, b0), (k1, b1) = ((_numpy(k), _numpy(b)) for k, b in layer.trunk)
-    expected = _relu(_relu(x @ k0 + b0) @ k1 + b1)
+    (k0, b0), (k1, b1) = ((to_numpy(k), to_numpy(b)) for k, b in layer.trunk)
+    expected = relu(relu(x @ k0 + b0) @ k1 + b1)
     out = layer(x)
     for name in ("a", "b"):
-        np.testing.assert_allclose(_numpy(out[name]), expected, rtol=1e-6,
+        np.testing.assert_allclose(to_numpy(out[name]), expected, rtol=1e-6,
                                    atol=1e-6)
     for mask in layer.attention_masks(x):
-        np.testing.assert_array_equal(_numpy(mask), 1.0)
+        np.testing.assert_array_equal(to_numpy(mask), 1.0)
 
 
 @pytest.mark.parametrize("num_tasks", [1, 2, 5])
 def test_masks_are_strictly_between_zero_and_one(num_tasks):
     layer = MTAN([f"t{i}" for i in range(num_tasks)], units=(8, 6, 4))
-    x = _inputs(rows=50, scale=3.0)
+    x = random_inputs(rows=50, scale=3.0)
     layer(x)
     masks = layer.attention_masks(x)
     assert [tuple(m.shape) for m in masks] == [(num_tasks, 50, u) for u in (8, 6, 4)]
     for mask in masks:
-        mask = _numpy(mask)
+        mask = to_numpy(mask)
         assert mask.min() > 0.0 and mask.max() < 1.0
         # Not a constant: the mask depends on the input.
         assert mask.std() > 1e-3
@@ -161,18 +148,18 @@ def test_masks_are_strictly_between_zero_and_one(num_tasks):
 
 def test_diagnostics_are_the_mean_mask_per_task_and_level():
     layer = MTAN(["a", "b", "c"], units=(8, 6, 4))
-    x = _inputs(rows=9)
+    x = random_inputs(rows=9)
     layer(x)
     matrix, rows, columns = layer.diagnostics(x)["attention"]
     assert rows == ["a", "b", "c"]
     assert columns == ["level_0", "level_1", "level_2"]
-    expected = np.stack([_numpy(m).mean(axis=(1, 2)) for m in
+    expected = np.stack([to_numpy(m).mean(axis=(1, 2)) for m in
                          layer.attention_masks(x)], axis=1)
     assert expected.shape == (3, 3)
-    np.testing.assert_allclose(_numpy(matrix), expected, rtol=1e-6)
+    np.testing.assert_allclose(to_numpy(matrix), expected, rtol=1e-6)
     # Constant masks: sigmoid(0) = 1/2, sigmoid(log 3) = 3/4, sigmoid(-log 4) = 1/5.
     _set_mask_biases(layer, [0.0, np.log(3.0), -np.log(4.0)])
-    matrix = _numpy(layer.diagnostics(x)["attention"][0])
+    matrix = to_numpy(layer.diagnostics(x)["attention"][0])
     np.testing.assert_allclose(matrix, [[0.5] * 3, [0.75] * 3, [0.2] * 3], rtol=1e-6)
 
 
@@ -183,7 +170,7 @@ def test_diagnostics_are_the_mean_mask_per_task_and_level():
 ])
 def test_config_round_trip_gives_identical_outputs(options):
     layer = MTAN(["a", "b"], units=(6, 4), name="mtan", **options)
-    x = _inputs()
+    x = random_inputs()
     expected = layer(x)
     config = json.loads(json.dumps(architectures.serialize(layer)))
     copy = architectures.deserialize(config)
@@ -193,15 +180,15 @@ def test_config_round_trip_gives_identical_outputs(options):
     copy.set_weights(layer.get_weights())
     actual = copy(x)
     for name in ("a", "b"):
-        np.testing.assert_array_equal(_numpy(actual[name]), _numpy(expected[name]))
+        np.testing.assert_array_equal(to_numpy(actual[name]), to_numpy(expected[name]))
 
 
 def test_weights_start_different():
     """Kernels of the same shape (trunk level 2 and the shared extractor here, the
     tasks' modules) start from different draws."""
     layer = MTAN(["a", "b"], units=(8, 8))
-    layer(_inputs())
-    kernels = {w.path.split("/")[-1]: _numpy(w) for w in layer.weights
+    layer(random_inputs())
+    kernels = {w.path.split("/")[-1]: to_numpy(w) for w in layer.weights
                if w.path.endswith("kernel")}
     assert kernels["trunk_1_kernel"].shape == kernels["extractor_1_kernel"].shape
     assert not np.allclose(kernels["trunk_1_kernel"], kernels["extractor_1_kernel"])
@@ -212,23 +199,23 @@ def test_weights_start_different():
 def test_int_attention_units_apply_to_every_level():
     layer = MTAN(["a"], units=(8, 6, 4), attention_units=3)
     assert layer.get_config()["attention_units"] == [3, 3, 3]
-    layer(_inputs())
+    layer(random_inputs())
     assert [tuple(k.shape) for k, _ in layer.attention_g] == [
         (1, 8, 3), (1, 12, 3), (1, 8, 3)]
 
 
 def test_dropout_only_in_training():
     layer = MTAN(["a", "b"], units=(16, 8), dropout=0.5)
-    x = _inputs(rows=20)
-    inference = _numpy(layer(x, training=False)["a"])
-    np.testing.assert_array_equal(inference, _numpy(layer(x)["a"]))
+    x = random_inputs(rows=20)
+    inference = to_numpy(layer(x, training=False)["a"])
+    np.testing.assert_array_equal(inference, to_numpy(layer(x)["a"]))
     keras.utils.set_random_seed(0)
-    assert not np.allclose(_numpy(layer(x, training=True)["a"]), inference)
+    assert not np.allclose(to_numpy(layer(x, training=True)["a"]), inference)
 
 
 def test_regularizer_adds_losses():
     layer = MTAN(["a", "b"], units=(6, 4), kernel_regularizer="l2")
-    layer(_inputs())
+    layer(random_inputs())
     # One l2 term per kernel: 2 trunk, 1 shared extractor, 2 levels x (g, h).
     assert len(layer.losses) == 2 + 1 + 4
 

@@ -6,7 +6,12 @@ import re
 import keras
 import numpy as np
 import pytest
-from keras import ops
+from helpers import assert_config_round_trip
+from helpers import random_inputs
+from helpers import relu
+from helpers import softmax
+from helpers import to_numpy
+from helpers import trainable_count
 
 from kmtl import architectures
 from kmtl.architectures import CGC
@@ -15,44 +20,23 @@ from kmtl.architectures import PLE
 D_IN = 5
 
 
-def _inputs(rows=7, seed=0):
-    return np.random.default_rng(seed).normal(size=(rows, D_IN)).astype("float32")
-
-
-def _np(x):
-    return ops.convert_to_numpy(x)
-
-
-def _count(layer):
-    return sum(int(np.prod(w.shape)) for w in layer.trainable_weights)
-
-
-def _relu(x):
-    return np.maximum(x, 0.0)
-
-
-def _softmax(x):
-    e = np.exp(x - x.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
-
-
 def _reference(layer, x):
     """PLE by the paper, one expert and one gate at a time, in numpy (ReLU
     experts, linear softmax gates). Returns (task outputs, per-level
     (task gate weights, shared gate weights or None))."""
-    w = {v.name: _np(v) for v in layer.weights}
+    w = {v.name: to_numpy(v) for v in layer.weights}
     names, s, shared = (layer.task_names, layer.num_task_experts,
                         layer.num_shared_experts)
     num_tasks, depth = len(names), len(layer.expert_units)
 
     def expert(h, level, i):
         for j in range(depth):
-            h = _relu(h @ w[f"level_{level}_expert_kernel_{j}"][i]
+            h = relu(h @ w[f"level_{level}_expert_kernel_{j}"][i]
                       + w[f"level_{level}_expert_bias_{j}"][i])
         return h
 
     def gate(h, prefix, i):
-        return _softmax(h @ w[f"{prefix}_kernel_0"][i] + w[f"{prefix}_bias_0"][i])
+        return softmax(h @ w[f"{prefix}_kernel_0"][i] + w[f"{prefix}_bias_0"][i])
 
     def mix(weights, experts):
         return sum(weights[:, i : i + 1] * e for i, e in enumerate(experts))
@@ -82,7 +66,7 @@ def _reference(layer, x):
 def test_shapes(cls, num_tasks):
     names = [f"t{i}" for i in range(num_tasks)]
     layer = cls(names, num_task_experts=2, num_shared_experts=1, expert_units=(6, 3))
-    out = layer(_inputs())
+    out = layer(random_inputs())
     assert list(out) == names
     assert all(tuple(v.shape) == (7, 3) for v in out.values())
     assert layer.compute_output_shape((None, D_IN)) == {n: (None, 3) for n in names}
@@ -102,17 +86,17 @@ def test_weight_count_matches_the_docstring(num_levels, num_tasks):
     d (T s + S) + T s + S before the last level."""
     layer = PLE([f"t{i}" for i in range(num_tasks)], num_levels=num_levels,
                 num_task_experts=2, num_shared_experts=1, expert_units=(6, 3))
-    layer(_inputs())
+    layer(random_inputs())
     total, experts = 0, 2 * num_tasks + 1
     for level in range(num_levels):
         d = D_IN if level == 0 else 3
         total += experts * _experts(d) + num_tasks * (d * 3 + 3)
         if level < num_levels - 1:
             total += d * experts + experts
-    assert _count(layer) == total
+    assert trainable_count(layer) == total
     # The same by hand, T = 2: level 0 is 5 * 57 + 2 * 18 + 30 = 351, a later
     # level 5 * 45 + 2 * 12 (+ 20 before the last).
-    assert _count(layer) == {
+    assert trainable_count(layer) == {
         (1, 1): 3 * 57 + 18, (1, 2): 351 - 30, (1, 5): 11 * 57 + 5 * 18,
         (2, 1): 3 * 57 + 18 + 18 + 3 * 45 + 12, (2, 2): 351 + 249,
         (2, 5): 11 * 57 + 5 * 18 + 66 + 11 * 45 + 5 * 12,
@@ -130,16 +114,16 @@ def test_dselect_k_weight_count(num_levels):
     layer = PLE(["a", "b"], num_levels=num_levels, num_task_experts=1,
                 num_shared_experts=2, expert_units=(6, 3), gate_units=(4,),
                 gate="dselect_k", top_k=2)
-    layer(_inputs())
+    layer(random_inputs())
     total = 0
     for level in range(num_levels):
         d = D_IN if level == 0 else 3
         gates = 3 if level < num_levels - 1 else 2
         total += 4 * _experts(d) + gates * (4 * d + 34)
-    assert _count(layer) == total
-    assert _count(layer) == {1: 4 * 57 + 2 * 54, 2: 4 * 57 + 3 * 54 + 4 * 45 + 2 * 46,
-                             3: 4 * 57 + 3 * 54 + 4 * 45 + 3 * 46 + 4 * 45 + 2 * 46
-                             }[num_levels]
+    assert trainable_count(layer) == total
+    assert trainable_count(layer) == {
+        1: 4 * 57 + 2 * 54, 2: 4 * 57 + 3 * 54 + 4 * 45 + 2 * 46,
+        3: 4 * 57 + 3 * 54 + 4 * 45 + 3 * 46 + 4 * 45 + 2 * 46}[num_levels]
 
 
 # --- Values -------------------------------------------------------------------
@@ -150,11 +134,11 @@ def test_dselect_k_weight_count(num_levels):
 def test_values_match_the_paper_formulas(num_levels, s, shared):
     layer = PLE(["a", "b", "c"], num_levels=num_levels, num_task_experts=s,
                 num_shared_experts=shared, expert_units=(4, 3))
-    x = _inputs()
+    x = random_inputs()
     out = layer(x)
     expected, _ = _reference(layer, x)
     for name in ("a", "b", "c"):
-        np.testing.assert_allclose(_np(out[name]), expected[name], rtol=1e-5,
+        np.testing.assert_allclose(to_numpy(out[name]), expected[name], rtol=1e-5,
                                    atol=1e-6)
 
 
@@ -163,27 +147,27 @@ def test_one_own_expert_and_no_shared_experts_route_each_task_alone():
     its own experts chained level by level, whatever the other tasks' weights."""
     layer = PLE(["a", "b"], num_levels=2, num_task_experts=1,
                 num_shared_experts=0, expert_units=(4,))
-    x = _inputs()
+    x = random_inputs()
     out = layer(x)
-    w = {v.name: _np(v) for v in layer.weights}
+    w = {v.name: to_numpy(v) for v in layer.weights}
     for t, name in enumerate(["a", "b"]):
-        h = _relu(x @ w["level_0_expert_kernel_0"][t] + w["level_0_expert_bias_0"][t])
-        h = _relu(h @ w["level_1_expert_kernel_0"][t] + w["level_1_expert_bias_0"][t])
-        np.testing.assert_allclose(_np(out[name]), h, rtol=1e-5, atol=1e-6)
-    before = _np(out["a"])
+        h = relu(x @ w["level_0_expert_kernel_0"][t] + w["level_0_expert_bias_0"][t])
+        h = relu(h @ w["level_1_expert_kernel_0"][t] + w["level_1_expert_bias_0"][t])
+        np.testing.assert_allclose(to_numpy(out[name]), h, rtol=1e-5, atol=1e-6)
+    before = to_numpy(out["a"])
     for v in layer.weights:
         if "expert" in v.name:
-            value = _np(v).copy()
+            value = to_numpy(v).copy()
             value[1] += 1.0  # task b's expert only
             v.assign(value)
     after = layer(x)
-    np.testing.assert_array_equal(_np(after["a"]), before)
-    assert not np.allclose(_np(after["b"]), _np(out["b"]))
+    np.testing.assert_array_equal(to_numpy(after["a"]), before)
+    assert not np.allclose(to_numpy(after["b"]), to_numpy(out["b"]))
     utilisation = layer.diagnostics(x)
     for level in (0, 1):
         matrix, rows, columns = utilisation[f"expert_utilisation_level_{level}"]
         assert rows == ["a", "b"] and columns == ["a_expert_0", "b_expert_0"]
-        np.testing.assert_allclose(_np(matrix), np.eye(2), atol=1e-7)
+        np.testing.assert_allclose(to_numpy(matrix), np.eye(2), atol=1e-7)
 
 
 def test_cgc_equals_one_level_ple():
@@ -191,23 +175,23 @@ def test_cgc_equals_one_level_ple():
                "gate_units": (3,)}
     cgc = CGC(["a", "b"], **options)
     ple = PLE(["a", "b"], num_levels=1, **options)
-    x = _inputs()
+    x = random_inputs()
     cgc(x)
     ple(x)
     assert [v.name for v in cgc.weights] == [v.name for v in ple.weights]
     ple.set_weights(cgc.get_weights())
     cgc_out, ple_out = cgc(x), ple(x)
     for name in ("a", "b"):
-        np.testing.assert_array_equal(_np(cgc_out[name]), _np(ple_out[name]))
+        np.testing.assert_array_equal(to_numpy(cgc_out[name]), to_numpy(ple_out[name]))
     assert cgc.num_levels == 1 and "num_levels" not in cgc.get_config()
 
 
 def test_dropout_only_in_training():
     layer = PLE(["a", "b"], expert_units=(16,), dropout=0.5)
-    x = _inputs()
-    inference = [_np(layer(x)["a"]) for _ in range(2)]
+    x = random_inputs()
+    inference = [to_numpy(layer(x)["a"]) for _ in range(2)]
     np.testing.assert_array_equal(inference[0], inference[1])
-    assert not np.allclose(_np(layer(x, training=True)["a"]), inference[0])
+    assert not np.allclose(to_numpy(layer(x, training=True)["a"]), inference[0])
 
 
 def test_dselect_k_penalty_only_in_training():
@@ -215,7 +199,7 @@ def test_dselect_k_penalty_only_in_training():
     reachability penalty is added while training."""
     layer = PLE(["a", "b"], num_task_experts=1, num_shared_experts=2,
                 expert_units=(4,), gate="dselect_k")
-    x = _inputs()
+    x = random_inputs()
     layer(x)
     assert not layer.losses
     layer(x, training=True)
@@ -232,7 +216,7 @@ def test_dselect_k_penalty_only_in_training():
 def test_diagnostics_place_the_mean_gate_weights(gate):
     layer = PLE(["a", "b"], num_levels=2, num_task_experts=2, num_shared_experts=1,
                 expert_units=(4,), gate=gate)
-    x = _inputs(rows=11)
+    x = random_inputs(rows=11)
     diagnostics = layer.diagnostics(x)
     assert list(diagnostics) == ["expert_utilisation_level_0",
                                  "expert_utilisation_level_1"]
@@ -240,18 +224,18 @@ def test_diagnostics_place_the_mean_gate_weights(gate):
                "shared_expert_0"]
     matrix, rows, labels = diagnostics["expert_utilisation_level_0"]
     assert rows == ["a", "b", "shared"] and labels == columns
-    matrix = _np(matrix)
+    matrix = to_numpy(matrix)
     assert matrix.shape == (3, 5)
     np.testing.assert_array_equal(matrix[0, 2:4], 0.0)  # a cannot see b's experts
     np.testing.assert_array_equal(matrix[1, 0:2], 0.0)
     assert np.all(matrix[2] > 0)  # the shared gate sees every expert
     np.testing.assert_allclose(matrix.sum(axis=1), 1.0, rtol=1e-6)
     last, rows, labels = diagnostics["expert_utilisation_level_1"]
-    assert rows == ["a", "b"] and labels == columns and _np(last).shape == (2, 5)
-    np.testing.assert_allclose(_np(last).sum(axis=1), 1.0, rtol=1e-6)
+    assert rows == ["a", "b"] and labels == columns and to_numpy(last).shape == (2, 5)
+    np.testing.assert_allclose(to_numpy(last).sum(axis=1), 1.0, rtol=1e-6)
     if gate == "softmax":
         _, gates = _reference(layer, x)
-        for level, utilisation in enumerate([matrix, _np(last)]):
+        for level, utilisation in enumerate([matrix, to_numpy(last)]):
             task_gates, shared_gate = gates[level]
             np.testing.assert_allclose(utilisation[0, [0, 1, 4]],
                                        task_gates[0].mean(0), rtol=1e-5)
@@ -279,20 +263,7 @@ CONFIGS = [
 @pytest.mark.parametrize("num_tasks", [1, 2, 5])
 def test_config_round_trip(cls, options, num_tasks):
     names = [f"t{i}" for i in range(num_tasks)]
-    layer = cls(names, name="arch", **options)
-    x = _inputs()
-    out = layer(x)
-    config = layer.get_config()
-    clone = cls.from_config(config)
-    assert clone.get_config() == config
-    clone(x)
-    clone.set_weights(layer.get_weights())
-    cloned = clone(x)
-    assert list(cloned) == names
-    for name in names:
-        np.testing.assert_allclose(_np(cloned[name]), _np(out[name]), atol=1e-6)
-    again = architectures.get(architectures.serialize(layer))
-    assert type(again) is cls and again.get_config() == config
+    assert_config_round_trip(cls(names, name="arch", **options), random_inputs())
 
 
 def test_create_by_registered_name():
@@ -328,6 +299,6 @@ def test_defaults_follow_deepctr():
             layer.expert_units, layer.gate_units, layer.gate) == (
                 2, 1, 1, (256, 128), (), "softmax")
     layer(keras.ops.ones((2, D_IN)))
-    assert _count(layer) == (3 * _experts(D_IN, (256, 128)) + 2 * (D_IN * 2 + 2)
-                             + (D_IN * 3 + 3) + 3 * _experts(128, (256, 128))
-                             + 2 * (128 * 2 + 2))
+    assert trainable_count(layer) == (
+        3 * _experts(D_IN, (256, 128)) + 2 * (D_IN * 2 + 2) + (D_IN * 3 + 3)
+        + 3 * _experts(128, (256, 128)) + 2 * (128 * 2 + 2))

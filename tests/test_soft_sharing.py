@@ -6,33 +6,19 @@ paths, pulling the towers together)."""
 import keras
 import numpy as np
 import pytest
-from keras import ops
+from helpers import assert_config_round_trip
+from helpers import fitted_penguins
+from helpers import random_inputs
+from helpers import relu
+from helpers import to_numpy
+from helpers import trainable_count
 
 import kmtl
 from kmtl import architectures
 from kmtl.architectures import SoftSharing
 from kmtl.data import make_dataset
-from kmtl.datasets import PENGUIN_FEATURES
-from kmtl.datasets import penguin_tasks
-from kmtl.features import resolve_features
 
 D_IN = 5
-
-
-def _inputs(rows=7, seed=0):
-    return np.random.default_rng(seed).normal(size=(rows, D_IN)).astype("float32")
-
-
-def _numpy(x):
-    return ops.convert_to_numpy(x)
-
-
-def _count(layer):
-    return sum(int(np.prod(w.shape)) for w in layer.trainable_weights)
-
-
-def _relu(x):
-    return np.maximum(x, 0.0)
 
 
 # --- The layer ---------------------------------------------------------------
@@ -42,11 +28,11 @@ def _relu(x):
 def test_shapes_and_weight_count(num_tasks):
     names = [f"t{i}" for i in range(num_tasks)]
     layer = SoftSharing(names, units=(8, 4))
-    out = layer(_inputs())
+    out = layer(random_inputs())
     assert list(out) == names
     assert all(tuple(v.shape) == (7, 4) for v in out.values())
     # num_tasks * sum(d_in * u + u) = num_tasks * (5 * 8 + 8 + 8 * 4 + 4).
-    assert _count(layer) == num_tasks * 84
+    assert trainable_count(layer) == num_tasks * 84
     assert [tuple(w.shape) for w in layer.trainable_weights] == [
         (num_tasks, 5, 8), (num_tasks, 8), (num_tasks, 8, 4), (num_tasks, 4)]
     assert layer.compute_output_shape((None, D_IN)) == {n: (None, 4) for n in names}
@@ -54,12 +40,12 @@ def test_shapes_and_weight_count(num_tasks):
 
 def test_each_task_reads_its_own_tower():
     layer = SoftSharing(["a", "b", "c"], units=(6, 3))
-    x = _inputs()
+    x = random_inputs()
     out = layer(x)
-    k0, b0, k1, b1 = (_numpy(w) for w in layer.weights)
+    k0, b0, k1, b1 = (to_numpy(w) for w in layer.weights)
     for t, name in enumerate(["a", "b", "c"]):
-        expected = _relu(_relu(x @ k0[t] + b0[t]) @ k1[t] + b1[t])
-        np.testing.assert_allclose(_numpy(out[name]), expected, rtol=1e-5,
+        expected = relu(relu(x @ k0[t] + b0[t]) @ k1[t] + b1[t])
+        np.testing.assert_allclose(to_numpy(out[name]), expected, rtol=1e-5,
                                    atol=1e-6)
     # Independent draws, not copies of one tower.
     assert not np.allclose(k0[0], k0[1])
@@ -92,22 +78,22 @@ def test_penalty_equals_the_hand_computed_value():
 
 def test_no_penalty_for_one_task_or_zero_strength():
     single = SoftSharing(["a"], units=(3,), strength=10.0)
-    single(_inputs())
+    single(random_inputs())
     assert float(single.penalty()) == 0.0
     assert single.losses == []
     free = SoftSharing(["a", "b"], units=(3,), strength=0.0)
-    free(_inputs())
+    free(random_inputs())
     assert float(free.penalty()) == 0.0
     assert free.losses == []
 
 
 def test_penalty_is_a_function_of_the_weights_only():
     layer = SoftSharing(["a", "b"], units=(4,), strength=0.1)
-    layer(_inputs(seed=1))
+    layer(random_inputs(seed=1))
     first = float(layer.losses[0])
-    layer(_inputs(seed=2) * 100.0)
+    layer(random_inputs(seed=2) * 100.0)
     assert float(layer.losses[0]) == pytest.approx(first, rel=1e-6)
-    kernel = _numpy(layer.kernels[0])
+    kernel = to_numpy(layer.kernels[0])
     assert first == pytest.approx(0.1 * np.sum((kernel[0] - kernel[1]) ** 2),
                                   rel=1e-5)
 
@@ -122,12 +108,12 @@ def test_diagnostics_tower_distances():
     # ||W_a - W_b|| / sqrt(||W_a|| ||W_b||): norms 1, 1, sqrt(2).
     r = 1 / 2 ** 0.25
     np.testing.assert_allclose(
-        _numpy(matrix), [[0, 2 ** 0.5, r], [2 ** 0.5, 0, r], [r, r, 0]], rtol=1e-5)
+        to_numpy(matrix), [[0, 2 ** 0.5, r], [2 ** 0.5, 0, r], [r, r, 0]], rtol=1e-5)
     # Layer 0: tower a is all zeros (norm 0); b, c have norms 2, 4 and
     # distance 2: 2 / sqrt(8).
     matrix, _, _ = diagnostics["tower_distance_0"]
-    assert _numpy(matrix)[1, 2] == pytest.approx(2 / 8 ** 0.5, rel=1e-5)
-    assert _numpy(matrix)[0, 0] == 0.0
+    assert to_numpy(matrix)[1, 2] == pytest.approx(2 / 8 ** 0.5, rel=1e-5)
+    assert to_numpy(matrix)[0, 0] == 0.0
 
 
 @pytest.mark.parametrize("num_tasks", [1, 2, 5])
@@ -135,23 +121,9 @@ def test_config_round_trip(num_tasks):
     names = [f"t{i}" for i in range(num_tasks)]
     layer = SoftSharing(names, units=(8, 4), activation="tanh", dropout=0.2,
                         strength=0.03, kernel_regularizer="l2", name="arch")
-    x = _inputs()
-    out = layer(x)
-    config = layer.get_config()
-    assert config["strength"] == 0.03
-    clone = SoftSharing.from_config(config)
-    assert clone.get_config() == config
-    clone(x)
-    clone.set_weights(layer.get_weights())
-    cloned = clone(x)
-    assert list(cloned) == names
-    for name in names:
-        np.testing.assert_allclose(_numpy(cloned[name]), _numpy(out[name]),
-                                   atol=1e-6)
+    assert layer.get_config()["strength"] == 0.03
+    clone = assert_config_round_trip(layer, random_inputs())
     assert float(clone.penalty()) == pytest.approx(float(layer.penalty()), rel=1e-6)
-    revived = architectures.get(architectures.serialize(layer))
-    assert type(revived) is SoftSharing
-    assert revived.get_config() == config
 
 
 def test_bad_strength():
@@ -171,15 +143,7 @@ def test_registered_and_created_with_options():
 
 @pytest.fixture(scope="module")
 def penguins_fitted():
-    frame = kmtl.datasets.load_penguins().dropna(subset=["bill_length_mm"])
-    frame = frame.reset_index(drop=True)
-    tasks = penguin_tasks()
-    for task in tasks:
-        task.fit(frame)
-    features = resolve_features(frame, **PENGUIN_FEATURES)
-    for feature in features:
-        feature.fit(frame)
-    return frame, features, tasks
+    return fitted_penguins()
 
 
 def _model(fitted, strength, seed=0):
@@ -236,9 +200,9 @@ def test_penalty_gradient_reaches_the_towers(penguins_fitted, weighting):
         model.compile(optimizer=keras.optimizers.SGD(lr), weighting=weighting,
                       run_eagerly=True)
         kernel = model.get_layer("soft_sharing").kernels[0]
-        start = _numpy(kernel)
+        start = to_numpy(kernel)
         model.fit(_data(penguins_fitted), epochs=1, verbose=0, shuffle=False)
-        kernels.append(_numpy(kernel))
+        kernels.append(to_numpy(kernel))
     expected = -lr * strength * 2 * 3 * (start - start.mean(axis=0))
     np.testing.assert_allclose(kernels[1] - kernels[0], expected, rtol=1e-3,
                                atol=1e-6)
@@ -250,9 +214,9 @@ def test_penalty_pulls_the_towers_together(penguins_fitted):
         model = _model(penguins_fitted, strength)
         model.compile(optimizer=keras.optimizers.Adam(0.03), run_eagerly=True)
         layer = model.get_layer("soft_sharing")
-        start = _numpy(layer.diagnostics(None)["tower_distance_0"][0])
+        start = to_numpy(layer.diagnostics(None)["tower_distance_0"][0])
         model.fit(_data(penguins_fitted).repeat(8), verbose=0, shuffle=False)
-        end = _numpy(layer.diagnostics(None)["tower_distance_0"][0])
+        end = to_numpy(layer.diagnostics(None)["tower_distance_0"][0])
         off_diagonal = ~np.eye(3, dtype=bool)
         distances[strength] = (start[off_diagonal].mean(), end[off_diagonal].mean())
     assert distances[0.0][0] == pytest.approx(distances[1.0][0])  # same start

@@ -5,10 +5,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from kmtl.architectures._checks import check_rate
-from kmtl.architectures._checks import check_task_names
-from kmtl.architectures._checks import check_units
-from kmtl.architectures.experts import add_stack
+from kmtl.architectures.experts import StackedTowers
 from kmtl.architectures.experts import apply_stack
 
 
@@ -25,7 +22,7 @@ def cross_stitch_initial_value(num_tasks, self_weight):
 
 
 @keras.saving.register_keras_serializable(package="kmtl")
-class CrossStitch(keras.layers.Layer):
+class CrossStitch(StackedTowers):
     """Cross-stitch network: one MLP tower per task, the towers' activations
     mixed by a trainable matrix after every hidden layer.
 
@@ -87,27 +84,16 @@ class CrossStitch(keras.layers.Layer):
 
     def __init__(self, task_names, units=(256, 128), activation="relu", dropout=0.0,
                  self_weight=0.9, kernel_regularizer=None, **kwargs):
-        super().__init__(**kwargs)
-        self.task_names = check_task_names(task_names)
-        self.units = check_units(units, "units")
-        self.activation = activation
-        self.activation_fn = keras.activations.get(activation)
-        self.dropout = check_rate(dropout, "dropout")
+        super().__init__(task_names, units, activation, dropout, kernel_regularizer,
+                         **kwargs)
         if not 0 <= self_weight <= 1:
             raise ValueError(f"self_weight must be in [0, 1]. Received: "
                              f"self_weight={self_weight!r}")
         self.self_weight = float(self_weight)
-        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
-        # === Layers ===
-        self.dropout_layer = (
-            keras.layers.Dropout(self.dropout) if self.dropout else None
-        )
 
     def build(self, input_shape):
+        super().build(input_shape)
         count = len(self.task_names)
-        self.kernels, self.biases = add_stack(
-            self, "tower", count, (input_shape[-1], *self.units), "glorot_uniform",
-            self.kernel_regularizer)
         initial = cross_stitch_initial_value(count, self.self_weight)
         self.alphas = [
             self.add_weight(shape=(count, count), name=f"cross_stitch_{i}",
@@ -140,16 +126,5 @@ class CrossStitch(keras.layers.Layer):
                                       list(self.task_names), list(self.task_names))
                 for i, alpha in enumerate(self.alphas)}
 
-    def compute_output_shape(self, input_shape):
-        return {name: (*input_shape[:-1], self.units[-1]) for name in self.task_names}
-
     def get_config(self):
-        return {
-            **super().get_config(),
-            "task_names": list(self.task_names),
-            "units": list(self.units),
-            "activation": self.activation,
-            "dropout": self.dropout,
-            "self_weight": self.self_weight,
-            "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
-        }
+        return {**super().get_config(), "self_weight": self.self_weight}

@@ -5,15 +5,13 @@ from keras import ops
 
 from kmtl.architectures import gates as gates_module
 from kmtl.architectures._checks import check_positive_int
-from kmtl.architectures._checks import check_rate
-from kmtl.architectures._checks import check_task_names
-from kmtl.architectures._checks import check_units
+from kmtl.architectures.experts import MixtureOfExperts
 from kmtl.architectures.experts import add_stack
 from kmtl.architectures.experts import apply_stack
 
 
 @keras.saving.register_keras_serializable(package="kmtl")
-class MMoE(keras.layers.Layer):
+class MMoE(MixtureOfExperts):
     """Multi-gate Mixture-of-Experts.
 
     Ma, Zhao, Yi, Chen, Hong and Chi, "Modeling Task Relationships in Multi-task
@@ -75,27 +73,13 @@ class MMoE(keras.layers.Layer):
                  gate_units=(), gate="softmax", activation="relu", dropout=0.0,
                  kernel_initializer="glorot_uniform", kernel_regularizer=None,
                  top_k=2, gamma=1.0, entropy_weight=0.0, **kwargs):
-        super().__init__(**kwargs)
-        self.task_names = check_task_names(task_names)
+        super().__init__(task_names, expert_units, gate_units, activation, dropout,
+                         kernel_initializer, kernel_regularizer, top_k, gamma,
+                         entropy_weight, **kwargs)
         self.num_experts = check_positive_int(num_experts, "num_experts")
-        self.expert_units = check_units(expert_units, "expert_units")
-        self.gate_units = check_units(gate_units, "gate_units", allow_empty=True)
-        self.activation = activation
-        self.activation_fn = keras.activations.get(activation)
-        self.dropout = check_rate(dropout, "dropout")
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
         # `count` gates side by side, one per task (built with the experts).
-        self.gates = gates_module.get(
-            gate, units=self.gate_units, activation=activation,
-            kernel_initializer=self.kernel_initializer,
-            kernel_regularizer=self.kernel_regularizer, top_k=top_k, gamma=gamma,
-            entropy_weight=entropy_weight)
+        self.gates = gates_module.get(gate, **self.gate_options)
         self.gate = self.gates.name
-        self.top_k, self.gamma, self.entropy_weight = top_k, gamma, entropy_weight
-        self.dropout_layer = (
-            keras.layers.Dropout(self.dropout) if self.dropout else None
-        )
 
     def build(self, input_shape):
         features = input_shape[-1]
@@ -133,23 +117,5 @@ class MMoE(keras.layers.Layer):
             matrix, list(self.task_names),
             [f"expert_{i}" for i in range(self.num_experts)])}
 
-    def compute_output_shape(self, input_shape):
-        return {name: (*input_shape[:-1], self.expert_units[-1])
-                for name in self.task_names}
-
     def get_config(self):
-        return {
-            **super().get_config(),
-            "task_names": list(self.task_names),
-            "num_experts": self.num_experts,
-            "expert_units": list(self.expert_units),
-            "gate_units": list(self.gate_units),
-            "gate": self.gate,
-            "activation": self.activation,
-            "dropout": self.dropout,
-            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
-            "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
-            "top_k": self.top_k,
-            "gamma": self.gamma,
-            "entropy_weight": self.entropy_weight,
-        }
+        return {**super().get_config(), "num_experts": self.num_experts}

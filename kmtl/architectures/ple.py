@@ -7,9 +7,7 @@ from keras import ops
 
 from kmtl.architectures import gates as gates_module
 from kmtl.architectures._checks import check_positive_int
-from kmtl.architectures._checks import check_rate
-from kmtl.architectures._checks import check_task_names
-from kmtl.architectures._checks import check_units
+from kmtl.architectures.experts import MixtureOfExperts
 from kmtl.architectures.experts import add_stack
 from kmtl.architectures.experts import apply_stack
 
@@ -32,7 +30,7 @@ class _Level:
 
 
 @keras.saving.register_keras_serializable(package="kmtl")
-class PLE(keras.layers.Layer):
+class PLE(MixtureOfExperts):
     """Progressive Layered Extraction: stacked levels of task-specific and shared
     experts with per-task gates.
 
@@ -108,8 +106,9 @@ class PLE(keras.layers.Layer):
                  gate="softmax", activation="relu", dropout=0.0,
                  kernel_initializer="glorot_uniform", kernel_regularizer=None,
                  top_k=2, gamma=1.0, entropy_weight=0.0, **kwargs):
-        super().__init__(**kwargs)
-        self.task_names = check_task_names(task_names)
+        super().__init__(task_names, expert_units, gate_units, activation, dropout,
+                         kernel_initializer, kernel_regularizer, top_k, gamma,
+                         entropy_weight, **kwargs)
         self.num_levels = check_positive_int(num_levels, "num_levels")
         self.num_task_experts = _check_count(num_task_experts, "num_task_experts")
         self.num_shared_experts = _check_count(num_shared_experts,
@@ -118,24 +117,8 @@ class PLE(keras.layers.Layer):
             raise ValueError(
                 "PLE needs at least one expert per level. Received: "
                 "num_task_experts=0, num_shared_experts=0")
-        self.expert_units = check_units(expert_units, "expert_units")
-        self.gate_units = check_units(gate_units, "gate_units", allow_empty=True)
-        self.activation = activation
-        self.activation_fn = keras.activations.get(activation)
-        self.dropout = check_rate(dropout, "dropout")
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
-        self.gate_options = {
-            "units": self.gate_units, "activation": activation,
-            "kernel_initializer": self.kernel_initializer,
-            "kernel_regularizer": self.kernel_regularizer,
-            "top_k": top_k, "gamma": gamma, "entropy_weight": entropy_weight}
         # Checks the gate name and options now, not at build time.
         self.gate = gates_module.get(gate, **self.gate_options).name
-        self.top_k, self.gamma, self.entropy_weight = top_k, gamma, entropy_weight
-        self.dropout_layer = (
-            keras.layers.Dropout(self.dropout) if self.dropout else None
-        )
         num_tasks, s, shared = (len(self.task_names), self.num_task_experts,
                                 self.num_shared_experts)
         self.num_level_experts = num_tasks * s + shared
@@ -242,27 +225,12 @@ class PLE(keras.layers.Layer):
                                                            list(columns))
         return result
 
-    def compute_output_shape(self, input_shape):
-        return {name: (*input_shape[:-1], self.expert_units[-1])
-                for name in self.task_names}
-
     def get_config(self):
         return {
             **super().get_config(),
-            "task_names": list(self.task_names),
             "num_levels": self.num_levels,
             "num_task_experts": self.num_task_experts,
             "num_shared_experts": self.num_shared_experts,
-            "expert_units": list(self.expert_units),
-            "gate_units": list(self.gate_units),
-            "gate": self.gate,
-            "activation": self.activation,
-            "dropout": self.dropout,
-            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
-            "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
-            "top_k": self.top_k,
-            "gamma": self.gamma,
-            "entropy_weight": self.entropy_weight,
         }
 
 

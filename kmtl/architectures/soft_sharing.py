@@ -3,15 +3,12 @@
 import keras
 from keras import ops
 
-from kmtl.architectures._checks import check_rate
-from kmtl.architectures._checks import check_task_names
-from kmtl.architectures._checks import check_units
+from kmtl.architectures.experts import StackedTowers
 from kmtl.architectures.experts import apply_stack
-from kmtl.architectures.experts import stacked_initializer
 
 
 @keras.saving.register_keras_serializable(package="kmtl")
-class SoftSharing(keras.layers.Layer):
+class SoftSharing(StackedTowers):
     """Soft parameter sharing: one MLP tower per task, pulled together by an L2
     penalty between the towers' kernels.
 
@@ -71,37 +68,17 @@ class SoftSharing(keras.layers.Layer):
     True
     """
 
+    # The penalty is taken on the float32 kernels under mixed precision; `call`
+    # casts the kernels to the compute dtype itself.
+    autocast_kernels = False
+
     def __init__(self, task_names, units=(256, 128), activation="relu", dropout=0.0,
                  strength=1e-3, kernel_regularizer=None, **kwargs):
-        super().__init__(**kwargs)
-        self.task_names = check_task_names(task_names)
-        self.units = check_units(units, "units")
-        self.activation = activation
-        self.activation_fn = keras.activations.get(activation)
-        self.dropout = check_rate(dropout, "dropout")
+        super().__init__(task_names, units, activation, dropout, kernel_regularizer,
+                         **kwargs)
         if not float(strength) >= 0:
             raise ValueError(f"strength must be >= 0. Received: strength={strength!r}")
         self.strength = float(strength)
-        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
-        # === Layers ===
-        self.dropout_layer = (
-            keras.layers.Dropout(self.dropout) if self.dropout else None
-        )
-
-    def build(self, input_shape):
-        # As `experts.add_stack`, but the kernels are not autocast: the penalty
-        # is taken in float32 under mixed precision; `call` casts the kernels to
-        # the compute dtype itself.
-        count = len(self.task_names)
-        sizes = (input_shape[-1], *self.units)
-        self.kernels, self.biases = [], []
-        for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-            self.kernels.append(self.add_weight(
-                shape=(count, fan_in, fan_out), name=f"tower_kernel_{i}",
-                initializer=stacked_initializer("glorot_uniform", count),
-                regularizer=self.kernel_regularizer, autocast=False))
-            self.biases.append(self.add_weight(
-                shape=(count, fan_out), name=f"tower_bias_{i}", initializer="zeros"))
 
     def penalty(self):
         """`strength * sum_l sum_{a<b} ||W_la - W_lb||_F^2`, a float32 scalar: the
@@ -159,16 +136,5 @@ class SoftSharing(keras.layers.Layer):
                 ops.stack(rows), list(self.task_names), list(self.task_names))
         return result
 
-    def compute_output_shape(self, input_shape):
-        return {name: (*input_shape[:-1], self.units[-1]) for name in self.task_names}
-
     def get_config(self):
-        return {
-            **super().get_config(),
-            "task_names": list(self.task_names),
-            "units": list(self.units),
-            "activation": self.activation,
-            "dropout": self.dropout,
-            "strength": self.strength,
-            "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
-        }
+        return {**super().get_config(), "strength": self.strength}

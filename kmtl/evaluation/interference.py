@@ -38,12 +38,19 @@ def cosine_matrix(gradients):
     return tf.matmul(unit, unit, transpose_b=True)
 
 
+def _check_positive_int(value, argument):
+    """`value` if it is an int >= 1 (not a bool); else a ValueError naming
+    `argument`."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{argument} must be a positive integer. Received: "
+                         f"{argument}={value!r}")
+    return value
+
+
 def _batches(data, batches):
     """At most `batches` batches of `data`: a `tf.data.Dataset`, an iterable of
     batches, or one batch given as a tuple."""
-    if not isinstance(batches, int) or isinstance(batches, bool) or batches < 1:
-        raise ValueError(f"batches must be a positive integer. Received: "
-                         f"batches={batches!r}")
+    _check_positive_int(batches, "batches")
     if isinstance(data, tuple):
         return [data]
     if isinstance(data, tf.data.Dataset):
@@ -69,6 +76,21 @@ def _masked_mean(total, count):
     """`total / count` elementwise, NaN where `count` is 0."""
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+def _average_over_batches(data, batches, measure, caller):
+    """The mean over at most `batches` batches of `data` of the `(T, T)` matrix
+    `measure(batch)` returns with its mask, each entry over the batches where it
+    is valid (`_masked_mean`)."""
+    total = count = 0.0
+    for batch in _batches(data, batches):
+        matrix, valid = measure(batch)
+        valid = valid.numpy().astype("float64")
+        total = total + np.where(valid > 0, matrix.numpy(), 0.0)
+        count = count + valid
+    if np.ndim(count) == 0:
+        raise ValueError(f"{caller}: `data` yielded no batch.")
+    return _masked_mean(total, count)
 
 
 class _Probe:
@@ -126,27 +148,14 @@ class _Probe:
         return 1.0 - tf.math.divide_no_nan(after, before[None, :]), valid
 
     def cosines(self, data, batches):
-        total = count = 0.0
-        for batch in _batches(data, batches):
-            cosines, both = self._cosines(batch)
-            both = both.numpy().astype("float64")
-            total = total + np.where(both > 0, cosines.numpy(), 0.0)
-            count = count + both
-        if np.ndim(count) == 0:
-            raise ValueError("gradient_cosines: `data` yielded no batch.")
-        return _masked_mean(total, count)
+        return _average_over_batches(data, batches, self._cosines,
+                                     "gradient_cosines")
 
     def affinity(self, data, batches, learning_rate):
         rate = tf.constant(_learning_rate(self.model, learning_rate), "float32")
-        total = count = 0.0
-        for batch in _batches(data, batches):
-            affinity, valid = self._lookahead(batch, rate)
-            valid = valid.numpy().astype("float64")
-            total = total + np.where(valid > 0, affinity.numpy(), 0.0)
-            count = count + valid
-        if np.ndim(count) == 0:
-            raise ValueError("lookahead_affinity: `data` yielded no batch.")
-        return _masked_mean(total, count)
+        return _average_over_batches(data, batches,
+                                     lambda batch: self._lookahead(batch, rate),
+                                     "lookahead_affinity")
 
 
 # One probe per model, so that repeated calls reuse the traced functions; it is
