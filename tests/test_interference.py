@@ -150,12 +150,14 @@ def penguins_mmoe():
 
 def _reference_affinity(model, batch, rate):
     """Z by stepping the real variables (assign, evaluate, restore): every
-    variable outside the towers and heads is shared (MMoE's gates are one
-    variable for all tasks)."""
+    variable outside the towers, the heads and MMoE's gates (gate t belongs to
+    task t) is shared."""
     x, y, sample_weight = batch
     names = model.task_names
     own = tuple(f"{n}{part}" for n in names for part in ("_tower", "_head", "/"))
-    shared = [v for v in model.trainable_variables if not v.path.startswith(own)]
+    shared = [v for v in model.trainable_variables
+              if not v.path.startswith(own) and "/gate_" not in v.path]
+    assert any("/gate_" in v.path for v in model.trainable_variables)
 
     def losses():
         task_losses = model.compute_task_losses(y, model(x, training=False),

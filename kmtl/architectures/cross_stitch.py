@@ -7,6 +7,7 @@ from keras import ops
 
 from kmtl.architectures.experts import StackedTowers
 from kmtl.architectures.experts import apply_stack
+from kmtl.architectures.task_owned import set_slice_owners
 
 
 def cross_stitch_initial_value(num_tasks, self_weight):
@@ -100,6 +101,9 @@ class CrossStitch(StackedTowers):
                             initializer=keras.initializers.Constant(initial))
             for i in range(len(self.units))
         ]
+        # Every tower layer and every earlier stitch reaches every task; row t
+        # of the last stitch only mixes task t's output.
+        set_slice_owners([self.alphas[-1]], self.task_names)
 
     def call(self, inputs, training=None):
         h = inputs

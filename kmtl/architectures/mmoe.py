@@ -8,6 +8,7 @@ from kmtl.architectures._checks import check_positive_int
 from kmtl.architectures.experts import MixtureOfExperts
 from kmtl.architectures.experts import add_stack
 from kmtl.architectures.experts import apply_stack
+from kmtl.architectures.task_owned import set_slice_owners
 
 
 @keras.saving.register_keras_serializable(package="kmtl")
@@ -89,6 +90,8 @@ class MMoE(MixtureOfExperts):
         self.gates.build(self, "gate", len(self.task_names), features,
                          self.num_experts)
         self.gate_kernels, self.gate_biases = self.gates.kernels, self.gates.biases
+        # Gate t only weighs the experts for task t.
+        set_slice_owners([*self.gate_kernels, *self.gate_biases], self.task_names)
 
     def gate_weights(self, inputs):
         """Gate weights `(num_tasks, batch, num_experts)`."""

@@ -7,6 +7,7 @@ from kmtl.architectures._checks import check_rate
 from kmtl.architectures._checks import check_task_names
 from kmtl.architectures._checks import check_units
 from kmtl.architectures.experts import stacked_initializer
+from kmtl.architectures.task_owned import set_slice_owners
 
 
 @keras.saving.register_keras_serializable(package="kmtl")
@@ -157,6 +158,12 @@ class MTAN(keras.layers.Layer):
                 f"attention_g_{level}", num_tasks, mask_in, hidden))
             self.attention_h.append(self._dense(
                 f"attention_h_{level}", num_tasks, hidden, width))
+        # Task t's attention modules (and its own extractors) only feed task
+        # t's features; the trunk and a shared extractor reach every task.
+        owned = [*self.attention_g, *self.attention_h]
+        if not self.shared_extractor:
+            owned += self.extractors
+        set_slice_owners([w for pair in owned for w in pair], self.task_names)
 
     # === Forward pass ===
 

@@ -10,6 +10,7 @@ from kmtl.architectures._checks import check_positive_int
 from kmtl.architectures.experts import MixtureOfExperts
 from kmtl.architectures.experts import add_stack
 from kmtl.architectures.experts import apply_stack
+from kmtl.architectures.task_owned import set_slice_owners
 
 
 def _check_count(value, argument):
@@ -145,12 +146,29 @@ class PLE(MixtureOfExperts):
             task_gate = gates_module.get(self.gate, **self.gate_options)
             task_gate.build(self, f"level_{level}_task_gate", num_tasks, width,
                             self._visible.shape[1])
+            # The shared gate of a level before the last mixes every expert of
+            # that level into the shared path, which reaches every task. So
+            # task t's experts are its own only at the last level (or without
+            # shared experts), and its gate, which feeds the next level's task-t
+            # experts, only at the last two.
+            last = self.num_levels - 1
+            if level == last or not self.num_shared_experts:
+                set_slice_owners([*kernels, *biases], self._expert_owners())
+            if level >= last - 1 or not self.num_shared_experts:
+                set_slice_owners([*task_gate.kernels, *task_gate.biases],
+                                 self.task_names)
             shared_gate = None
             if level < self.num_levels - 1 and self.num_shared_experts:
                 shared_gate = gates_module.get(self.gate, **self.gate_options)
                 shared_gate.build(self, f"level_{level}_shared_gate", 1, width,
                                   self.num_level_experts)
             self.levels.append(_Level(kernels, biases, task_gate, shared_gate))
+
+    def _expert_owners(self):
+        """The owner of each expert of a level: its task, None if shared."""
+        owners = [name for name in self.task_names
+                  for _ in range(self.num_task_experts)]
+        return owners + [None] * self.num_shared_experts
 
     def _forward(self, inputs, training=None):
         """`(task outputs (T, batch, units), per-level gate weights, penalties)`.

@@ -5,6 +5,7 @@ from keras import ops
 
 from kmtl.architectures.experts import StackedTowers
 from kmtl.architectures.experts import apply_stack
+from kmtl.architectures.task_owned import set_slice_owners
 
 
 @keras.saving.register_keras_serializable(package="kmtl")
@@ -31,10 +32,10 @@ class SoftSharing(StackedTowers):
     towers and two tasks it starts near 0.4, the size of a task loss.
 
     The towers are evaluated side by side (stacked kernels `(T, d_in, u)`, one
-    matmul per layer). For `MultiTaskModel`'s gradient-based weightings a stacked
-    kernel is one variable that every task's loss reaches, so the towers count
-    as shared variables there (each task's gradient is zero outside its own
-    tower's slice).
+    matmul per layer). Tower t's slices are marked as task t's own
+    (`kmtl.architectures.task_owned`), so `MultiTaskModel`'s gradient-based
+    weightings give each tower its task's gradient and do not count the towers
+    as shared parameters; only the penalty's gradient couples them.
 
     Args:
         task_names: list of str. The tasks; one tower each.
@@ -79,6 +80,12 @@ class SoftSharing(StackedTowers):
         if not float(strength) >= 0:
             raise ValueError(f"strength must be >= 0. Received: strength={strength!r}")
         self.strength = float(strength)
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        # Tower t only feeds task t's output (the penalty, a regularization
+        # loss, couples them).
+        set_slice_owners([*self.kernels, *self.biases], self.task_names)
 
     def penalty(self):
         """`strength * sum_l sum_{a<b} ||W_la - W_lb||_F^2`, a float32 scalar: the

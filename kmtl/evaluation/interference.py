@@ -24,7 +24,7 @@ import tensorflow as tf
 from keras import ops
 from keras.src.trainers.data_adapters.data_adapter_utils import unpack_x_y_sample_weight
 
-from kmtl.models.multitask_model import _shared_indices
+from kmtl.models import shared_parameters
 
 
 def cosine_matrix(gradients):
@@ -128,17 +128,20 @@ class _Probe:
         per_task = [tape.gradient(task_losses[n], variables)
                     for n in model.task_names]
         del tape
-        shared = _shared_indices(per_task)
+        parts = model._gradient_parts(per_task, variables)
         before = model._stack_losses(task_losses)
         values = [tf.convert_to_tensor(v) for v in variables]
         fixed = [tf.convert_to_tensor(v) for v in model.non_trainable_variables]
         rows = []
         for gradients in per_task:
-            stepped = list(values)
-            for k in shared:
-                if gradients[k] is not None:
-                    step = learning_rate * tf.convert_to_tensor(gradients[k])
-                    stepped[k] = values[k] - ops.cast(step, values[k].dtype)
+            # Task `task`'s gradient on the shared parts, zero elsewhere.
+            steps = shared_parameters.assemble(
+                parts, variables,
+                lambda part, gradients=gradients: shared_parameters.part_of(
+                    gradients[part.index], part) if part.shared else None)
+            stepped = [v if s is None else v - ops.cast(
+                learning_rate * tf.convert_to_tensor(s), v.dtype)
+                for v, s in zip(values, steps)]
             outputs, _ = model.stateless_call(stepped, fixed, x, training=False)
             rows.append(model._stack_losses(
                 model.compute_task_losses(y, outputs, sample_weight)))
@@ -174,10 +177,11 @@ def _probe(model):
 
 
 def gradient_cosines(model, data, batches=1):
-    """Pairwise cosines of the tasks' gradients of the shared variables.
+    """Pairwise cosines of the tasks' gradients of the shared parameters.
 
-    For each probe batch, the `(T, P)` per-task gradients of every variable that
-    more than one task's loss reaches come from `MultiTaskModel.task_gradients`
+    For each probe batch, the `(T, P)` per-task gradients of every parameter
+    that more than one task's loss reaches come from
+    `MultiTaskModel.task_gradients`
     (the unweighted task losses, inference mode), and `C[i, j] = g_i . g_j /
     (|g_i| |g_j|)`. The result is the average of these per-batch cosine
     matrices (not the cosine of averaged gradients), each entry over the batches
@@ -213,8 +217,8 @@ def lookahead_affinity(model, data, learning_rate=None, batches=1):
 
     Fifty, Amid, Zhao, Yu, Anil and Finn, "Efficiently Identifying Task
     Groupings for Multi-Task Learning", NeurIPS 2021 (arXiv:2109.04617). On one
-    batch, with `theta_s` the shared variables (those more than one task's loss
-    reaches), `theta_j` task j's own variables and `g_i` task i's gradient of its
+    batch, with `theta_s` the shared parameters (those more than one task's loss
+    reaches), `theta_j` task j's own parameters and `g_i` task i's gradient of its
     loss with respect to `theta_s`:
 
         Z[i, j] = 1 - L_j(theta_s - lr * g_i, theta_j) / L_j(theta_s, theta_j)
@@ -222,12 +226,11 @@ def lookahead_affinity(model, data, learning_rate=None, batches=1):
     Row = the task whose gradient takes the step, column = the task whose loss
     is measured, on the same batch. `Z[i, j] > 0`: a step for task i lowers task
     j's loss (i helps j); `< 0`: it raises it. `Z[i, i]` is task i's own
-    relative loss decrease. Only the shared variables move; the task-specific
+    relative loss decrease. Only the shared parameters move; the task-specific
     ones stay at their current values, as in the paper. Shared means, as in
-    `MultiTaskModel.task_gradients`, every variable that more than one task's
-    loss reaches: a variable that stacks per-task parts (MMoE's gates) counts,
-    so `Z[i, i]` includes the step on task i's own part of it (the off-diagonal
-    entries do not depend on it). Losses are the task
+    `MultiTaskModel.task_gradients`, every parameter that more than one task's
+    loss reaches: not the task-owned slices of a stacked per-task weight
+    (MMoE's gates; see `kmtl.models.shared_parameters`). Losses are the task
     losses of `MultiTaskModel.compute_task_losses`, in inference mode. The
     result averages the per-batch matrices, each entry over the batches where
     both tasks have labels (NaN if none).

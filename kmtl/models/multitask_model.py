@@ -2,7 +2,6 @@
 training step that computes, weights and logs per-task losses."""
 
 import keras
-import numpy as np
 import tensorflow as tf
 from keras import ops
 from keras.src.losses.loss import scale_loss_for_distribution
@@ -13,6 +12,7 @@ from kmtl import tasks as tasks_module
 from kmtl import weighting as weighting_module
 from kmtl.errors import ConfigError
 from kmtl.features import Feature
+from kmtl.models import shared_parameters
 from kmtl.weighting import StaticWeighting
 
 LOSS_COMBINATIONS = ("sum", "mean")
@@ -341,38 +341,34 @@ class MultiTaskModel(keras.Model):
 
     def _aggregated_gradients(self, tape, scaled_losses, scaled_regularization,
                               losses, labelled, variables):
-        """Per-task gradients -> the weighting's direction for shared variables.
+        """Per-task gradients -> the weighting's direction for shared parameters.
 
-        A variable that only one task's loss reaches (its tower and head) gets
-        that task's gradient; a variable that several reach (encoder,
-        architecture) is shared: the tasks' gradients of it, unscaled (mixed
-        precision) and flattened into a `(tasks, parameters)` matrix, go to
-        `Weighting.aggregate_gradients`, whose direction is split back into the
-        variables. Which variables are shared is read off the graph when the step
-        is traced (a task's gradient of an unreached variable is None).
+        A parameter that only one task's loss reaches (its tower and head, its
+        gate or its slice of a stacked tower) gets that task's gradient; one
+        that several reach (encoder, shared experts) is shared: the tasks'
+        gradients of it, unscaled (mixed precision) and flattened into a
+        `(tasks, parameters)` matrix, go to `Weighting.aggregate_gradients`,
+        whose direction is split back into the variables. Which parameters are
+        shared is decided when the step is traced
+        (`kmtl.models.shared_parameters`).
         """
         per_task = [tape.gradient(loss, variables) for loss in scaled_losses]
-        shared = _shared_indices(per_task)
+        parts = self._gradient_parts(per_task, variables)
         scale = self.optimizer.scale_loss(ops.convert_to_tensor(1.0, "float32"))
-        gradients = [None] * len(variables)
-        for i in range(len(variables)):
-            if i not in shared:
-                owners = [g[i] for g in per_task if g[i] is not None]
-                gradients[i] = owners[0] if owners else None
-        if shared:
-            matrix = _gradient_matrix(per_task, shared, variables) / scale
+        directions = {}
+        if any(part.shared for part in parts):
+            matrix = shared_parameters.gradient_matrix(
+                per_task, parts, variables) / scale
             direction, task_weights = self.weighting.aggregate_gradients(
                 matrix, losses, labelled)
-            direction = direction * scale
-            offset = 0
-            for i in shared:
-                size = int(np.prod(variables[i].shape))
-                gradients[i] = ops.cast(ops.reshape(
-                    direction[offset:offset + size], variables[i].shape),
-                    variables[i].dtype)
-                offset += size
+            directions = shared_parameters.split_direction(
+                direction * scale, parts, variables)
         else:
             task_weights = ops.ones((len(self.tasks),), "float32")
+        gradients = shared_parameters.assemble(
+            parts, variables,
+            lambda part: directions.get(part) if part.shared
+            else shared_parameters.own_gradient(per_task, part))
         gradients = self._add_regularization_gradients(
             tape, scaled_regularization, variables, gradients)
         return gradients, task_weights
@@ -411,7 +407,7 @@ class MultiTaskModel(keras.Model):
                 for g, e in zip(gradients, extra)]
 
     def task_gradients(self, data):
-        """Each task's gradient of the shared variables on one batch.
+        """Each task's gradient of the shared parameters on one batch.
 
         Args:
             data: a batch `(features, labels, sample_weights)`, as `make_dataset`
@@ -419,8 +415,10 @@ class MultiTaskModel(keras.Model):
 
         Returns:
             `(gradients, labelled)`: `(tasks, parameters)` float32, row `t` the
-            gradient of task `t`'s loss with respect to every variable that more
-            than one task's loss reaches, flattened; and `(tasks,)` bool. Used by
+            gradient of task `t`'s loss with respect to every parameter that more
+            than one task's loss reaches (not the task-owned slices of stacked
+            per-task weights, such as MMoE's gates; see
+            `kmtl.models.shared_parameters`), flattened; and `(tasks,)` bool. Used by
             `kmtl.callbacks.GradientStatistics`; the train step computes the same
             matrix for gradient-based weightings.
         """
@@ -431,9 +429,14 @@ class MultiTaskModel(keras.Model):
             task_losses = self.compute_task_losses(y, y_pred, sample_weight)
         per_task = [tape.gradient(task_losses[n], variables) for n in self.task_names]
         del tape
-        shared = _shared_indices(per_task)
-        return (_gradient_matrix(per_task, shared, variables),
+        parts = self._gradient_parts(per_task, variables)
+        return (shared_parameters.gradient_matrix(per_task, parts, variables),
                 self._labelled(sample_weight))
+
+    def _gradient_parts(self, per_task, variables):
+        """The variables cut into shared and task-owned parts (see
+        `kmtl.models.shared_parameters`)."""
+        return shared_parameters.gradient_parts(per_task, variables, self.tasks)
 
     def test_step(self, data):
         x, y, sample_weight = unpack_x_y_sample_weight(data)
@@ -461,25 +464,3 @@ class MultiTaskModel(keras.Model):
     def get_config(self):
         return {**super().get_config(), "tasks": [t.get_config() for t in self.tasks]}
 
-
-def _shared_indices(per_task):
-    """Indices of the variables that more than one task's gradient reaches
-    (`per_task[t][i]` is None where task `t` does not reach variable `i`)."""
-    return [i for i in range(len(per_task[0]))
-            if sum(g[i] is not None for g in per_task) > 1]
-
-
-def _gradient_matrix(per_task, shared, variables):
-    """`(tasks, parameters)` float32: each task's gradients of the `shared`
-    variables (indices into `variables`), flattened side by side; a variable a
-    task does not reach contributes zeros."""
-    rows = []
-    for task_gradients in per_task:
-        parts = []
-        for i in shared:
-            g = task_gradients[i]
-            g = (ops.zeros(variables[i].shape, "float32") if g is None
-                 else ops.cast(ops.convert_to_tensor(g), "float32"))
-            parts.append(ops.reshape(g, (-1,)))
-        rows.append(ops.concatenate(parts))
-    return ops.stack(rows)
