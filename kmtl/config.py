@@ -54,7 +54,7 @@ SCHEMA = {
         "weighting": None,
         "gradients": "parameters",
         "gradient_statistics_every": 0,
-        "diagnostics_every": 0,
+        "diagnostics_every": None,
         "early_stopping_patience": 3,
         "seed": 0,
         "mixed_precision": False,
@@ -140,6 +140,14 @@ def resolve_config(raw, name=None):
         if not isinstance(training[key], int) or training[key] < 1:
             raise ConfigError(f"training.{key} must be a positive integer. "
                               f"Received: {training[key]!r}")
+    for key in ("gradient_statistics_every", "diagnostics_every"):
+        value = training[key]
+        if key == "diagnostics_every" and value is None:
+            continue
+        if not (isinstance(value, int) and not isinstance(value, bool)
+                and value >= 0):
+            raise ConfigError(f"training.{key} must be an integer >= 0 (0: off). "
+                              f"Received: {value!r}")
     if not isinstance(config["model"]["options"], dict):
         raise ConfigError("model.options must be a mapping of architecture "
                           "arguments, e.g. {num_experts: 3}.")
@@ -187,9 +195,11 @@ def _check_variant(variant, path):
                           f"arguments, e.g. {{num_experts: 3}}. Received: "
                           f"{options!r}")
     weighting = variant.get("weighting")
-    if weighting is not None and not isinstance(weighting, (str, dict)):
+    listed = weighting if isinstance(weighting, list) else [weighting]
+    if not listed or not all(w is None or isinstance(w, (str, dict)) for w in listed):
         raise ConfigError(f"{path}.weighting must be a weighting name or spec such "
-                          f"as 'pcgrad' or 'cagrad(c=0.4)'. Received: {weighting!r}")
+                          f"as 'pcgrad' or 'cagrad(c=0.4)', or a non-empty list of "
+                          f"them (one variant each). Received: {weighting!r}")
 
 
 def _check_compare(compare, task_names):

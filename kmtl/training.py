@@ -394,11 +394,16 @@ def _train(config, data_dir, output_dir, export_root, log):
             export_root, config["name"])
         check_writable(export_dir, "export directory")
     model = build_run_model(config, data)
-    if training["diagnostics_every"]:
-        try:
-            architecture_layer(model)
-        except ValueError as error:
+    diagnostics_every = training["diagnostics_every"]
+    try:
+        architecture_layer(model)
+    except ValueError as error:
+        if diagnostics_every:
             raise ConfigError(f"training.diagnostics_every: {error}") from None
+        diagnostics_every = 0
+    if diagnostics_every is None:
+        # Default: every epoch, when the architecture has something to show.
+        diagnostics_every = 1
     train_data = data.train_dataset(training["seed"])
 
     run_dir = new_run_dir(output_dir, config["name"])
@@ -410,10 +415,10 @@ def _train(config, data_dir, output_dir, export_root, log):
         callbacks.append(GradientStatistics(
             data.held_out.get("validation") or train_data,
             every=training["gradient_statistics_every"]))
-    if training["diagnostics_every"]:
+    if diagnostics_every:
         callbacks.append(SharingDiagnostics(
             data.held_out.get("validation") or train_data,
-            every=training["diagnostics_every"],
+            every=diagnostics_every,
             log_dir=os.path.join(run_dir, LOG_DIR)))
     callbacks.append(keras.callbacks.TensorBoard(os.path.join(run_dir, LOG_DIR)))
     log(f"Training {config['name']}: {config['model']['architecture']}, "

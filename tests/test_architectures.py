@@ -200,3 +200,36 @@ def test_exports_serve_in_a_fresh_process_without_kmtl(trained, penguins, varian
         for name, value in predicted.items():
             np.testing.assert_allclose(served[name], value, rtol=1e-5, atol=1e-5,
                                        err_msg=f"{variant}/{name}")
+
+
+@pytest.mark.parametrize("architecture, options, message", [
+    ("soft_sharing", {"strength": "abc"},
+     "strength must be a number in [0, inf). Received: strength='abc'"),
+    ("soft_sharing", {"strength": -1},
+     "strength must be a number in [0, inf). Received: strength=-1.0"),
+    ("cross_stitch", {"self_weight": "0.9"},
+     "self_weight must be a number in [0, 1]. Received: self_weight='0.9'"),
+    ("mmoe", {"dropout": "0.1"},
+     "dropout must be a number in [0, 1). Received: dropout='0.1'"),
+    ("mmoe", {"dropout": 1.0},
+     "dropout must be a number in [0, 1). Received: dropout=1.0"),
+    ("mmoe", {"gate": "dselect_k", "gamma": "1"},
+     "gamma must be a number in (0, inf). Received: gamma='1'"),
+    ("mmoe", {"gate": "dselect_k", "entropy_weight": -0.5},
+     "entropy_weight must be a number in [0, inf). Received: entropy_weight=-0.5"),
+    ("mmoe", {"gate": "dselect_k", "num_experts": 2, "top_k": 8},
+     "top_k=8 exceeds the 2 expert(s) each dselect_k gate chooses from. Use "
+     "top_k <= 2"),
+    ("ple", {"gate": "dselect_k", "num_task_experts": 1, "num_shared_experts": 1,
+             "top_k": 3},
+     "top_k=3 exceeds the 2 expert(s)"),
+    ("mtan", {"shared_extractor": "false"},
+     "shared_extractor must be true or false. Received: shared_extractor='false'"),
+    ("mmoe", {"num_experts": True},
+     "num_experts must be a positive integer. Received: num_experts=True"),
+])
+def test_bad_option_values_name_the_option(architecture, options, message):
+    with pytest.raises(kmtl.ConfigError) as error:
+        architectures.create(architecture, ["a", "b"], **options)
+    assert str(error.value).startswith(f"Architecture {architecture!r}: ")
+    assert message in str(error.value)

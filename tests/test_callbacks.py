@@ -71,3 +71,33 @@ def test_training_run_logs_gradient_statistics(tmp_path):
     assert len(history["grad_cosine_species_sex"]) == 2
     assert all(-1.0 <= c <= 1.0 for c in history["grad_cosine_sex_body_mass_g"])
     assert all(n > 0 for n in history["body_mass_g_grad_norm"])
+
+
+@pytest.mark.parametrize("architecture, every, written", [
+    ("mmoe", None, True), ("mmoe", 0, False), ("shared_bottom", None, False)])
+def test_training_run_writes_sharing_diagnostics_by_default(tmp_path, architecture,
+                                                            every, written):
+    from kmtl.config import load_config
+    from kmtl.training import train
+
+    config = load_config(str(REPO / "examples" / "penguins.yaml"))
+    config["model"]["architecture"] = architecture
+    config["model"]["options"] = {"units": [8]} if architecture == "shared_bottom" \
+        else {"num_experts": 2, "expert_units": [8]}
+    config["training"].update(epochs=1, verbose=0, diagnostics_every=every)
+    config["export"]["enabled"] = False
+    run = train(config, output_dir=str(tmp_path), log=lambda *_: None)
+    events = list((Path(run["run_dir"]) / "logs" / "diagnostics").glob("events.*"))
+    assert bool(events) == written
+
+
+def test_diagnostics_every_must_be_a_count(tmp_path):
+    from kmtl.config import load_config
+    from kmtl.config import resolve_config
+
+    config = load_config(str(REPO / "examples" / "penguins.yaml"))
+    config["training"]["diagnostics_every"] = "often"
+    with pytest.raises(kmtl.ConfigError,
+                       match=r"training.diagnostics_every must be an integer >= 0 "
+                             r"\(0: off\). Received: 'often'"):
+        resolve_config(config)

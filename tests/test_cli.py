@@ -166,8 +166,9 @@ def test_train_prints_the_run_directory_last(trained, run_dir):
 def test_train_writes_the_run_directory(run_dir, trained):
     assert sorted(p.name for p in run_dir.iterdir()) == [
         "config.yaml", "logs", "metrics.json", "model.keras"]
+    # The example's MMoE has sharing diagnostics: a TensorBoard run of their own.
     assert sorted(p.name for p in (run_dir / "logs").iterdir()) == [
-        "train", "validation"]
+        "diagnostics", "train", "validation"]
     assert existing_versions(trained["export"]) == [1]
     assert (trained["export"] / "1" / "saved_model.pb").is_file()
 

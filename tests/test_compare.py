@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from helpers import snapshot
@@ -324,3 +325,95 @@ def test_one_task_is_not_a_comparison(tmp_path):
     (tmp_path / "one.yaml").write_text(yaml.safe_dump(raw))
     with pytest.raises(ConfigError, match="compare needs at least two tasks"):
         compare(load_config(str(tmp_path / "one.yaml")))
+
+
+def test_metricless_task_stops_before_training(tmp_path):
+    raw = yaml.safe_load(EXAMPLE.read_text())
+    raw["tasks"] = [t for t in raw["tasks"] if t["name"] in TASKS]
+    raw["tasks"][0]["metrics"] = []
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match=r"Task 'species' has no metrics "
+                                          r"\(tasks\[\]\.metrics: \[\]\)"):
+        compare(load_config(str(tmp_path / "c.yaml")),
+                output_dir=str(tmp_path / "runs"))
+    assert not (tmp_path / "runs").exists()
+
+
+# === Derived tasks (ESMM) ===
+
+
+def _esmm_config(tmp_path, **compare_section):
+    """A click / purchase table (purchase only after a click) and the ESMM
+    tasks: ctr, cvr (no target) and ctcvr = ctr x cvr."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(600, 3))
+    click = rng.random(600) < 1 / (1 + np.exp(-x[:, 0]))
+    buy = click & (rng.random(600) < 1 / (1 + np.exp(-x[:, 1])))
+    frame = pd.DataFrame(x, columns=["x0", "x1", "x2"])
+    frame["click"], frame["buy"] = click.astype(float), buy.astype(float)
+    frame.to_csv(tmp_path / "esmm.csv", index=False)
+    raw = {
+        "name": "esmm",
+        "data": {"train": str(tmp_path / "esmm.csv"),
+                 "split": {"method": "random", "validation": 0.2, "test": 0.2}},
+        "features": {"numeric": ["x0", "x1", "x2"]},
+        "tasks": [{"name": "ctr", "type": "binary", "target": "click"},
+                  {"name": "cvr", "type": "binary", "target": []},
+                  {"name": "ctcvr", "type": "binary", "target": "buy",
+                   "derived_from": ["ctr", "cvr"]}],
+        "model": {"architecture": "shared_bottom", "options": {"units": [8]},
+                  "tower_units": [4]},
+        "training": {"epochs": 2, "batch_size": 64, "verbose": 0},
+        "export": {"enabled": False},
+        "compare": {"variants": [{"name": "esmm", "architecture": "shared_bottom",
+                                  "options": {"units": [8]}, "weighting": "ew"}],
+                    "seeds": 1, "interference": {"enabled": False},
+                    **compare_section},
+    }
+    (tmp_path / "esmm.yaml").write_text(yaml.safe_dump(raw))
+    return load_config(str(tmp_path / "esmm.yaml"))
+
+
+def test_esmm_compare_scores_labelled_tasks_against_plain_baselines(tmp_path):
+    report = compare(_esmm_config(tmp_path), output_dir=str(tmp_path / "runs"),
+                     log=lambda line: None)
+    baselines = [r for r in report["runs"] if r["model"] == "single_task"]
+    # CVR has no target: no baseline. CTCVR's baseline is a plain binary
+    # model on `buy`, whose test AUC is a real number.
+    assert [r["tasks"] for r in baselines] == [["ctr"], ["ctcvr"]]
+    assert np.isfinite(baselines[1]["metrics"]["test"]["ctcvr"]["auc"])
+    assert report["metrics"] == {"ctr": ["auc", "accuracy"],
+                                 "ctcvr": ["auc", "accuracy"]}
+    assert set(report["results"]["esmm"]["negative_transfer"]) == {"ctr", "ctcvr"}
+    assert np.isfinite(report["results"]["esmm"]["delta_m"]["mean"])
+
+
+def test_esmm_compare_refuses_to_score_a_task_without_target(tmp_path):
+    config = _esmm_config(tmp_path, metrics={"cvr": ["auc"]})
+    with pytest.raises(ConfigError, match=r"compare.metrics.cvr: task 'cvr' has "
+                                          r"no target"):
+        compare(config, output_dir=str(tmp_path / "runs"))
+
+
+def test_a_list_of_weightings_is_a_grid(tmp_path):
+    from kmtl.evaluation.compare import resolve_variants
+
+    config = load_config(str(write_config(tmp_path / "c.yaml", variants=[
+        {"architecture": "mmoe", "weighting": ["ew", "pcgrad"]},
+        {"name": "sb", "architecture": "shared_bottom", "options": {"units": [8]},
+         "weighting": ["uncertainty", "cagrad(c=0.2)"]},
+        {"name": "plain", "weighting": "dwa"}])))
+    variants = resolve_variants(config)
+    assert [(v["name"], v["architecture"], v["weighting"]) for v in variants] == [
+        ("mmoe_ew", "mmoe", "ew"), ("mmoe_pcgrad", "mmoe", "pcgrad"),
+        ("sb_uncertainty", "shared_bottom", "uncertainty"),
+        ("sb_cagrad", "shared_bottom", "cagrad(c=0.2)"),
+        ("plain", "mmoe", "dwa")]
+    assert variants[2]["options"] == variants[3]["options"] == {"units": [8]}
+
+
+def test_an_empty_weighting_grid_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match=r"compare.variants\[0\].weighting must "
+                                          r"be a weighting name or spec"):
+        load_config(str(write_config(tmp_path / "c.yaml", variants=[
+            {"architecture": "mmoe", "weighting": []}])))

@@ -258,3 +258,19 @@ def test_bad_arguments():
     uncompiled = kmtl.build_model(features, tasks, "shared_bottom", units=(4,))
     with pytest.raises(ValueError, match="Compile the model or pass learning_rate"):
         lookahead_affinity(uncompiled, data)
+
+
+def test_nothing_shared_gives_nan_not_zero():
+    """Soft sharing over numeric features: each tower is its task's own and the
+    encoder has no trainable weight, so there is nothing to measure."""
+    frame = _toy_frame()
+    tasks = [kmtl.Task(n, "regression", target=n) for n in NAMES]
+    for task in tasks:
+        task.fit(frame)
+    features = [Feature(c, "numeric").fit(frame) for c in "abc"]
+    model = kmtl.build_model(features, tasks, "soft_sharing", units=(4,))
+    model.compile(optimizer=keras.optimizers.SGD(0.1))
+    data = make_dataset(frame, features, tasks, 32)
+    assert model.task_gradients(next(iter(data)))[0].shape == (3, 0)
+    assert np.isnan(gradient_cosines(model, data)).all()
+    assert np.isnan(lookahead_affinity(model, data)).all()

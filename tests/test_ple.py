@@ -252,8 +252,8 @@ CONFIGS = [
     (PLE, {"num_levels": 3, "num_task_experts": 2, "num_shared_experts": 1,
            "expert_units": (6, 3), "gate_units": (2,), "dropout": 0.1,
            "kernel_regularizer": "l2", "activation": "tanh"}),
-    (PLE, {"num_levels": 2, "expert_units": (4,), "gate": "dselect_k", "top_k": 3,
-           "gamma": 0.5, "entropy_weight": 0.01}),
+    (PLE, {"num_levels": 2, "num_shared_experts": 2, "expert_units": (4,),
+           "gate": "dselect_k", "top_k": 3, "gamma": 0.5, "entropy_weight": 0.01}),
     (CGC, {"num_task_experts": 1, "num_shared_experts": 2, "expert_units": (5,),
            "gate": "dselect_k"}),
 ]
@@ -293,7 +293,7 @@ def test_task_names_must_be_distinct():
         PLE(["a", "a"])
 
 
-def test_defaults_follow_deepctr():
+def test_default_sizes_and_weight_count():
     layer = PLE(["a", "b"])
     assert (layer.num_levels, layer.num_task_experts, layer.num_shared_experts,
             layer.expert_units, layer.gate_units, layer.gate) == (

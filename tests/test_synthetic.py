@@ -133,6 +133,8 @@ def test_label_correlation_falls_with_the_task_correlation(seed):
     ({"num_features": 1}, "num_features"),
     ({"correlation": 1.5}, "correlation"),
     ({"correlation": -1.01}, "correlation"),
+    ({"correlation": "0.5"}, "correlation"),
+    ({"scale": "1"}, "scale"),
     ({"num_sinusoids": -1}, "num_sinusoids"),
     ({"scale": 0.0}, "scale"),
     ({"noise_std": -0.1}, "noise_std"),

@@ -1,5 +1,7 @@
 """Argument checks shared by the architecture layers."""
 
+import numbers
+
 
 def check_task_names(task_names):
     names = list(task_names)
@@ -24,16 +26,40 @@ def check_units(units, argument, allow_empty=False):
 
 
 def check_positive_int(value, argument):
-    if not isinstance(value, int) or value < 1:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ValueError(
             f"{argument} must be a positive integer. Received: {argument}={value!r}"
         )
     return value
 
 
+def check_float(value, argument, low=None, high=None, low_open=False,
+                high_open=False):
+    """`value` as a float if it is a real number (not a bool or a string) in the
+    interval from `low` to `high` (None: unbounded; `*_open`: the bound
+    excluded); else a ValueError naming `argument`, the interval and the value."""
+    interval = (f"{'(' if low_open or low is None else '['}"
+                f"{'-inf' if low is None else low}, "
+                f"{'inf' if high is None else high}"
+                f"{')' if high_open or high is None else ']'}")
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if ok:
+        value = float(value)
+        ok = value == value and (
+            (low is None or (value > low if low_open else value >= low))
+            and (high is None or (value < high if high_open else value <= high)))
+    if not ok:
+        raise ValueError(f"{argument} must be a number in {interval}. Received: "
+                         f"{argument}={value!r}")
+    return value
+
+
 def check_rate(value, argument):
-    if not 0 <= value < 1:
-        raise ValueError(
-            f"{argument} must be in [0, 1). Received: {argument}={value!r}"
-        )
-    return float(value)
+    return check_float(value, argument, 0, 1, high_open=True)
+
+
+def check_bool(value, argument):
+    if not isinstance(value, bool):
+        raise ValueError(f"{argument} must be true or false. Received: "
+                         f"{argument}={value!r}")
+    return value

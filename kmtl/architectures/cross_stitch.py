@@ -5,6 +5,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from kmtl.architectures._checks import check_float
 from kmtl.architectures.experts import StackedTowers
 from kmtl.architectures.experts import apply_stack
 from kmtl.architectures.task_owned import set_slice_owners
@@ -87,10 +88,7 @@ class CrossStitch(StackedTowers):
                  self_weight=0.9, kernel_regularizer=None, **kwargs):
         super().__init__(task_names, units, activation, dropout, kernel_regularizer,
                          **kwargs)
-        if not 0 <= self_weight <= 1:
-            raise ValueError(f"self_weight must be in [0, 1]. Received: "
-                             f"self_weight={self_weight!r}")
-        self.self_weight = float(self_weight)
+        self.self_weight = check_float(self_weight, "self_weight", 0, 1)
 
     def build(self, input_shape):
         super().build(input_shape)

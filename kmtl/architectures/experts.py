@@ -210,6 +210,15 @@ class MixtureOfExperts(keras.layers.Layer):
             keras.layers.Dropout(self.dropout) if self.dropout else None
         )
 
+    def check_top_k(self, choices):
+        """A DSelect-k gate picks at most `top_k` of the `choices` experts it
+        sees; more selectors than experts is a configuration mistake."""
+        if self.gate == "dselect_k" and self.top_k > choices:
+            raise ValueError(
+                f"top_k={self.top_k} exceeds the {choices} expert(s) each "
+                f"dselect_k gate chooses from. Use top_k <= {choices} or more "
+                f"experts.")
+
     def compute_output_shape(self, input_shape):
         return {name: (*input_shape[:-1], self.expert_units[-1])
                 for name in self.task_names}

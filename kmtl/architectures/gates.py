@@ -21,6 +21,7 @@ from keras import initializers
 from keras import ops
 from keras import regularizers
 
+from kmtl.architectures._checks import check_float
 from kmtl.architectures._checks import check_positive_int
 from kmtl.architectures._checks import check_units
 from kmtl.architectures.experts import add_stack
@@ -174,13 +175,8 @@ class DSelectKGate(Gate):
     def __init__(self, top_k=2, gamma=1.0, entropy_weight=0.0, **kwargs):
         super().__init__(**kwargs)
         self.top_k = check_positive_int(top_k, "top_k")
-        if not gamma > 0:
-            raise ValueError(f"gamma must be positive. Received: gamma={gamma!r}")
-        if not entropy_weight >= 0:
-            raise ValueError(f"entropy_weight must be non-negative. Received: "
-                             f"entropy_weight={entropy_weight!r}")
-        self.gamma = float(gamma)
-        self.entropy_weight = float(entropy_weight)
+        self.gamma = check_float(gamma, "gamma", low=0, low_open=True)
+        self.entropy_weight = check_float(entropy_weight, "entropy_weight", low=0)
 
     def build(self, layer, prefix, count, features, num_experts):
         self.num_experts = num_experts

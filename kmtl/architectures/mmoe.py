@@ -81,6 +81,7 @@ class MMoE(MixtureOfExperts):
         # `count` gates side by side, one per task (built with the experts).
         self.gates = gates_module.get(gate, **self.gate_options)
         self.gate = self.gates.name
+        self.check_top_k(self.num_experts)
 
     def build(self, input_shape):
         features = input_shape[-1]

@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from kmtl.architectures._checks import check_bool
 from kmtl.architectures._checks import check_rate
 from kmtl.architectures._checks import check_task_names
 from kmtl.architectures._checks import check_units
@@ -113,7 +114,7 @@ class MTAN(keras.layers.Layer):
         self.activation = activation
         self.activation_fn = keras.activations.get(activation)
         self.dropout = check_rate(dropout, "dropout")
-        self.shared_extractor = bool(shared_extractor)
+        self.shared_extractor = check_bool(shared_extractor, "shared_extractor")
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
         self.dropout_layer = (

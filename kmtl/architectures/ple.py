@@ -49,9 +49,10 @@ class PLE(MixtureOfExperts):
     layer, as in MMoE): one matmul at the first level, where they share an input,
     and one batched matmul at later levels. Gates are softmax gates, as in the
     paper, or DSelect-k gates (`gate="dselect_k"`, Hazimeh et al., NeurIPS 2021,
-    arXiv:2106.03760; see `kmtl.architectures.gates.DSelectKGate`). The defaults
-    (2 levels, 1 task-specific and 1 shared expert of (256, 128) units, linear
-    gates) are DeepCTR's PLE; the paper tunes them per data set.
+    arXiv:2106.03760; see `kmtl.architectures.gates.DSelectKGate`). The paper
+    tunes sizes per data set. The default counts (2 levels, 1 task-specific and
+    1 shared expert per level, linear softmax gates) are DeepCTR 0.9.4's PLE;
+    the expert units (256, 128) are kmtl's, as for `MMoE` (DeepCTR's are (256,)).
 
     Args:
         task_names: list of str. The tasks.
@@ -120,6 +121,7 @@ class PLE(MixtureOfExperts):
                 "num_task_experts=0, num_shared_experts=0")
         # Checks the gate name and options now, not at build time.
         self.gate = gates_module.get(gate, **self.gate_options).name
+        self.check_top_k(self.num_task_experts + self.num_shared_experts)
         num_tasks, s, shared = (len(self.task_names), self.num_task_experts,
                                 self.num_shared_experts)
         self.num_level_experts = num_tasks * s + shared
@@ -262,7 +264,7 @@ class CGC(PLE):
     2020, Section 4.2. Task t's representation is its gate's mixture of task t's
     `num_task_experts` experts and the `num_shared_experts` shared experts. This
     is `PLE` with `num_levels=1` (no shared gate); see `PLE` for the gates and
-    the side-by-side evaluation. Defaults as DeepCTR's (1 task-specific and 1
+    the side-by-side evaluation. Defaults as `PLE`'s (1 task-specific and 1
     shared expert of (256, 128) units, linear softmax gates).
 
     Args:

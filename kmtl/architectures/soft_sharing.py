@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from kmtl.architectures._checks import check_float
 from kmtl.architectures.experts import StackedTowers
 from kmtl.architectures.experts import apply_stack
 from kmtl.architectures.task_owned import set_slice_owners
@@ -77,9 +78,7 @@ class SoftSharing(StackedTowers):
                  strength=1e-3, kernel_regularizer=None, **kwargs):
         super().__init__(task_names, units, activation, dropout, kernel_regularizer,
                          **kwargs)
-        if not float(strength) >= 0:
-            raise ValueError(f"strength must be >= 0. Received: strength={strength!r}")
-        self.strength = float(strength)
+        self.strength = check_float(strength, "strength", low=0)
 
     def build(self, input_shape):
         super().build(input_shape)

@@ -4,6 +4,8 @@ The MMoE paper's control experiment: two regression tasks on the same inputs,
 whose relatedness is one number, the cosine `p` between their weight vectors.
 """
 
+import numbers
+
 import numpy as np
 import pandas as pd
 
@@ -20,6 +22,10 @@ def synthetic_feature_names(num_features=100):
 def synthetic_tasks():
     """The two regression tasks of `make_synthetic_tasks`, on columns `y1`, `y2`."""
     return [Task(name, "regression") for name in SYNTHETIC_TARGETS]
+
+
+def _real(value):
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def _check(condition, message, **received):
@@ -98,13 +104,13 @@ def make_synthetic_tasks(num_samples=10000, num_features=100, correlation=0.5,
     _check(isinstance(num_features, int) and num_features >= 2,
            "num_features must be an integer >= 2 (two orthogonal directions).",
            num_features=num_features)
-    _check(-1.0 <= correlation <= 1.0, "correlation must be in [-1, 1].",
-           correlation=correlation)
+    _check(_real(correlation) and -1.0 <= correlation <= 1.0,
+           "correlation must be a number in [-1, 1].", correlation=correlation)
     _check(isinstance(num_sinusoids, int) and num_sinusoids >= 0,
            "num_sinusoids must be an integer >= 0.", num_sinusoids=num_sinusoids)
-    _check(np.isfinite(scale) and scale > 0, "scale must be a positive number.",
-           scale=scale)
-    _check(np.isfinite(noise_std) and noise_std >= 0,
+    _check(_real(scale) and np.isfinite(scale) and scale > 0,
+           "scale must be a positive number.", scale=scale)
+    _check(_real(noise_std) and np.isfinite(noise_std) and noise_std >= 0,
            "noise_std must be a number >= 0.", noise_std=noise_std)
 
     # One independent stream per quantity, so that none depends on the others'

@@ -8,7 +8,9 @@ What is trained, all on the same data, split and budget:
   `compare.baseline`) with a single task, the same tower shape and one head. So
   the baseline of an MMoE config is a one-task MMoE (a mixture of experts with one
   gate), and of a shared-bottom config a plain MLP. It is trained with static
-  weights (no weighting method: there is nothing to weigh).
+  weights (no weighting method: there is nothing to weigh). A derived task
+  (ESMM's CTCVR = CTR x CVR) gets a plain binary baseline on its own target; a
+  task without a target (ESMM's CVR) has nothing to score and gets none.
 - **Multi-task variants**: every entry of `compare.variants` (architecture,
   options, weighting, gradients), or the config's own model when it is null.
 
@@ -50,6 +52,7 @@ from kmtl.evaluation.delta_m import negative_transfer
 from kmtl.evaluation.delta_m import relative_changes
 from kmtl.evaluation.delta_m import summarize_runs
 from kmtl.evaluation.report import write_report
+from kmtl.tasks import Task
 from kmtl.training import build_run_model
 from kmtl.training import new_run_dir
 from kmtl.training import precision_policy
@@ -74,7 +77,9 @@ def resolve_variants(config):
     A variant key that is absent takes the config's value: `architecture` and
     `options` from `model` (options only when the architecture is the model's),
     `weighting` and `gradients` from `training`; `name` defaults to
-    `<architecture>_<weighting name>` (`static` without a weighting).
+    `<architecture>_<weighting name>` (`static` without a weighting). A list of
+    weightings is a grid: one variant per weighting, named
+    `<name or architecture>_<weighting name>`.
 
     Returns:
         list of dicts with keys `name`, `architecture`, `options`, `weighting`,
@@ -91,20 +96,25 @@ def resolve_variants(config):
         options = variant.get("options")
         if options is None:
             options = model["options"] if architecture == model["architecture"] else {}
-        weighting = variant.get("weighting", training["weighting"])
-        try:
-            if weighting is not None:
-                weighting_module.get(weighting)
-            label = _weighting_label(weighting)
-        except ConfigError as error:
-            raise ConfigError(f"compare.variants[{i}].weighting: {error}") from None
-        variants.append({
-            "name": variant.get("name") or f"{architecture}_{label}",
-            "architecture": architecture,
-            "options": copy.deepcopy(options),
-            "weighting": weighting,
-            "gradients": variant.get("gradients") or training["gradients"],
-        })
+        weightings = variant.get("weighting", training["weighting"])
+        grid = isinstance(weightings, list)
+        for weighting in (weightings if grid else [weightings]):
+            try:
+                if weighting is not None:
+                    weighting_module.get(weighting)
+                label = _weighting_label(weighting)
+            except ConfigError as error:
+                raise ConfigError(
+                    f"compare.variants[{i}].weighting: {error}") from None
+            name = variant.get("name") or architecture
+            variants.append({
+                "name": (f"{name}_{label}" if grid or not variant.get("name")
+                         else name),
+                "architecture": architecture,
+                "options": copy.deepcopy(options),
+                "weighting": weighting,
+                "gradients": variant.get("gradients") or training["gradients"],
+            })
     names = [v["name"] for v in variants]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -156,18 +166,39 @@ def _variant_config(config, variant, seed):
                        variant["gradients"])
 
 
+def baseline_tasks(tasks):
+    """The single-task baselines' tasks: every task with a target, a derived
+    task (ESMM's CTCVR) made a plain task on its own target (its parents are
+    not in a one-task model); none for a task without a target."""
+    return [Task.from_config({**t.get_config(), "derived_from": None})
+            if t.derived_from else t for t in tasks if t.has_labels]
+
+
 def counted_metrics(config, tasks):
     """`{task: [metric, ...]}` that Δm counts: `compare.metrics`, else every metric
-    of every task (its `metrics`, not its loss).
+    of every task with a target (its `metrics`, not its loss).
 
     Raises:
-        ConfigError: a listed metric is not one the task computes, or a metric's
+        ConfigError: a listed metric is not one the task computes, a task
+            without a target or with no metric to count, or a metric's
             direction is unknown and not in `compare.directions`.
     """
     section = config["compare"]
-    given = section["metrics"] or {t.name: list(t.metrics) for t in tasks}
+    given = section["metrics"] or {t.name: list(t.metrics) for t in tasks
+                                   if t.has_labels}
     by_name = {t.name: t for t in tasks}
     for task_name, names in given.items():
+        if not by_name[task_name].has_labels:
+            raise ConfigError(
+                f"compare.metrics.{task_name}: task {task_name!r} has no target "
+                f"(target: []), so it has no baseline and nothing to score. "
+                f"Remove it from compare.metrics.")
+        if not names:
+            # compare.metrics lists are checked non-empty with the config.
+            raise ConfigError(
+                f"Task {task_name!r} has no metrics (tasks[].metrics: []), so Δm "
+                f"has nothing to count for it. Give the task metrics or list what "
+                f"to count, e.g. compare.metrics: {{{task_name}: [loss]}}.")
         known = ["loss"] + list(by_name[task_name].metrics)
         for name in names:
             if name not in known:
@@ -185,7 +216,7 @@ def _check_buildable(config, data, baseline, variants):
     """Builds every model once, so a bad option stops the compare before
     anything is trained or written."""
     seed = config["training"]["seed"]
-    for task in data.tasks:
+    for task in baseline_tasks(data.tasks):
         try:
             build_run_model(_run_config(config, baseline, seed), data, [task])
         except ConfigError as error:
@@ -361,11 +392,12 @@ def _compare(config, data_dir, output_dir, seeds, log):
     directory = new_run_dir(output_dir, f"{config['name']}-compare")
 
     started = time.perf_counter()
-    total = len(seeds) * (len(data.tasks) + len(variants))
+    baselines = baseline_tasks(data.tasks)
+    total = len(seeds) * (len(baselines) + len(variants))
     runs, matrices, done = [], {}, 0
     for seed in seeds:
         train_data = data.train_dataset(seed)
-        for task in data.tasks:
+        for task in baselines:
             run = run_model(_run_config(config, baseline, seed), data, tasks=[task],
                             train_data=train_data)
             runs.append(_record(SINGLE_TASK, run, seed, [task]))

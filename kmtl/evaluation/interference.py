@@ -114,6 +114,10 @@ class _Probe:
     def _batch_cosines(self, data):
         gradients, labelled = self.model.task_gradients(data)
         both = labelled[:, None] & labelled[None, :]
+        if gradients.shape[1] == 0:
+            # Nothing shared (e.g. soft sharing over numeric features only):
+            # no cosine to measure, NaN rather than a misleading 0.
+            both = tf.zeros_like(both)
         return cosine_matrix(gradients), both
 
     def _batch_lookahead(self, data, learning_rate):
@@ -148,6 +152,8 @@ class _Probe:
         after = tf.stack(rows)
         labelled = model._labelled(sample_weight)
         valid = labelled[:, None] & (labelled & (before > 0))[None, :]
+        if not any(part.shared for part in parts):
+            valid = tf.zeros_like(valid)
         return 1.0 - tf.math.divide_no_nan(after, before[None, :]), valid
 
     def cosines(self, data, batches):
@@ -197,7 +203,8 @@ def gradient_cosines(model, data, batches=1):
 
     Returns:
         `(T, T)` float64 NumPy array, rows and columns in `model.task_names`
-        order, 1 on the diagonal (for labelled tasks with a non-zero gradient).
+        order, 1 on the diagonal (for labelled tasks with a non-zero gradient);
+        all NaN when the tasks share no parameter.
 
     Raises:
         ValueError: `batches` is not a positive integer or `data` is empty.
@@ -246,7 +253,8 @@ def lookahead_affinity(model, data, learning_rate=None, batches=1):
         batches: int, default 1.
 
     Returns:
-        `(T, T)` float64 NumPy array, in `model.task_names` order.
+        `(T, T)` float64 NumPy array, in `model.task_names` order; all NaN
+        when the tasks share no parameter.
 
     Raises:
         ValueError: `learning_rate` is not positive, or None and the model has no

@@ -279,13 +279,17 @@ def render_markdown(report):
     if plots["interference"]:
         first = next(iter(report["interference"].values()))
         lines += [f"Gradient cosine between the tasks' gradients of the shared "
-                  f"variables (negative = conflict), and lookahead affinity "
+                  f"parameters (negative = conflict), and lookahead affinity "
                   f"(Fifty et al., NeurIPS 2021; row = task whose gradient step is "
                   f"taken, column = task whose loss is measured, positive = the "
                   f"step lowers that loss). Measured on {first['batches']} fixed "
                   f"probe batch(es) of the training split and averaged over the "
                   f"epochs of seed {first['seed']}.", ""]
         for name, path in plots["interference"].items():
+            if np.isnan(np.asarray(report["interference"][name]["cosines"],
+                                   "float64")).all():
+                lines += [f"`{name}`: the tasks share no trained parameter, so "
+                          f"there is no interference to measure (all NaN).", ""]
             lines += [f"![{name}]({path})", ""]
     else:
         lines += ["Not measured (`compare.interference.enabled: false`).", ""]
