@@ -142,7 +142,10 @@ def resolve_config(raw, name=None):
                               f"Received: {training[key]!r}")
     for key in ("gradient_statistics_every", "diagnostics_every"):
         value = training[key]
-        if key == "diagnostics_every" and value is None:
+        if value is None:
+            # null: the default (diagnostics: every epoch if any; statistics: off).
+            if key == "gradient_statistics_every":
+                training[key] = 0
             continue
         if not (isinstance(value, int) and not isinstance(value, bool)
                 and value >= 0):

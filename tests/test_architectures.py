@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 
 import keras
 import numpy as np
@@ -217,12 +218,13 @@ def test_exports_serve_in_a_fresh_process_without_kmtl(trained, penguins, varian
      "gamma must be a number in (0, inf). Received: gamma='1'"),
     ("mmoe", {"gate": "dselect_k", "entropy_weight": -0.5},
      "entropy_weight must be a number in [0, inf). Received: entropy_weight=-0.5"),
-    ("mmoe", {"gate": "dselect_k", "num_experts": 2, "top_k": 8},
-     "top_k=8 exceeds the 2 expert(s) each dselect_k gate chooses from. Use "
-     "top_k <= 2"),
-    ("ple", {"gate": "dselect_k", "num_task_experts": 1, "num_shared_experts": 1,
-             "top_k": 3},
-     "top_k=3 exceeds the 2 expert(s)"),
+    ("soft_sharing", {"strength": float("inf")},
+     "strength must be a number in [0, inf). Received: strength=inf"),
+    ("mmoe", {"gate": "dselect_k", "gamma": float("nan")},
+     "gamma must be a number in (0, inf). Received: gamma=nan"),
+    ("ple", {"num_task_experts": True},
+     "num_task_experts must be a non-negative integer. Received: "
+     "num_task_experts=True"),
     ("mtan", {"shared_extractor": "false"},
      "shared_extractor must be true or false. Received: shared_extractor='false'"),
     ("mmoe", {"num_experts": True},
@@ -233,3 +235,16 @@ def test_bad_option_values_name_the_option(architecture, options, message):
         architectures.create(architecture, ["a", "b"], **options)
     assert str(error.value).startswith(f"Architecture {architecture!r}: ")
     assert message in str(error.value)
+
+
+def test_more_selectors_than_experts_warns():
+    with pytest.warns(UserWarning, match="top_k=8 exceeds the 2 experts each "
+                                         "dselect_k gate chooses from"):
+        architectures.create("mmoe", ["a", "b"], gate="dselect_k", num_experts=2,
+                             top_k=8)
+    with pytest.warns(UserWarning, match="top_k=3 exceeds the 2 experts"):
+        architectures.create("ple", ["a", "b"], gate="dselect_k", top_k=3)
+    # One expert: nothing to choose, the default top_k=2 is fine.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        architectures.create("mmoe", ["a", "b"], gate="dselect_k", num_experts=1)

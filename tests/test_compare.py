@@ -401,15 +401,16 @@ def test_a_list_of_weightings_is_a_grid(tmp_path):
     config = load_config(str(write_config(tmp_path / "c.yaml", variants=[
         {"architecture": "mmoe", "weighting": ["ew", "pcgrad"]},
         {"name": "sb", "architecture": "shared_bottom", "options": {"units": [8]},
-         "weighting": ["uncertainty", "cagrad(c=0.2)"]},
+         "weighting": ["uncertainty", "cagrad(c=0.2)", "cagrad(c=0.5)"]},
         {"name": "plain", "weighting": "dwa"}])))
     variants = resolve_variants(config)
     assert [(v["name"], v["architecture"], v["weighting"]) for v in variants] == [
         ("mmoe_ew", "mmoe", "ew"), ("mmoe_pcgrad", "mmoe", "pcgrad"),
         ("sb_uncertainty", "shared_bottom", "uncertainty"),
-        ("sb_cagrad", "shared_bottom", "cagrad(c=0.2)"),
+        ("sb_cagrad_c0.2", "shared_bottom", "cagrad(c=0.2)"),
+        ("sb_cagrad_c0.5", "shared_bottom", "cagrad(c=0.5)"),
         ("plain", "mmoe", "dwa")]
-    assert variants[2]["options"] == variants[3]["options"] == {"units": [8]}
+    assert variants[2]["options"] == variants[4]["options"] == {"units": [8]}
 
 
 def test_an_empty_weighting_grid_is_refused(tmp_path):

@@ -17,7 +17,7 @@ from kmtl.architectures.task_owned import set_slice_owners
 from kmtl.data import make_dataset
 from kmtl.features import resolve_features
 from kmtl.models.shared_parameters import gradient_parts
-from kmtl.models.shared_parameters import tasks_reaching
+from kmtl.models.shared_parameters import owner_reach
 from kmtl.tasks import Task
 from kmtl.weighting import Weighting
 
@@ -155,12 +155,8 @@ def test_no_other_task_reaches_an_owned_slice(architecture):
     frame = _frame()
     features, tasks = _fitted(_tasks(), frame)
     model = _build(architecture, tasks, features)
-    x, y, w = next(iter(make_dataset(frame, features, tasks, 64)))
-    variables = model.trainable_weights
-    with tf.GradientTape(persistent=True) as tape:
-        losses = model.compute_task_losses(y, model(x, training=True), w)
-    per_task = [tape.gradient(losses[n], variables) for n in model.task_names]
-    parts = gradient_parts(per_task, variables, model.tasks)
+    variables, per_task, parts = _parts(
+        model, next(iter(make_dataset(frame, features, tasks, 64))))
     for part in parts:
         for task, gradients in enumerate(per_task):
             g = gradients[part.index]
@@ -215,15 +211,48 @@ def test_owned_slices_take_their_own_gradient_and_shared_parts_the_direction(
     assert checked > 0
 
 
-def test_tasks_reaching_follows_derived_tasks():
-    tasks = [Task("ctr", "binary", target="click"),
-             Task("cvr", "binary", target=[]),
-             Task("ctcvr", "binary", target="buy", derived_from=["ctr", "cvr"]),
-             Task("other", "binary", target="o"),
-             Task("deep", "binary", target="d", derived_from=["ctcvr", "other"])]
-    assert tasks_reaching(tasks) == {
-        "ctr": {0, 2, 4}, "cvr": {1, 2, 4}, "ctcvr": {2, 4}, "other": {3, 4},
-        "deep": {4}}
+def _parts(model, batch):
+    x, y, w = batch
+    variables = model.trainable_weights
+    with tf.GradientTape(persistent=True) as tape:
+        losses = model.compute_task_losses(y, model(x, training=True), w)
+    per_task = [tape.gradient(losses[n], variables) for n in model.task_names]
+    return variables, per_task, gradient_parts(per_task, variables, model.tasks,
+                                               owner_reach(model))
+
+
+def test_hand_wired_heads_are_read_off_the_graph():
+    """A model wired by hand in which task b's head reads MMoE's outputs for a
+    and b: gate a is reached by tasks a and b (shared), gates b and c are their
+    own task's. Nothing a task reaches is dropped."""
+    frame = _frame()
+    features, tasks = _fitted(_tasks(), frame)
+    keras.utils.set_random_seed(0)
+    inputs = {n: keras.Input((), name=n) for n in NUMERIC}
+    x = keras.layers.Concatenate()([keras.layers.Reshape((1,))(inputs[n])
+                                    for n in NUMERIC])
+    rep = architectures.create("mmoe", ["a", "b", "c"], num_experts=3,
+                               expert_units=(4,))(x)
+    outputs = {
+        "a": keras.layers.Dense(1, activation="sigmoid", name="a")(rep["a"]),
+        "b": keras.layers.Dense(1, name="b")(
+            keras.layers.Concatenate()([rep["a"], rep["b"]])),
+        "c": keras.layers.Dense(1, activation="sigmoid", name="c")(rep["c"])}
+    model = kmtl.MultiTaskModel(inputs, outputs, tasks=tasks)
+    batch = next(iter(make_dataset(frame, features, tasks, 64)))
+    variables, per_task, parts = _parts(model, batch)
+    gate = [(p.start, sorted(p.tasks)) for p in parts
+            if variables[p.index].path.endswith("gate_kernel_0")]
+    assert gate == [(0, [0, 1]), (1, [1]), (2, [2])]
+    for part in parts:
+        for task, gradients in enumerate(per_task):
+            g = gradients[part.index]
+            if task in part.tasks or g is None:
+                continue
+            rows = ops.convert_to_numpy(tf.convert_to_tensor(g))
+            if part.start is not None:
+                rows = rows[part.start:part.stop]
+            assert not rows.any(), (variables[part.index].path, part, task)
 
 
 def test_esmm_slices_are_shared_with_the_derived_task():
@@ -239,12 +268,8 @@ def test_esmm_slices_are_shared_with_the_derived_task():
              Task("ctcvr", "binary", target="buy", derived_from=["ctr", "cvr"])]
     features, tasks = _fitted(tasks, frame)
     model = _build("mmoe", tasks, features)
-    x, y, w = next(iter(make_dataset(frame, features, tasks, 32)))
-    variables = model.trainable_weights
-    with tf.GradientTape(persistent=True) as tape:
-        losses = model.compute_task_losses(y, model(x, training=True), w)
-    per_task = [tape.gradient(losses[n], variables) for n in model.task_names]
-    parts = gradient_parts(per_task, variables, model.tasks)
+    variables, per_task, parts = _parts(
+        model, next(iter(make_dataset(frame, features, tasks, 32))))
     gate = [p for p in parts
             if variables[p.index].path.endswith("gate_kernel_0")]
     assert [(p.start, p.stop, sorted(p.tasks)) for p in gate] == [
@@ -261,3 +286,31 @@ def test_owner_runs_and_bad_owner_count():
     variable = keras.Variable(np.zeros((3, 2), "float32"), name="stack")
     with pytest.raises(ValueError, match="first axis must have one entry per"):
         set_slice_owners([variable], ["a", "b"])
+
+
+def test_nothing_shared_warns_and_logs_the_labelled_tasks():
+    """Soft sharing over numeric features shares no trained parameter: a
+    gradient method has nothing to combine, says so, and logs weight 1 for a
+    labelled task and 0 for one without labels in the batch."""
+    frame = _frame()
+    frame.loc[:, "c"] = np.nan
+    frame.loc[0, "c"] = 1.0
+    features, tasks = _fitted(_tasks(), frame)
+    model = _build("soft_sharing", tasks, features)
+    model.compile(optimizer="sgd", weighting="mgda")
+    data = make_dataset(frame.iloc[1:], features, tasks, 63)
+    with pytest.warns(UserWarning, match="the tasks share no trained parameter"):
+        logs = model.fit(data, epochs=1, verbose=0).history
+    assert (logs["a_weight"], logs["b_weight"], logs["c_weight"]) == (
+        [1.0], [1.0], [0.0])
+
+
+def test_gradient_statistics_are_nan_when_nothing_is_shared():
+    frame = _frame()
+    features, tasks = _fitted(_tasks(), frame)
+    model = _build("soft_sharing", tasks, features)
+    model.compile(optimizer="sgd")
+    data = make_dataset(frame, features, tasks, 64)
+    logs = model.fit(data, epochs=1, verbose=0, callbacks=[
+        kmtl.callbacks.GradientStatistics(data)]).history
+    assert np.isnan(logs["a_grad_norm"][0]) and np.isnan(logs["grad_cosine_a_b"][0])

@@ -1,5 +1,6 @@
 """Argument checks shared by the architecture layers."""
 
+import math
 import numbers
 
 
@@ -35,7 +36,7 @@ def check_positive_int(value, argument):
 
 def check_float(value, argument, low=None, high=None, low_open=False,
                 high_open=False):
-    """`value` as a float if it is a real number (not a bool or a string) in the
+    """`value` as a float if it is a finite real number (not a bool or a string) in the
     interval from `low` to `high` (None: unbounded; `*_open`: the bound
     excluded); else a ValueError naming `argument`, the interval and the value."""
     interval = (f"{'(' if low_open or low is None else '['}"
@@ -45,7 +46,7 @@ def check_float(value, argument, low=None, high=None, low_open=False,
     ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
     if ok:
         value = float(value)
-        ok = value == value and (
+        ok = math.isfinite(value) and (
             (low is None or (value > low if low_open else value >= low))
             and (high is None or (value < high if high_open else value <= high)))
     if not ok:

@@ -10,6 +10,7 @@ layers.
 """
 
 import copy
+import warnings
 
 import keras
 from keras import initializers
@@ -211,13 +212,16 @@ class MixtureOfExperts(keras.layers.Layer):
         )
 
     def check_top_k(self, choices):
-        """A DSelect-k gate picks at most `top_k` of the `choices` experts it
-        sees; more selectors than experts is a configuration mistake."""
-        if self.gate == "dselect_k" and self.top_k > choices:
-            raise ValueError(
-                f"top_k={self.top_k} exceeds the {choices} expert(s) each "
-                f"dselect_k gate chooses from. Use top_k <= {choices} or more "
-                f"experts.")
+        """Warns when a DSelect-k gate has more selectors (`top_k`) than the
+        `choices` (> 1) experts it sees: selectors then pick the same expert,
+        which works but is rarely what was meant. (One expert is accepted
+        silently: there is nothing to choose.)"""
+        if self.gate == "dselect_k" and 1 < choices < self.top_k:
+            warnings.warn(
+                f"{type(self).__name__} {self.name!r}: top_k={self.top_k} exceeds "
+                f"the {choices} experts each dselect_k gate chooses from, so "
+                f"some selectors will pick the same expert. Use top_k <= "
+                f"{choices} or more experts.", stacklevel=3)
 
     def compute_output_shape(self, input_shape):
         return {name: (*input_shape[:-1], self.expert_units[-1])

@@ -14,7 +14,7 @@ from kmtl.architectures.task_owned import set_slice_owners
 
 
 def _check_count(value, argument):
-    if not isinstance(value, int) or value < 0:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise ValueError(f"{argument} must be a non-negative integer. Received: "
                          f"{argument}={value!r}")
     return value
@@ -152,11 +152,13 @@ class PLE(MixtureOfExperts):
             # that level into the shared path, which reaches every task. So
             # task t's experts are its own only at the last level (or without
             # shared experts), and its gate, which feeds the next level's task-t
-            # experts, only at the last two.
+            # experts and task-t gate, only at the last two (or without shared
+            # experts, or without task experts for the shared gate to mix).
             last = self.num_levels - 1
             if level == last or not self.num_shared_experts:
                 set_slice_owners([*kernels, *biases], self._expert_owners())
-            if level >= last - 1 or not self.num_shared_experts:
+            if (level >= last - 1 or not self.num_shared_experts
+                    or not self.num_task_experts):
                 set_slice_owners([*task_gate.kernels, *task_gate.biases],
                                  self.task_names)
             shared_gate = None

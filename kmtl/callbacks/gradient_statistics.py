@@ -1,6 +1,7 @@
 """`GradientStatistics`: per-task gradient norms and pairwise cosines."""
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from kmtl.evaluation.interference import cosine_matrix
@@ -47,6 +48,10 @@ class GradientStatistics(keras.callbacks.Callback):
             total = gradients if total is None else total + gradients
             count += 1
         mean = total / count
+        if mean.shape[1] == 0:
+            # Nothing shared: nothing to measure.
+            nan = np.full((mean.shape[0],), np.nan)
+            return nan, np.full((mean.shape[0],) * 2, np.nan)
         norms = tf.norm(mean, axis=1)
         return norms.numpy(), cosine_matrix(mean).numpy()
 

@@ -62,13 +62,18 @@ from kmtl.training import run_model
 __all__ = ["SINGLE_TASK", "analyse", "compare", "resolve_variants", "seed_list"]
 
 
-def _weighting_label(weighting):
+def _weighting_label(weighting, arguments=False):
+    """The weighting's name for variant names; with `arguments`, its spec's
+    arguments too (`cagrad(c=0.2)` -> `cagrad_c0.2`), so a grid over one
+    method's settings names each variant apart."""
     if weighting is None:
         return "static"
     if isinstance(weighting, dict):
         return str(weighting.get("class_name", "custom")).lower()
-    name, _ = weighting_module.parse_spec(weighting)
-    return name
+    name, options = weighting_module.parse_spec(weighting)
+    if arguments and options:
+        name += "".join(f"_{key}{value}" for key, value in sorted(options.items()))
+    return "".join(c if c.isalnum() or c in "_.-" else "-" for c in name)
 
 
 def resolve_variants(config):
@@ -79,7 +84,7 @@ def resolve_variants(config):
     `weighting` and `gradients` from `training`; `name` defaults to
     `<architecture>_<weighting name>` (`static` without a weighting). A list of
     weightings is a grid: one variant per weighting, named
-    `<name or architecture>_<weighting name>`.
+    `<name or architecture>_<weighting name and arguments>` (`mmoe_cagrad_c0.2`).
 
     Returns:
         list of dicts with keys `name`, `architecture`, `options`, `weighting`,
@@ -102,7 +107,7 @@ def resolve_variants(config):
             try:
                 if weighting is not None:
                     weighting_module.get(weighting)
-                label = _weighting_label(weighting)
+                label = _weighting_label(weighting, arguments=grid)
             except ConfigError as error:
                 raise ConfigError(
                     f"compare.variants[{i}].weighting: {error}") from None

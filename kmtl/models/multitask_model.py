@@ -1,6 +1,8 @@
 """`MultiTaskModel`: a Functional Keras model with one output per task and a
 training step that computes, weights and logs per-task losses."""
 
+import warnings
+
 import keras
 import tensorflow as tf
 from keras import ops
@@ -364,7 +366,13 @@ class MultiTaskModel(keras.Model):
             directions = shared_parameters.split_direction(
                 direction * scale, parts, variables)
         else:
-            task_weights = ops.ones((len(self.tasks),), "float32")
+            # Read when the step is traced, so said once per trace.
+            warnings.warn(
+                f"Model {self.name!r}: the tasks share no trained parameter, so "
+                f"the gradient-based weighting {type(self.weighting).__name__} has "
+                f"nothing to combine; each task's parameters get its own "
+                f"gradient, as with equal weights.", stacklevel=2)
+            task_weights = ops.cast(labelled, "float32")
         gradients = shared_parameters.assemble(
             parts, variables,
             lambda part: directions.get(part) if part.shared
@@ -436,7 +444,8 @@ class MultiTaskModel(keras.Model):
     def _gradient_parts(self, per_task, variables):
         """The variables cut into shared and task-owned parts (see
         `kmtl.models.shared_parameters`)."""
-        return shared_parameters.gradient_parts(per_task, variables, self.tasks)
+        return shared_parameters.gradient_parts(
+            per_task, variables, self.tasks, shared_parameters.owner_reach(self))
 
     def test_step(self, data):
         x, y, sample_weight = unpack_x_y_sample_weight(data)

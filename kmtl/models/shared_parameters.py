@@ -5,11 +5,14 @@ that more than one task's loss reaches: the encoder and the shared part of the
 architecture. Two things decide it, both read when a step is traced:
 
 - the graph: a task's gradient of a variable its loss does not reach is None;
-- the architecture's slice owners (`kmtl.architectures.task_owned`): a stacked
-  per-task variable (MMoE gates, soft-sharing towers, PLE task experts) is
-  reached by every task's loss as a whole, but each of its owned slices only by
-  the tasks whose output depends on the owner: the owner itself and the tasks
-  derived from it (ESMM's CTCVR reaches both CTR's and CVR's slices).
+- slice owners (`kmtl.architectures.task_owned`): an architecture layer marks
+  the slices of a stacked variable (MMoE gates, soft-sharing towers, PLE task
+  experts) that only feed its output for one task. Which tasks' predictions
+  depend on that output is read off the model's Functional graph, so a task
+  derived from it (ESMM's CTCVR = CTR x CVR) or a head wired by hand to several
+  of the layer's outputs counts too. A marked layer whose place in the graph
+  cannot be read (nested in a sub-model, or called more than once) keeps every
+  slice shared, the safe side.
 
 A task without a target (ESMM's CVR) never has a loss, so it reaches nothing.
 
@@ -21,6 +24,7 @@ one task that reaches it.
 
 from typing import NamedTuple
 
+import keras
 import numpy as np
 import tensorflow as tf
 from keras import ops
@@ -43,27 +47,51 @@ class Part(NamedTuple):
         return len(self.tasks) > 1
 
 
-def tasks_reaching(tasks):
-    """`{task name: frozenset of task indices}`: the tasks whose prediction
-    depends on each task's output, itself and every task derived from it
-    (directly or through other derived tasks)."""
-    parents = {t.name: list(t.derived_from or ()) for t in tasks}
-
-    def ancestors(name, seen=()):
-        found = set()
-        for parent in parents.get(name, ()):
-            if parent not in seen:
-                found |= {parent} | ancestors(parent, (*seen, name))
-        return found
-
-    reaching = {t.name: {i} for i, t in enumerate(tasks)}
-    for i, task in enumerate(tasks):
-        for ancestor in ancestors(task.name):
-            reaching[ancestor].add(i)
-    return {name: frozenset(indices) for name, indices in reaching.items()}
+def _ancestors(tensor):
+    """The ids of `tensor` and of every symbolic tensor it is computed from."""
+    seen, stack = set(), [tensor]
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        history = getattr(current, "_keras_history", None)
+        if history is not None:
+            node = history.operation._inbound_nodes[history.node_index]
+            stack.extend(node.input_tensors)
+    return seen
 
 
-def gradient_parts(per_task, variables, tasks):
+def owner_reach(model):
+    """`{id(variable): {owner: frozenset of task indices}}` for the marked
+    variables of `model`'s layers: for each owner (an output key of the layer
+    that marked it), the tasks whose prediction is computed from that output.
+
+    Args:
+        model: a Functional `kmtl.MultiTaskModel`, outputs keyed by task name.
+    """
+    outputs = model._outputs_struct
+    ancestors = [_ancestors(outputs[name]) for name in model.task_names]
+    reach = {}
+    for layer in model.layers:
+        marked = [v for v in layer.trainable_weights if slice_owners(v)]
+        keys = getattr(layer, "task_names", None)
+        if not marked or keys is None or len(layer._inbound_nodes) != 1:
+            continue
+        node = layer._inbound_nodes[0]
+        try:
+            by_key = keras.tree.pack_sequence_as({k: 0 for k in keys}, node.outputs)
+        except (TypeError, ValueError):
+            continue
+        reaching = {key: frozenset(i for i, seen in enumerate(ancestors)
+                                   if id(tensor) in seen)
+                    for key, tensor in by_key.items()}
+        for variable in marked:
+            reach[id(variable)] = reaching
+    return reach
+
+
+def gradient_parts(per_task, variables, tasks, reach):
     """The parts of `variables`.
 
     Args:
@@ -71,22 +99,23 @@ def gradient_parts(per_task, variables, tasks):
             `variables`, as `tape.gradient(task_loss, variables)` returns.
         variables: the variables.
         tasks: the `kmtl.Task`s, in `per_task` order.
+        reach: `owner_reach(model)`.
 
     Returns:
         list of `Part`, in variable order, the parts of one variable in row order.
     """
-    reaching = tasks_reaching(tasks)
     with_loss = [t for t, task in enumerate(tasks) if task.has_labels]
     parts = []
     for i, variable in enumerate(variables):
-        reach = frozenset(t for t in with_loss if per_task[t][i] is not None)
-        owners = slice_owners(variable)
-        if owners is None:
-            parts.append(Part(i, None, None, reach))
+        graph = frozenset(t for t in with_loss if per_task[t][i] is not None)
+        owners, reaching = slice_owners(variable), reach.get(id(variable))
+        if owners is None or reaching is None:
+            parts.append(Part(i, None, None, graph))
             continue
         for owner, start, stop in owner_runs(owners):
-            tasks = reach if owner is None else reach & reaching.get(owner, reach)
-            parts.append(Part(i, start, stop, tasks))
+            tasks_here = (graph if owner not in reaching
+                          else graph & reaching[owner])
+            parts.append(Part(i, start, stop, tasks_here))
     return parts
 
 
