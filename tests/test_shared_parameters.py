@@ -67,9 +67,17 @@ ARCHITECTURES = {
                      "num_shared_experts": 1, "expert_units": (4,)}),
     "ple_no_shared": ("ple", {"num_levels": 2, "num_task_experts": 1,
                               "num_shared_experts": 0, "expert_units": (4,)}),
+    "ple_no_task_experts": ("ple", {"num_levels": 3, "num_task_experts": 0,
+                                    "num_shared_experts": 2, "expert_units": (4,)}),
     "cgc": ("cgc", {"num_task_experts": 2, "num_shared_experts": 1,
                     "expert_units": (4,)}),
+    "cgc_dselect_k": ("cgc", {"num_task_experts": 1, "num_shared_experts": 2,
+                              "expert_units": (4,), "gate": "dselect_k",
+                              "gate_units": (3,)}),
+    "mmoe_dselect_k": ("mmoe", {"num_experts": 3, "expert_units": (4,),
+                                "gate": "dselect_k"}),
     "mtan": ("mtan", {"units": (4, 3), "shared_extractor": False}),
+    "mtan_shared_extractor": ("mtan", {"units": (4, 3)}),
     "cross_stitch": ("cross_stitch", {"units": (4, 3)}),
     "shared_bottom": ("shared_bottom", {"units": (4,)}),
 }
@@ -97,9 +105,23 @@ SHARED = {
              "level_2_expert_kernel_0": (3, 4), "level_2_expert_bias_0": (3, 4)},
     # No shared experts: three separate paths, nothing shared.
     "ple_no_shared": {},
+    # No task experts: every expert is shared; task gates are each task's own
+    # (the shared gate mixes experts, not gates).
+    "ple_no_task_experts": {
+        f"level_{level}_{part}": None for level in range(3)
+        for part in ("expert_kernel_0", "expert_bias_0")} | {
+        f"level_{level}_shared_gate_{part}": None for level in range(2)
+        for part in ("kernel_0", "bias_0")},
+    "cgc_dselect_k": {"level_0_expert_kernel_0": (3, 5),
+                      "level_0_expert_bias_0": (3, 5)},
+    "mmoe_dselect_k": {"expert_kernel_0": None, "expert_bias_0": None},
     "cgc": {"level_0_expert_kernel_0": (6, 7), "level_0_expert_bias_0": (6, 7)},
     "mtan": {"trunk_0_kernel": None, "trunk_0_bias": None,
              "trunk_1_kernel": None, "trunk_1_bias": None},
+    "mtan_shared_extractor": {"trunk_0_kernel": None, "trunk_0_bias": None,
+                              "trunk_1_kernel": None, "trunk_1_bias": None,
+                              "extractor_1_kernel": None,
+                              "extractor_1_bias": None},
     # Every layer is mixed into every task, except the rows of the last
     # cross-stitch matrix: row t only mixes task t's output.
     "cross_stitch": {"tower_kernel_0": None, "tower_bias_0": None,
@@ -181,8 +203,9 @@ def test_no_other_task_reaches_an_owned_slice(architecture):
     _assert_no_other_task_reaches(*_parts(
         model, next(iter(make_dataset(frame, features, tasks, 64)))))
 
-@pytest.mark.parametrize("architecture", ["mmoe", "soft_sharing", "ple", "ple3",
-                                          "mtan", "cross_stitch"])
+@pytest.mark.parametrize("architecture", [
+    "mmoe", "mmoe_dselect_k", "soft_sharing", "ple", "ple3", "ple_no_task_experts",
+    "cgc", "mtan", "mtan_shared_extractor", "cross_stitch"])
 def test_owned_slices_take_their_own_gradient_and_shared_parts_the_direction(
         architecture):
     """A weighting whose direction is zero freezes the shared parts; the owned
