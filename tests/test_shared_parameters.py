@@ -333,3 +333,18 @@ def test_gradient_statistics_are_nan_when_nothing_is_shared():
     logs = model.fit(data, epochs=1, verbose=0, callbacks=[
         kmtl.callbacks.GradientStatistics(data)]).history
     assert np.isnan(logs["a_grad_norm"][0]) and np.isnan(logs["grad_cosine_a_b"][0])
+
+
+@pytest.mark.parametrize("architecture", ["mmoe", "ple3"])
+def test_the_split_survives_a_keras_file_round_trip(architecture, tmp_path):
+    frame = _frame()
+    features, tasks = _fitted(_tasks(), frame)
+    model = _build(architecture, tasks, features)
+    batch = next(iter(make_dataset(frame, features, tasks, 64)))
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras")
+    before, _ = model.task_gradients(batch)
+    after, _ = loaded.task_gradients(batch)
+    assert after.shape == before.shape
+    np.testing.assert_allclose(ops.convert_to_numpy(after),
+                               ops.convert_to_numpy(before), rtol=1e-5, atol=1e-7)
