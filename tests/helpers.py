@@ -143,3 +143,12 @@ def fitted_penguins(rows=None):
     features = [feature.fit(frame)
                 for feature in resolve_features(frame, **PENGUIN_FEATURES)]
     return frame, features, tasks
+
+
+def fit_tasks_and_features(frame, tasks, numeric=None, categorical=None):
+    """`(features, tasks)`, both fitted on `frame`: the given feature columns,
+    or every non-target column by its dtype."""
+    tasks = [t.fit(frame) for t in tasks]
+    features = resolve_features(frame, numeric, categorical,
+                                exclude=[c for t in tasks for c in t.target_columns])
+    return [f.fit(frame) for f in features], tasks

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 import yaml
+from helpers import fit_tasks_and_features
 from sklearn.metrics import roc_auc_score
 
 import kmtl
@@ -21,7 +22,6 @@ from kmtl import training
 from kmtl.config import resolve_config
 from kmtl.data import make_dataset
 from kmtl.errors import ConfigError
-from kmtl.features import resolve_features
 from kmtl.tasks import Task
 from kmtl.tasks import derivation_order
 
@@ -51,15 +51,6 @@ def esmm_tasks():
             Task("ctcvr", "binary", target="purchase", derived_from=["ctr", "cvr"])]
 
 
-def fitted(frame, tasks):
-    for task in tasks:
-        task.fit(frame)
-    features = resolve_features(frame, numeric=NUMERIC)
-    for feature in features:
-        feature.fit(frame)
-    return features, tasks
-
-
 def small_model(features, tasks, seed=0):
     keras.utils.set_random_seed(seed)
     return kmtl.build_model(features, tasks, "shared_bottom", units=(32,),
@@ -74,7 +65,7 @@ def frames():
 @pytest.fixture(scope="module")
 def trained(frames):
     train, _ = frames
-    features, tasks = fitted(train, esmm_tasks())
+    features, tasks = fit_tasks_and_features(train, esmm_tasks(), NUMERIC)
     model = small_model(features, tasks)
     model.compile(optimizer=keras.optimizers.Adam(1e-2))
     history = model.fit(make_dataset(train, features, tasks, 256, shuffle=True),
@@ -241,7 +232,7 @@ def test_cvr_tower_learns_only_through_ctcvr(frames):
     = (p - y) (1 - cvr) / (1 - p); with the ctcvr loss weight at 0 every cvr
     tower and head gradient is exactly 0."""
     train, _ = frames
-    features, tasks = fitted(train, esmm_tasks())
+    features, tasks = fit_tasks_and_features(train, esmm_tasks(), NUMERIC)
     model = small_model(features, tasks, seed=1)
     silent, _, _ = _cvr_head_gradients(model, features, tasks, train, {"ctcvr": 0.0})
     for gradient in silent:
@@ -259,7 +250,7 @@ def test_cvr_tower_learns_only_through_ctcvr(frames):
 @pytest.mark.parametrize("weighting", ["uncertainty", "mgda"])
 def test_unlabelled_task_gets_weight_zero_and_no_nan(frames, weighting):
     train, _ = frames
-    features, tasks = fitted(train, esmm_tasks())
+    features, tasks = fit_tasks_and_features(train, esmm_tasks(), NUMERIC)
     model = small_model(features, tasks)
     model.compile(optimizer="adam", weighting=weighting)
     logs = model.fit(make_dataset(train.iloc[:256], features, tasks, 64), epochs=1,

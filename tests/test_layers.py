@@ -6,6 +6,7 @@ import re
 import keras
 import numpy as np
 import pytest
+from helpers import fit_tasks_and_features
 
 import kmtl
 from kmtl import architectures
@@ -15,7 +16,6 @@ from kmtl.data import make_dataset
 from kmtl.datasets import PENGUIN_FEATURES
 from kmtl.datasets import penguin_tasks
 from kmtl.errors import ConfigError
-from kmtl.features import resolve_features
 from kmtl.layers import ImputeMissing
 from kmtl.tasks import Task
 
@@ -260,19 +260,12 @@ SMALL = {
 }
 
 
-def _fitted(frame, tasks, numeric=None, categorical=None):
-    tasks = [t.fit(frame) for t in tasks]
-    features = resolve_features(frame, numeric, categorical,
-                                exclude=[c for t in tasks for c in t.target_columns])
-    return [f.fit(frame) for f in features], tasks
-
-
 @pytest.mark.parametrize("architecture", ["shared_bottom", "mmoe"])
 def test_keras_file_round_trip_and_continued_fit(tiny_frame, tmp_path, architecture):
     keras.utils.set_random_seed(1)
     tasks = [Task("clicked", "binary"), Task("kind", "multiclass"),
              Task("price", "regression")]
-    features, tasks = _fitted(tiny_frame, tasks)
+    features, tasks = fit_tasks_and_features(tiny_frame, tasks)
     model = kmtl.build_model(features, tasks, architecture, tower_units=(4,),
                              **SMALL[architecture])
     model.compile(optimizer=keras.optimizers.Adam(0.02))
@@ -301,7 +294,7 @@ def test_keras_file_round_trip_and_continued_fit(tiny_frame, tmp_path, architect
 @pytest.fixture(scope="module")
 def penguin_data():
     frame = kmtl.datasets.load_penguins()
-    features, tasks = _fitted(frame, penguin_tasks(), **PENGUIN_FEATURES)
+    features, tasks = fit_tasks_and_features(frame, penguin_tasks(), **PENGUIN_FEATURES)
     return frame, features, tasks
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
+from helpers import fit_tasks_and_features
 from keras import ops
 
 import kmtl
@@ -15,7 +16,6 @@ from kmtl import architectures
 from kmtl.architectures.task_owned import owner_runs
 from kmtl.architectures.task_owned import set_slice_owners
 from kmtl.data import make_dataset
-from kmtl.features import resolve_features
 from kmtl.models.shared_parameters import gradient_parts
 from kmtl.models.shared_parameters import owner_reach
 from kmtl.tasks import Task
@@ -41,15 +41,6 @@ def _frame(rows=64, seed=0):
     frame["b"] = x[:, 1] + x[:, 2]
     frame["c"] = (x[:, 2] > 0).astype("float64")
     return frame
-
-
-def _fitted(tasks, frame):
-    for task in tasks:
-        task.fit(frame)
-    features = resolve_features(frame, numeric=NUMERIC)
-    for feature in features:
-        feature.fit(frame)
-    return features, tasks
 
 
 def _tasks():
@@ -151,7 +142,7 @@ def _short(variable, layer):
 @pytest.mark.parametrize("architecture", sorted(ARCHITECTURES))
 def test_gradient_matrix_covers_exactly_the_shared_parameters(architecture):
     frame = _frame()
-    features, tasks = _fitted(_tasks(), frame)
+    features, tasks = fit_tasks_and_features(frame, _tasks(), NUMERIC)
     model = _build(architecture, tasks, features)
     batch = next(iter(make_dataset(frame, features, tasks, 64)))
     matrix, _ = model.task_gradients(batch)
@@ -198,7 +189,7 @@ def test_no_other_task_reaches_an_owned_slice(architecture):
     """The slice owners the architectures declare agree with the graph: on an
     owned part, every other task's gradient is exactly zero."""
     frame = _frame()
-    features, tasks = _fitted(_tasks(), frame)
+    features, tasks = fit_tasks_and_features(frame, _tasks(), NUMERIC)
     model = _build(architecture, tasks, features)
     _assert_no_other_task_reaches(*_parts(
         model, next(iter(make_dataset(frame, features, tasks, 64)))))
@@ -212,7 +203,7 @@ def test_owned_slices_take_their_own_gradient_and_shared_parts_the_direction(
     slices then move exactly as in the plain summed-loss step (there they only
     receive their own task's gradient)."""
     frame = _frame()
-    features, tasks = _fitted(_tasks(), frame)
+    features, tasks = fit_tasks_and_features(frame, _tasks(), NUMERIC)
     data = make_dataset(frame, features, tasks, 64)
 
     def step(weighting):
@@ -253,7 +244,7 @@ def test_hand_wired_heads_are_read_off_the_graph():
     and b: gate a is reached by tasks a and b (shared), gates b and c are their
     own task's. Nothing a task reaches is dropped."""
     frame = _frame()
-    features, tasks = _fitted(_tasks(), frame)
+    features, tasks = fit_tasks_and_features(frame, _tasks(), NUMERIC)
     keras.utils.set_random_seed(0)
     inputs = {n: keras.Input((), name=n) for n in NUMERIC}
     x = keras.layers.Concatenate()([keras.layers.Reshape((1,))(inputs[n])
@@ -285,7 +276,7 @@ def test_esmm_slices_are_shared_with_the_derived_task():
     tasks = [Task("ctr", "binary", target="click"),
              Task("cvr", "binary", target=[]),
              Task("ctcvr", "binary", target="buy", derived_from=["ctr", "cvr"])]
-    features, tasks = _fitted(tasks, frame)
+    features, tasks = fit_tasks_and_features(frame, tasks, NUMERIC)
     model = _build("mmoe", tasks, features)
     variables, per_task, parts = _parts(
         model, next(iter(make_dataset(frame, features, tasks, 32))))
@@ -314,7 +305,7 @@ def test_nothing_shared_warns_and_logs_the_labelled_tasks():
     frame = _frame()
     frame.loc[:, "c"] = np.nan
     frame.loc[0, "c"] = 1.0
-    features, tasks = _fitted(_tasks(), frame)
+    features, tasks = fit_tasks_and_features(frame, _tasks(), NUMERIC)
     model = _build("soft_sharing", tasks, features)
     model.compile(optimizer="sgd", weighting="mgda")
     data = make_dataset(frame.iloc[1:], features, tasks, 63)
@@ -326,7 +317,7 @@ def test_nothing_shared_warns_and_logs_the_labelled_tasks():
 
 def test_gradient_statistics_are_nan_when_nothing_is_shared():
     frame = _frame()
-    features, tasks = _fitted(_tasks(), frame)
+    features, tasks = fit_tasks_and_features(frame, _tasks(), NUMERIC)
     model = _build("soft_sharing", tasks, features)
     model.compile(optimizer="sgd")
     data = make_dataset(frame, features, tasks, 64)
@@ -338,7 +329,7 @@ def test_gradient_statistics_are_nan_when_nothing_is_shared():
 @pytest.mark.parametrize("architecture", ["mmoe", "ple3"])
 def test_the_split_survives_a_keras_file_round_trip(architecture, tmp_path):
     frame = _frame()
-    features, tasks = _fitted(_tasks(), frame)
+    features, tasks = fit_tasks_and_features(frame, _tasks(), NUMERIC)
     model = _build(architecture, tasks, features)
     batch = next(iter(make_dataset(frame, features, tasks, 64)))
     model.save(tmp_path / "m.keras")
