@@ -386,6 +386,10 @@ def test_esmm_compare_scores_labelled_tasks_against_plain_baselines(tmp_path):
                                  "ctcvr": ["auc", "accuracy"]}
     assert set(report["results"]["esmm"]["negative_transfer"]) == {"ctr", "ctcvr"}
     assert np.isfinite(report["results"]["esmm"]["delta_m"]["mean"])
+    markdown = (Path(report["directory"]) / "report.md").read_text()
+    assert ("A derived task (ctcvr) is compared with a plain single-task model on "
+            "its own target. A task without a target (cvr) has no baseline and is "
+            "not scored.") in markdown
 
 
 def test_esmm_compare_refuses_to_score_a_task_without_target(tmp_path):

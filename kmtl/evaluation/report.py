@@ -222,6 +222,20 @@ def interference_figure(name, matrices):
     return figure
 
 
+def _special_tasks(tasks):
+    """The baselines' exceptions: derived tasks and tasks without a target."""
+    derived = [t["name"] for t in tasks if t.get("derived_from")]
+    unlabelled = [t["name"] for t in tasks if t.get("target") == []]
+    text = ""
+    if derived:
+        text += (f" A derived task ({', '.join(derived)}) is compared with a "
+                 f"plain single-task model on its own target.")
+    if unlabelled:
+        text += (f" A task without a target ({', '.join(unlabelled)}) has no "
+                 f"baseline and is not scored.")
+    return text
+
+
 def render_markdown(report):
     """report.md's text (the plots must already be in `report["plots"]`)."""
     plots = report["plots"]
@@ -242,7 +256,7 @@ def render_markdown(report):
         f"validation loss.",
         f"- Single-task baselines: one `{baseline['architecture']}` model per task "
         f"(options {baseline['options'] or '{}'}), with the same encoder and tower, "
-        f"static weights.",
+        f"static weights." + _special_tasks(report.get("tasks", [])),
         f"- Scores on the {report['split']} split. Δm (Maninis et al., CVPR 2019) "
         f"counts {counted}, averaged "
         + ("per task (each task counts once)" if report["average"] == "task"
