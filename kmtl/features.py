@@ -33,6 +33,9 @@ class Feature:
         dtype: str. The raw dtype the model takes: `"float32"` for numeric,
             `"string"` or `"int64"` for categorical. Inferred when None.
         mean, variance: float. Training statistics of a numeric feature.
+        missing: bool or None. Whether the training data of a numeric feature
+            had missing values (set by `fit`; None: unknown). Without any, its
+            missing indicator stays 0 (see `kmtl.layers.ImputeMissing`).
         vocabulary: list. Training categories of a categorical feature, most
             frequent first.
 
@@ -41,7 +44,7 @@ class Feature:
     """
 
     def __init__(self, name, kind, dtype=None, mean=None, variance=None,
-                 vocabulary=None):
+                 vocabulary=None, missing=None):
         if kind not in FEATURE_KINDS:
             raise ConfigError(
                 f"Feature '{name}': unknown kind {kind!r}. Use one of "
@@ -66,12 +69,14 @@ class Feature:
         self.mean = mean
         self.variance = variance
         self.vocabulary = vocabulary
+        self.missing = missing
 
     def fit(self, frame, max_vocabulary=None, min_frequency=1):
         """Fits the feature's statistics on the training split."""
         values = self.convert(frame)
         if self.kind == "numeric":
             finite = values[~np.isnan(values)]
+            self.missing = bool(finite.size < values.size)
             self.mean = float(finite.mean()) if finite.size else 0.0
             self.variance = float(finite.var()) if finite.size > 1 else 1.0
             if not self.variance > 0:
@@ -154,6 +159,7 @@ class Feature:
             "mean": self.mean,
             "variance": self.variance,
             "vocabulary": self.vocabulary,
+            "missing": self.missing,
         }
 
     @classmethod

@@ -63,6 +63,37 @@ def test_impute_missing_fill_value_and_config():
     assert not layer.trainable_weights
 
 
+def test_impute_missing_indicators_only_where_allowed():
+    layer = ImputeMissing(indicators=[True, False, True])
+    x = np.array([[np.nan, np.nan, np.nan], [1.0, np.nan, 2.0]], "float32")
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(layer(x)),
+        [[0, 0, 0, 1, 0, 1], [1, 0, 2, 0, 0, 0]])
+    clone = ImputeMissing.from_config(layer.get_config())
+    assert clone.get_config()["indicators"] == [True, False, True]
+    with pytest.raises(ValueError, match="indicators has 3 entries for 2 columns"):
+        ImputeMissing(indicators=[True, False, True])(np.zeros((1, 2), "float32"))
+
+
+def test_a_nan_where_training_had_none_is_mean_imputation(tiny_frame):
+    """x1 had a NaN in training (its indicator is learned), x2 had none: a NaN
+    in x2 at prediction time gives exactly the prediction at x2's training
+    mean, while a NaN in x1 differs from x1's mean (the indicator weighs in)."""
+    keras.utils.set_random_seed(0)
+    features, tasks = fit_tasks_and_features(
+        tiny_frame, [Task("price", "regression")], ["x1", "x2"], [])
+    assert [(f.name, f.missing) for f in features] == [("x1", True), ("x2", False)]
+    model = kmtl.build_model(features, tasks, "shared_bottom", units=(4,))
+    means = {f.name: np.float32(f.mean) for f in features}
+
+    def predict(x1, x2):
+        return model.predict({"x1": np.array([x1], "float32"),
+                              "x2": np.array([x2], "float32")}, verbose=0)["price"]
+
+    np.testing.assert_array_equal(predict(3.0, np.nan), predict(3.0, means["x2"]))
+    assert not np.allclose(predict(np.nan, 0.0), predict(means["x1"], 0.0))
+
+
 def test_impute_missing_without_nan_is_identity_plus_zeros():
     x = _inputs(rows=3)
     out = keras.ops.convert_to_numpy(ImputeMissing()(x))

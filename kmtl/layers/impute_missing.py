@@ -13,8 +13,16 @@ class ImputeMissing(keras.layers.Layer):
     the model learn what missingness itself means (the usual "mean + indicator"
     treatment; e.g. scikit-learn's `SimpleImputer(add_indicator=True)`).
 
+    A column that had no missing value in training never sets its indicator
+    while training, so the weights that read the indicator stay untrained; with
+    `indicators`, such a column's indicator is always 0, and a NaN there at
+    serving time is plain mean imputation rather than a jump by untrained
+    weights. The output width stays `2 * features`.
+
     Args:
         fill_value: float, default 0.0.
+        indicators: list of bool (one per column) or None (every column). The
+            columns whose indicator may be 1.
 
     Input shape:
         `(batch, features)` floats, NaN where missing.
@@ -28,18 +36,29 @@ class ImputeMissing(keras.layers.Layer):
     [[1.0, 0.0, 0.0, 1.0]]
     """
 
-    def __init__(self, fill_value=0.0, **kwargs):
+    def __init__(self, fill_value=0.0, indicators=None, **kwargs):
         super().__init__(**kwargs)
         self.fill_value = float(fill_value)
+        self.indicators = None if indicators is None else [bool(i) for i in indicators]
+
+    def build(self, input_shape):
+        if self.indicators is not None and len(self.indicators) != input_shape[-1]:
+            raise ValueError(
+                f"ImputeMissing: indicators has {len(self.indicators)} entries for "
+                f"{input_shape[-1]} columns. Give one bool per column.")
 
     def call(self, inputs):
         missing = ops.isnan(inputs)
         filled = ops.where(missing, ops.cast(self.fill_value, inputs.dtype), inputs)
-        return ops.concatenate([filled, ops.cast(missing, inputs.dtype)], axis=-1)
+        flags = ops.cast(missing, inputs.dtype)
+        if self.indicators is not None and not all(self.indicators):
+            flags = flags * ops.cast(self.indicators, inputs.dtype)
+        return ops.concatenate([filled, flags], axis=-1)
 
     def compute_output_shape(self, input_shape):
         last = None if input_shape[-1] is None else 2 * input_shape[-1]
         return (*input_shape[:-1], last)
 
     def get_config(self):
-        return {**super().get_config(), "fill_value": self.fill_value}
+        return {**super().get_config(), "fill_value": self.fill_value,
+                "indicators": self.indicators}

@@ -178,7 +178,10 @@ def encode_features(features, inputs, categorical_encoding="embedding",
         normalized = keras.layers.Normalization(
             mean=[f.mean for f in numeric], variance=[f.variance for f in numeric],
             name="numeric_normalization")(stacked)
-        parts.append(ImputeMissing(name="numeric_impute")(normalized))
+        # An indicator only where training had missing values (None: unknown).
+        parts.append(ImputeMissing(
+            indicators=[f.missing is not False for f in numeric],
+            name="numeric_impute")(normalized))
     categorical = [f for f in features if f.kind == "categorical"]
     if any(f.vocabulary is None for f in categorical):
         raise ConfigError("Categorical features must be fitted (Feature.fit) first.")
