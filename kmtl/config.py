@@ -140,15 +140,12 @@ def resolve_config(raw, name=None):
         if not isinstance(training[key], int) or training[key] < 1:
             raise ConfigError(f"training.{key} must be a positive integer. "
                               f"Received: {training[key]!r}")
+    if training["gradient_statistics_every"] is None:
+        training["gradient_statistics_every"] = 0  # null: off
     for key in ("gradient_statistics_every", "diagnostics_every"):
-        value = training[key]
-        if value is None:
-            # null: the default (diagnostics: every epoch if any; statistics: off).
-            if key == "gradient_statistics_every":
-                training[key] = 0
-            continue
-        if not (isinstance(value, int) and not isinstance(value, bool)
-                and value >= 0):
+        value = training[key]  # diagnostics_every null: every epoch, if any
+        if value is not None and not (isinstance(value, int)
+                                      and not isinstance(value, bool) and value >= 0):
             raise ConfigError(f"training.{key} must be an integer >= 0 (0: off). "
                               f"Received: {value!r}")
     if not isinstance(config["model"]["options"], dict):

@@ -16,9 +16,9 @@ import keras
 from keras import initializers
 from keras import ops
 
-from kmtl.architectures._checks import check_rate
-from kmtl.architectures._checks import check_task_names
-from kmtl.architectures._checks import check_units
+from kmtl._checks import check_rate
+from kmtl._checks import check_task_names
+from kmtl._checks import check_units
 
 
 def stacked_initializer(initializer, count):

@@ -21,9 +21,9 @@ from keras import initializers
 from keras import ops
 from keras import regularizers
 
-from kmtl.architectures._checks import check_float
-from kmtl.architectures._checks import check_positive_int
-from kmtl.architectures._checks import check_units
+from kmtl._checks import check_float
+from kmtl._checks import check_positive_int
+from kmtl._checks import check_units
 from kmtl.architectures.experts import add_stack
 from kmtl.architectures.experts import apply_stack
 

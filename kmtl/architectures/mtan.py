@@ -3,10 +3,10 @@
 import keras
 from keras import ops
 
-from kmtl.architectures._checks import check_bool
-from kmtl.architectures._checks import check_rate
-from kmtl.architectures._checks import check_task_names
-from kmtl.architectures._checks import check_units
+from kmtl._checks import check_bool
+from kmtl._checks import check_rate
+from kmtl._checks import check_task_names
+from kmtl._checks import check_units
 from kmtl.architectures.experts import stacked_initializer
 from kmtl.architectures.task_owned import set_slice_owners
 

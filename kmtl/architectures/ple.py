@@ -5,8 +5,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from kmtl._checks import check_positive_int
 from kmtl.architectures import gates as gates_module
-from kmtl.architectures._checks import check_positive_int
 from kmtl.architectures.experts import MixtureOfExperts
 from kmtl.architectures.experts import add_stack
 from kmtl.architectures.experts import apply_stack

@@ -2,9 +2,9 @@
 
 import keras
 
-from kmtl.architectures._checks import check_rate
-from kmtl.architectures._checks import check_task_names
-from kmtl.architectures._checks import check_units
+from kmtl._checks import check_rate
+from kmtl._checks import check_task_names
+from kmtl._checks import check_units
 
 
 @keras.saving.register_keras_serializable(package="kmtl")

@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from kmtl.architectures._checks import check_float
+from kmtl._checks import check_float
 from kmtl.architectures.experts import StackedTowers
 from kmtl.architectures.experts import apply_stack
 from kmtl.architectures.task_owned import set_slice_owners

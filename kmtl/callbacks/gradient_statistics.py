@@ -48,12 +48,10 @@ class GradientStatistics(keras.callbacks.Callback):
             total = gradients if total is None else total + gradients
             count += 1
         mean = total / count
+        norms = tf.norm(mean, axis=1).numpy()
         if mean.shape[1] == 0:
-            # Nothing shared: nothing to measure.
-            nan = np.full((mean.shape[0],), np.nan)
-            return nan, np.full((mean.shape[0],) * 2, np.nan)
-        norms = tf.norm(mean, axis=1)
-        return norms.numpy(), cosine_matrix(mean).numpy()
+            norms[:] = np.nan  # nothing shared, nothing to measure (as the cosines)
+        return norms, cosine_matrix(mean).numpy()
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is None or (epoch + 1) % self.every:

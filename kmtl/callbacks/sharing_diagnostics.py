@@ -7,7 +7,7 @@ import numpy as np
 import tensorflow as tf
 
 from kmtl import inspect
-from kmtl.evaluation.interference import _check_positive_int
+from kmtl._checks import check_positive_int
 
 DIAGNOSTICS_RUN = "diagnostics"
 
@@ -67,8 +67,8 @@ class SharingDiagnostics(keras.callbacks.Callback):
     def __init__(self, data=None, every=1, batches=1, log_dir=None,
                  add_to_logs=None, images=True):
         super().__init__()
-        _check_positive_int(every, "every")
-        _check_positive_int(batches, "batches")
+        check_positive_int(every, "every")
+        check_positive_int(batches, "batches")
         self.data = data
         self.every = every
         self.batches = batches

@@ -6,7 +6,7 @@ import warnings
 import keras
 import numpy as np
 
-from kmtl.evaluation.interference import _check_positive_int
+from kmtl._checks import check_positive_int
 from kmtl.evaluation.interference import _probe
 
 
@@ -54,8 +54,8 @@ class TaskInterference(keras.callbacks.Callback):
 
     def __init__(self, data, every=1, batches=1, learning_rate=None):
         super().__init__()
-        _check_positive_int(every, "every")
-        _check_positive_int(batches, "batches")
+        check_positive_int(every, "every")
+        check_positive_int(batches, "batches")
         if learning_rate is not None and not float(learning_rate) > 0:
             raise ValueError(f"learning_rate must be > 0. Received: "
                              f"learning_rate={learning_rate!r}")

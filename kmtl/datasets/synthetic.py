@@ -4,11 +4,10 @@ The MMoE paper's control experiment: two regression tasks on the same inputs,
 whose relatedness is one number, the cosine `p` between their weight vectors.
 """
 
-import numbers
-
 import numpy as np
 import pandas as pd
 
+from kmtl._checks import check_float
 from kmtl.tasks import Task
 
 SYNTHETIC_TARGETS = ("y1", "y2")
@@ -22,10 +21,6 @@ def synthetic_feature_names(num_features=100):
 def synthetic_tasks():
     """The two regression tasks of `make_synthetic_tasks`, on columns `y1`, `y2`."""
     return [Task(name, "regression") for name in SYNTHETIC_TARGETS]
-
-
-def _real(value):
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def _check(condition, message, **received):
@@ -104,14 +99,11 @@ def make_synthetic_tasks(num_samples=10000, num_features=100, correlation=0.5,
     _check(isinstance(num_features, int) and num_features >= 2,
            "num_features must be an integer >= 2 (two orthogonal directions).",
            num_features=num_features)
-    _check(_real(correlation) and -1.0 <= correlation <= 1.0,
-           "correlation must be a number in [-1, 1].", correlation=correlation)
+    check_float(correlation, "correlation", -1.0, 1.0)
     _check(isinstance(num_sinusoids, int) and num_sinusoids >= 0,
            "num_sinusoids must be an integer >= 0.", num_sinusoids=num_sinusoids)
-    _check(_real(scale) and np.isfinite(scale) and scale > 0,
-           "scale must be a positive number.", scale=scale)
-    _check(_real(noise_std) and np.isfinite(noise_std) and noise_std >= 0,
-           "noise_std must be a number >= 0.", noise_std=noise_std)
+    check_float(scale, "scale", 0.0, low_open=True)
+    check_float(noise_std, "noise_std", 0.0)
 
     # One independent stream per quantity, so that none depends on the others'
     # sizes or on the correlation.

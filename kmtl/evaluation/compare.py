@@ -111,10 +111,10 @@ def resolve_variants(config):
             except ConfigError as error:
                 raise ConfigError(
                     f"compare.variants[{i}].weighting: {error}") from None
-            name = variant.get("name") or architecture
+            name = variant.get("name")
             variants.append({
-                "name": (f"{name}_{label}" if grid or not variant.get("name")
-                         else name),
+                "name": (name if name and not grid
+                         else f"{name or architecture}_{label}"),
                 "architecture": architecture,
                 "options": copy.deepcopy(options),
                 "weighting": weighting,

@@ -24,6 +24,7 @@ import tensorflow as tf
 from keras import ops
 from keras.src.trainers.data_adapters.data_adapter_utils import unpack_x_y_sample_weight
 
+from kmtl._checks import check_positive_int
 from kmtl.models import shared_parameters
 
 
@@ -31,26 +32,20 @@ def cosine_matrix(gradients):
     """`(T, P)` task gradients -> `(T, T)` pairwise cosines, in the graph.
 
     A zero gradient (a task without labels in the batch) has cosine 0 with
-    every task, itself included.
+    every task, itself included. With no parameter at all (`P = 0`: the tasks
+    share nothing) every entry is NaN: there is nothing to measure.
     """
+    if gradients.shape[1] == 0:
+        return tf.fill((gradients.shape[0],) * 2, float("nan"))
     norms = tf.norm(gradients, axis=1)
     unit = gradients / tf.maximum(norms[:, None], 1e-12)
     return tf.matmul(unit, unit, transpose_b=True)
 
 
-def _check_positive_int(value, argument):
-    """`value` if it is an int >= 1 (not a bool); else a ValueError naming
-    `argument`."""
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{argument} must be a positive integer. Received: "
-                         f"{argument}={value!r}")
-    return value
-
-
 def _batches(data, batches):
     """At most `batches` batches of `data`: a `tf.data.Dataset`, an iterable of
     batches, or one batch given as a tuple."""
-    _check_positive_int(batches, "batches")
+    check_positive_int(batches, "batches")
     if isinstance(data, tuple):
         return [data]
     if isinstance(data, tf.data.Dataset):
@@ -114,10 +109,6 @@ class _Probe:
     def _batch_cosines(self, data):
         gradients, labelled = self.model.task_gradients(data)
         both = labelled[:, None] & labelled[None, :]
-        if gradients.shape[1] == 0:
-            # Nothing shared (e.g. soft sharing over numeric features only):
-            # no cosine to measure, NaN rather than a misleading 0.
-            both = tf.zeros_like(both)
         return cosine_matrix(gradients), both
 
     def _batch_lookahead(self, data, learning_rate):

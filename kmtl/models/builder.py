@@ -4,8 +4,8 @@ import keras
 
 from kmtl import architectures
 from kmtl import tasks as tasks_module
-from kmtl.architectures._checks import check_rate
-from kmtl.architectures._checks import check_units
+from kmtl._checks import check_rate
+from kmtl._checks import check_units
 from kmtl.errors import ConfigError
 from kmtl.models.feature_encoder import encode_features
 from kmtl.models.feature_encoder import encode_inputs

@@ -1,4 +1,5 @@
-"""Argument checks shared by the architecture layers."""
+"""Argument checks shared across kmtl: each returns the checked value or raises
+a ValueError that names the argument and the value received."""
 
 import math
 import numbers
