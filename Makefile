@@ -37,8 +37,10 @@ $(DEEPCTR_STAMP):
 bench: $(STAMP) $(DEEPCTR_STAMP)
 	$(PY) benchmarks/run.py
 
+## ruff, and the import-linter contracts of .importlinter (layers import downward only).
 lint: $(STAMP)
-	$(VENV)/bin/ruff check kmtl tests benchmarks
+	$(VENV)/bin/ruff check kmtl tests benchmarks examples
+	$(VENV)/bin/lint-imports --no-cache
 
 clean:
 	rm -rf $(VENV) .venv-deepctr build *.egg-info .pytest_cache

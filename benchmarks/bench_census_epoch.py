@@ -19,7 +19,7 @@ from benchmarks.common import census
 from benchmarks.common import census_dir
 from benchmarks.common import median
 from kmtl.data import make_dataset
-from kmtl.training import model_from_config
+from kmtl.runs.training import model_from_config
 
 EPOCHS = 4
 DEEPCTR_PYTHON = os.path.join(ROOT, ".venv-deepctr", "bin", "python")

@@ -13,7 +13,7 @@ from benchmarks.common import EpochTimer
 from benchmarks.common import census
 from benchmarks.common import median
 from kmtl.data import make_dataset
-from kmtl.training import model_from_config
+from kmtl.runs.training import model_from_config
 
 STEPS = 60
 ROUNDS = 4

@@ -26,9 +26,9 @@ from benchmarks.common import EpochTimer  # noqa: E402
 from benchmarks.common import census_dir  # noqa: E402
 from benchmarks.common import median  # noqa: E402
 from kmtl import weighting  # noqa: E402
-from kmtl.config import load_config  # noqa: E402
-from kmtl.training import prepare_data  # noqa: E402
-from kmtl.training import run_model  # noqa: E402
+from kmtl.runs.config import load_config  # noqa: E402
+from kmtl.runs.training import prepare_data  # noqa: E402
+from kmtl.runs.training import run_model  # noqa: E402
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 

@@ -6,10 +6,10 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from kmtl.config import load_config  # noqa: E402
-from kmtl.training import build_tasks  # noqa: E402
-from kmtl.training import load_splits  # noqa: E402
-from kmtl.training import prepare  # noqa: E402
+from kmtl.runs.config import load_config  # noqa: E402
+from kmtl.runs.training import build_tasks  # noqa: E402
+from kmtl.runs.training import load_splits  # noqa: E402
+from kmtl.runs.training import prepare  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CENSUS_CONFIG = os.path.join(ROOT, "examples", "census_income.yaml")

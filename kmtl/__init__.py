@@ -10,17 +10,17 @@ from kmtl import architectures  # noqa: E402
 from kmtl import callbacks  # noqa: E402
 from kmtl import data  # noqa: E402
 from kmtl import datasets  # noqa: E402
-from kmtl import evaluation  # noqa: E402
-from kmtl import inspect  # noqa: E402
 from kmtl import layers  # noqa: E402
+from kmtl import measures  # noqa: E402
 from kmtl import plotting  # noqa: E402
+from kmtl import runs  # noqa: E402
 from kmtl import weighting  # noqa: E402
 from kmtl.errors import ConfigError  # noqa: E402
 from kmtl.errors import DataError  # noqa: E402
-from kmtl.export import export_saved_model  # noqa: E402
 from kmtl.features import Feature  # noqa: E402
 from kmtl.models import MultiTaskModel  # noqa: E402
 from kmtl.models import build_model  # noqa: E402
+from kmtl.models.export import export_saved_model  # noqa: E402
 from kmtl.tasks import Task  # noqa: E402
 
 __version__ = "0.1.0"
@@ -36,10 +36,10 @@ __all__ = [
     "build_model",
     "data",
     "datasets",
-    "evaluation",
     "export_saved_model",
-    "inspect",
     "layers",
+    "measures",
     "plotting",
+    "runs",
     "weighting",
 ]

@@ -12,9 +12,9 @@ from kmtl.errors import DataError
 def _load_run(run_dir):
     import keras
 
-    from kmtl.config import resolve_config
-    from kmtl.training import CONFIG_FILE
-    from kmtl.training import MODEL_FILE
+    from kmtl.runs.config import resolve_config
+    from kmtl.runs.training import CONFIG_FILE
+    from kmtl.runs.training import MODEL_FILE
 
     model_path = os.path.join(run_dir, MODEL_FILE)
     if not os.path.isfile(model_path):
@@ -36,8 +36,8 @@ def _read_input(path, config):
 
 
 def cmd_train(args):
-    from kmtl.config import load_config
-    from kmtl.training import train
+    from kmtl.runs.config import load_config
+    from kmtl.runs.training import train
 
     config = load_config(args.config)
     if args.epochs is not None:
@@ -53,10 +53,10 @@ def cmd_train(args):
 
 
 def cmd_evaluate(args):
-    from kmtl.training import evaluate_splits
-    from kmtl.training import load_splits
-    from kmtl.training import metrics_table
-    from kmtl.training import split_datasets
+    from kmtl.runs.training import evaluate_splits
+    from kmtl.runs.training import load_splits
+    from kmtl.runs.training import metrics_table
+    from kmtl.runs.training import split_datasets
 
     config, model = _load_run(args.run_dir)
     batch_size = config["training"]["batch_size"]
@@ -98,7 +98,7 @@ def cmd_predict(args):
 
 
 def cmd_export(args):
-    from kmtl.export import export_saved_model
+    from kmtl.models.export import export_saved_model
 
     config, model = _load_run(args.run_dir)
     base = args.export_dir or config["export"]["dir"] or os.path.join(
@@ -107,8 +107,8 @@ def cmd_export(args):
 
 
 def cmd_compare(args):
-    from kmtl.config import load_config
-    from kmtl.evaluation.compare import compare
+    from kmtl.runs.comparison import compare
+    from kmtl.runs.config import load_config
 
     config = load_config(args.config)
     if args.epochs is not None:

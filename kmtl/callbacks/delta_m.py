@@ -2,8 +2,8 @@
 
 import keras
 
-from kmtl.evaluation.delta_m import AVERAGES
-from kmtl.evaluation.delta_m import delta_m
+from kmtl.measures.delta_m import AVERAGES
+from kmtl.measures.delta_m import delta_m
 
 
 class DeltaM(keras.callbacks.Callback):
@@ -11,7 +11,7 @@ class DeltaM(keras.callbacks.Callback):
     epoch logs.
 
     Maninis, Radosavovic and Kokkinos, "Attentive Single-Tasking of Multiple
-    Tasks", CVPR 2019 (arXiv:1904.08918); see `kmtl.evaluation.delta_m` for the
+    Tasks", CVPR 2019 (arXiv:1904.08918); see `kmtl.measures.delta_m` for the
     formula and the two averaging conventions. At the end of each epoch it reads
     `logs[f"{prefix}{task}_{metric}"]` for every counted (task, metric) and
     writes `logs[f"{prefix}delta_m"]` in percent (positive = the multi-task

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from kmtl.evaluation.interference import cosine_matrix
+from kmtl.measures.interference import cosine_matrix
 
 
 class GradientStatistics(keras.callbacks.Callback):

@@ -6,8 +6,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from kmtl import inspect
 from kmtl._checks import check_positive_int
+from kmtl.measures import diagnostics as inspect
 
 DIAGNOSTICS_RUN = "diagnostics"
 
@@ -17,7 +17,7 @@ class SharingDiagnostics(keras.callbacks.Callback):
     expert utilisation, cross-stitch units, ...) every `every` epochs.
 
     Each matrix cell becomes one scalar named `<matrix>/<row>/<column>`, e.g.
-    `expert_utilisation/income/expert_0`, computed by `kmtl.inspect.sharing` on
+    `expert_utilisation/income/expert_0`, computed by `kmtl.measures.diagnostics` on
     up to `batches` batches of `data`. In TensorBoard the slashes group the
     scalars by matrix.
 
@@ -37,7 +37,7 @@ class SharingDiagnostics(keras.callbacks.Callback):
       unchanged.
 
     Args:
-        data: what `kmtl.inspect.sharing` takes: a `tf.data.Dataset` of
+        data: what `kmtl.measures.diagnostics` takes: a `tf.data.Dataset` of
             `(features, labels, sample_weights)` batches (e.g. the validation
             data), a dict of feature arrays, or None for a layer whose
             diagnostics do not depend on its inputs (cross-stitch units).
@@ -52,7 +52,7 @@ class SharingDiagnostics(keras.callbacks.Callback):
 
     Raises:
         ValueError: `every` or `batches` is not a positive integer. At the first
-            logging epoch, from `kmtl.inspect.sharing`: the model has no
+            logging epoch, from `kmtl.measures.diagnostics`: the model has no
             architecture layer with `diagnostics`, or the layer needs inputs and
             `data` is None.
 

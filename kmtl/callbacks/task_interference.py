@@ -7,7 +7,8 @@ import keras
 import numpy as np
 
 from kmtl._checks import check_positive_int
-from kmtl.evaluation.interference import _probe
+from kmtl.measures.interference import gradient_cosines
+from kmtl.measures.interference import lookahead_affinity
 
 
 class TaskInterference(keras.callbacks.Callback):
@@ -17,7 +18,7 @@ class TaskInterference(keras.callbacks.Callback):
     Fifty, Amid, Zhao, Yu, Anil and Finn, "Efficiently Identifying Task
     Groupings for Multi-Task Learning", NeurIPS 2021 (arXiv:2109.04617). At the
     end of every `every`-th epoch it computes, on the same probe batches,
-    `kmtl.evaluation.gradient_cosines` and `kmtl.evaluation.lookahead_affinity`
+    `kmtl.measures.gradient_cosines` and `kmtl.measures.lookahead_affinity`
     (`affinity[i, j] > 0`: an SGD step on task i's loss lowers task j's loss),
     appends them to `cosines_history` and `affinity_history`, and adds
     `affinity_<a>_<b>` (row task a stepped on, column task b measured, a != b)
@@ -91,9 +92,10 @@ class TaskInterference(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.every:
             return
-        probe = _probe(self.model)
-        cosines = probe.cosines(self.data, self.batches)
-        affinity = probe.affinity(self.data, self.batches, self.learning_rate)
+        # Both measures reuse one traced probe per model.
+        cosines = gradient_cosines(self.model, self.data, self.batches)
+        affinity = lookahead_affinity(self.model, self.data, self.learning_rate,
+                                      self.batches)
         self.epochs.append(epoch)
         self.cosines_history.append(cosines)
         self.affinity_history.append(affinity)

@@ -1,6 +1,12 @@
 """Data sets: Palmer penguins (embedded), UCI Census-Income (KDD), and the
-synthetic two-task regression data of the MMoE paper."""
+synthetic two-task regression data of the MMoE paper.
 
+The first two are registered by name for `data.dataset` in a config:
+`kmtl.datasets.get("penguins").load()`, `kmtl.datasets.list_datasets()`.
+"""
+
+from kmtl.datasets.base import DATASETS
+from kmtl.datasets.base import Dataset
 from kmtl.datasets.census_income import CENSUS_CATEGORICAL
 from kmtl.datasets.census_income import CENSUS_NUMERIC
 from kmtl.datasets.census_income import load_census_income
@@ -12,7 +18,13 @@ from kmtl.datasets.synthetic import make_synthetic_tasks
 from kmtl.datasets.synthetic import synthetic_feature_names
 from kmtl.datasets.synthetic import synthetic_tasks
 
+get = DATASETS.get
+list_datasets = DATASETS.names
+
 __all__ = [
+    "Dataset",
+    "get",
+    "list_datasets",
     "CENSUS_CATEGORICAL",
     "CENSUS_NUMERIC",
     "PENGUIN_FEATURES",

@@ -7,6 +7,8 @@ import keras
 import numpy as np
 
 from kmtl.data.io import read_table
+from kmtl.datasets.base import DATASETS
+from kmtl.datasets.base import Dataset
 from kmtl.errors import DataError
 
 CENSUS_ORIGIN = ("https://archive.ics.uci.edu/ml/machine-learning-databases/"
@@ -121,3 +123,13 @@ def load_census_income(data_dir=None, origin=None, seed=0):
     validation = test.iloc[order[:half]].reset_index(drop=True)
     test = test.iloc[order[half:]].reset_index(drop=True)
     return train, validation, test
+
+
+@DATASETS.register("census_income")
+class CensusIncome(Dataset):
+    """Census-Income with the MMoE paper's split (`load_census_income`)."""
+
+    has_splits = True
+
+    def load(self, data_dir=None):
+        return load_census_income(data_dir)

@@ -1,5 +1,7 @@
 """Palmer penguins: the small real data set kmtl trains by default."""
 
+from kmtl.datasets.base import DATASETS
+from kmtl.datasets.base import Dataset
 from kmtl.tasks import Task
 
 PENGUIN_FEATURES = {
@@ -33,3 +35,11 @@ def load_penguins():
     import palmerpenguins
 
     return palmerpenguins.load_penguins()
+
+
+@DATASETS.register("penguins")
+class Penguins(Dataset):
+    """The Palmer penguins table (`load_penguins`), split by the config."""
+
+    def load(self, data_dir=None):
+        return load_penguins()

@@ -204,7 +204,7 @@ def _check_variant(variant, path):
 
 def _check_compare(compare, task_names):
     """Validates the structure of the `compare` section in place (names of
-    architectures and weightings are checked by `kmtl.evaluation.compare`)."""
+    architectures and weightings are checked by `kmtl.runs.comparison`)."""
     if not _positive_int(compare["seeds"]):
         raise ConfigError(f"compare.seeds must be a positive integer (the number "
                           f"of seeds per model). Received: {compare['seeds']!r}")

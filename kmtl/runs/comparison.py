@@ -23,12 +23,12 @@ data is loaded, split and fitted once per compare.
 
 Scores are taken on `compare.split` (default test). For each seed, Δm of a
 variant is computed against the single-task baselines' mean over seeds
-(`kmtl.evaluation.delta_m.delta_m`); the report gives its mean and sample std over
+(`kmtl.measures.delta_m.delta_m`); the report gives its mean and sample std over
 seeds. Negative transfer uses `negative_transfer` (multi-task mean worse than the
 single-task mean beyond the two seed stds).
 
 Task interference (gradient cosines and lookahead affinity, see
-`kmtl.evaluation.interference`) is measured for each variant during its first
+`kmtl.measures.interference`) is measured for each variant during its first
 seed's training only, by a `TaskInterference` callback on fixed probe batches:
 `compare.interference.batches` batches of rows drawn once (seed 0) from the
 training split, averaged over the epochs.
@@ -43,21 +43,21 @@ import numpy as np
 
 from kmtl import weighting as weighting_module
 from kmtl.callbacks.task_interference import TaskInterference
-from kmtl.config import SINGLE_TASK
+from kmtl.runs.config import SINGLE_TASK
 from kmtl.data import make_dataset
 from kmtl.errors import ConfigError
-from kmtl.evaluation.delta_m import delta_m
-from kmtl.evaluation.delta_m import metric_direction
-from kmtl.evaluation.delta_m import negative_transfer
-from kmtl.evaluation.delta_m import relative_changes
-from kmtl.evaluation.delta_m import summarize_runs
-from kmtl.evaluation.report import write_report
+from kmtl.measures.delta_m import delta_m
+from kmtl.measures.delta_m import metric_direction
+from kmtl.measures.delta_m import negative_transfer
+from kmtl.measures.delta_m import relative_changes
+from kmtl.measures.delta_m import summarize_runs
+from kmtl.runs.report import write_report
 from kmtl.tasks import Task
-from kmtl.training import build_run_model
-from kmtl.training import new_run_dir
-from kmtl.training import precision_policy
-from kmtl.training import prepare_data
-from kmtl.training import run_model
+from kmtl.runs.training import build_run_model
+from kmtl.runs.training import new_run_dir
+from kmtl.runs.training import precision_policy
+from kmtl.runs.training import prepare_data
+from kmtl.runs.training import run_model
 
 __all__ = ["SINGLE_TASK", "analyse", "compare", "resolve_variants", "seed_list"]
 
@@ -347,10 +347,10 @@ def compare(config, data_dir=None, output_dir="runs", seeds=None, log=print):
 
     Writes a fresh directory `<output_dir>/<name>-compare-<timestamp>/` (never an
     earlier one) holding `report.json`, `report.md` and `plots/*.png` (see
-    `kmtl.evaluation.report.write_report`). Models are not saved.
+    `kmtl.runs.report.write_report`). Models are not saved.
 
     Args:
-        config: a resolved config (`kmtl.config.load_config`), with a `compare`
+        config: a resolved config (`kmtl.runs.config.load_config`), with a `compare`
             section.
         data_dir: folder of the data files and built-in data sets.
         output_dir: where the compare directory is created, default `"runs"`.
@@ -367,7 +367,7 @@ def compare(config, data_dir=None, output_dir="runs", seeds=None, log=print):
 
     Example:
 
-    >>> config = kmtl.config.load_config("examples/penguins_compare.yaml")
+    >>> config = kmtl.runs.config.load_config("examples/penguins_compare.yaml")
     >>> report = compare(config, seeds=2)
     >>> report["verdict"]["best"], report["directory"]
     """

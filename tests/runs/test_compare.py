@@ -21,13 +21,13 @@ from helpers import snapshot
 from matplotlib.image import imread
 
 from kmtl.cli import main
-from kmtl.config import load_config
+from kmtl.runs.config import load_config
 from kmtl.errors import ConfigError
-from kmtl.evaluation.compare import compare
-from kmtl.evaluation.delta_m import delta_m
-from kmtl.training import RunResult
+from kmtl.runs.comparison import compare
+from kmtl.measures.delta_m import delta_m
+from kmtl.runs.training import RunResult
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "penguins_compare.yaml"
 TASKS = ["species", "body_mass_g"]
 VARIANTS = ["mmoe_ew", "shared_bottom_uncertainty"]
@@ -234,9 +234,9 @@ def test_python_compare_returns_the_report_in_a_new_directory(compared,
         return RunResult(model=None, history=history, metrics=metrics, seconds=0.5,
                          parameters=10 if single else 30)
 
-    # The module by import path: `kmtl.evaluation.compare` as an attribute is the
+    # The module by import path: `kmtl.runs.comparison` as an attribute is the
     # function once the package exports it.
-    module = importlib.import_module("kmtl.evaluation.compare")
+    module = importlib.import_module("kmtl.runs.comparison")
     monkeypatch.setattr(module, "run_model", fake_run)
     before = snapshot(compared["directory"])
     config = load_config(str(write_config(
@@ -400,7 +400,7 @@ def test_esmm_compare_refuses_to_score_a_task_without_target(tmp_path):
 
 
 def test_a_list_of_weightings_is_a_grid(tmp_path):
-    from kmtl.evaluation.compare import resolve_variants
+    from kmtl.runs.comparison import resolve_variants
 
     config = load_config(str(write_config(tmp_path / "c.yaml", variants=[
         {"architecture": "mmoe", "weighting": ["ew", "pcgrad"]},

@@ -7,9 +7,9 @@ whose sharing does not depend on the input ignore it. This module finds that
 layer in a model, feeds it real batches through the model's own preprocessing,
 averages the matrices into labelled DataFrames, and plots them as heatmaps:
 
->>> frames = kmtl.inspect.sharing(model, validation_data, batches=4)
+>>> frames = kmtl.measures.sharing(model, validation_data, batches=4)
 >>> frames["expert_utilisation"]            # tasks x experts, rows sum to 1
->>> kmtl.inspect.plot_sharing(frames, "plots/")   # plots/expert_utilisation.png
+>>> kmtl.measures.plot_sharing(frames, "plots/")   # plots/expert_utilisation.png
 
 `kmtl.callbacks.SharingDiagnostics` logs the same numbers every epoch.
 """

@@ -10,12 +10,12 @@ import pytest
 import kmtl
 from kmtl.callbacks.delta_m import DeltaM
 from kmtl.data import make_dataset
-from kmtl.evaluation.delta_m import delta_m
-from kmtl.evaluation.delta_m import metric_direction
-from kmtl.evaluation.delta_m import negative_transfer
-from kmtl.evaluation.delta_m import relative_changes
-from kmtl.evaluation.delta_m import summarize_runs
 from kmtl.features import Feature
+from kmtl.measures.delta_m import delta_m
+from kmtl.measures.delta_m import metric_direction
+from kmtl.measures.delta_m import negative_transfer
+from kmtl.measures.delta_m import relative_changes
+from kmtl.measures.delta_m import summarize_runs
 
 # One binary task with two metrics (so the two averages differ) and one
 # regression task with a lower-is-better metric.

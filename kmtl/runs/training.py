@@ -28,9 +28,9 @@ from kmtl.data import read_table
 from kmtl.data import split_frame
 from kmtl.errors import ConfigError
 from kmtl.errors import DataError
-from kmtl.export import export_saved_model
+from kmtl.models.export import export_saved_model
 from kmtl.features import resolve_features
-from kmtl.inspect import architecture_layer
+from kmtl.measures.diagnostics import architecture_layer
 from kmtl.models import build_model
 
 MODEL_FILE = "model.keras"
@@ -368,7 +368,7 @@ def run_model(config, data, tasks=None, model=None, train_data=None, callbacks=(
 
 def train(config, data_dir=None, output_dir="runs", export_root="saved_models",
           log=print):
-    """Runs a whole training job from a resolved config (see `kmtl.config`).
+    """Runs a whole training job from a resolved config (see `kmtl.runs.config`).
 
     Writes a fresh run directory holding `config.yaml` (resolved, with the fitted
     task fields), `model.keras`, `metrics.json` (split -> task -> metric -> value)

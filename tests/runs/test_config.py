@@ -1,13 +1,13 @@
-"""Tests for `kmtl.config`: defaults, validation messages and YAML loading."""
+"""Tests for `kmtl.runs.config`: defaults, validation messages and YAML loading."""
 
 import copy
 
 import pytest
 
 import kmtl
-from kmtl.config import SCHEMA
-from kmtl.config import load_config
-from kmtl.config import resolve_config
+from kmtl.runs.config import SCHEMA
+from kmtl.runs.config import load_config
+from kmtl.runs.config import resolve_config
 from kmtl.errors import ConfigError
 from kmtl.features import resolve_features
 from kmtl.tasks import Task

@@ -42,11 +42,11 @@ from kmtl.datasets import penguin_tasks
 from kmtl.datasets.census_income import CENSUS_FILES
 from kmtl.datasets.census_income import census_files
 from kmtl.errors import DataError
-from kmtl.export import existing_versions
 from kmtl.features import resolve_features
+from kmtl.models.export import existing_versions
 from kmtl.tasks import Task
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 # The body of a TF Serving REST predict request in the row ("instances") format:
 # one object per example, one key per model input. POST it to

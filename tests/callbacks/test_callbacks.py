@@ -10,7 +10,7 @@ from kmtl.callbacks import GradientStatistics
 from kmtl.data import make_dataset
 from kmtl.features import Feature
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -60,8 +60,8 @@ def test_bad_every():
 
 
 def test_training_run_logs_gradient_statistics(tmp_path):
-    from kmtl.config import load_config
-    from kmtl.training import train
+    from kmtl.runs.config import load_config
+    from kmtl.runs.training import train
 
     config = load_config(str(REPO / "examples" / "penguins.yaml"))
     config["training"].update(epochs=2, verbose=0, gradient_statistics_every=1)
@@ -77,8 +77,8 @@ def test_training_run_logs_gradient_statistics(tmp_path):
     ("mmoe", None, True), ("mmoe", 0, False), ("shared_bottom", None, False)])
 def test_training_run_writes_sharing_diagnostics_by_default(tmp_path, architecture,
                                                             every, written):
-    from kmtl.config import load_config
-    from kmtl.training import train
+    from kmtl.runs.config import load_config
+    from kmtl.runs.training import train
 
     config = load_config(str(REPO / "examples" / "penguins.yaml"))
     config["model"]["architecture"] = architecture
@@ -92,8 +92,8 @@ def test_training_run_writes_sharing_diagnostics_by_default(tmp_path, architectu
 
 
 def test_diagnostics_every_must_be_a_count(tmp_path):
-    from kmtl.config import load_config
-    from kmtl.config import resolve_config
+    from kmtl.runs.config import load_config
+    from kmtl.runs.config import resolve_config
 
     config = load_config(str(REPO / "examples" / "penguins.yaml"))
     config["training"]["diagnostics_every"] = "often"

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
-from kmtl.evaluation.compare import analyse
-from kmtl.evaluation.compare import seed_list
-from kmtl.evaluation.report import render_markdown
-from kmtl.evaluation.report import verdict_text
-from kmtl.evaluation.report import weights_change
-from kmtl.evaluation.report import write_report
+from kmtl.runs.comparison import analyse
+from kmtl.runs.comparison import seed_list
+from kmtl.runs.report import render_markdown
+from kmtl.runs.report import verdict_text
+from kmtl.runs.report import weights_change
+from kmtl.runs.report import write_report
 from kmtl.plotting.curves import plot_curves
 from kmtl.plotting.curves import plot_delta_m
 from kmtl.plotting.curves import plot_task_weights

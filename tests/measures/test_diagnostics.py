@@ -1,4 +1,4 @@
-"""Tests for sharing diagnostics: `kmtl.inspect`, the `SharingDiagnostics`
+"""Tests for sharing diagnostics: `kmtl.measures.diagnostics`, the `SharingDiagnostics`
 callback and `kmtl.plotting.heatmap`, against hand-computed gate weights."""
 
 import glob
@@ -15,10 +15,10 @@ from keras import ops
 from matplotlib.figure import Figure
 
 import kmtl
-from kmtl import inspect
 from kmtl.callbacks.sharing_diagnostics import SharingDiagnostics
 from kmtl.data import make_dataset
 from kmtl.features import Feature
+from kmtl.measures import diagnostics as inspect
 from kmtl.plotting.heatmap import plot_heatmap
 
 EXPERTS = ["expert_0", "expert_1"]

@@ -15,7 +15,7 @@ from kmtl.errors import ConfigError
 from kmtl.features import Feature
 from kmtl.tasks import Task
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def load_example():

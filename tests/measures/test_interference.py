@@ -12,9 +12,9 @@ from helpers import fitted_penguins
 import kmtl
 from kmtl.callbacks.task_interference import TaskInterference
 from kmtl.data import make_dataset
-from kmtl.evaluation.interference import gradient_cosines
-from kmtl.evaluation.interference import lookahead_affinity
 from kmtl.features import Feature
+from kmtl.measures.interference import gradient_cosines
+from kmtl.measures.interference import lookahead_affinity
 
 ROWS = 64
 NAMES = ("y", "y_copy", "y_neg")

@@ -18,10 +18,10 @@ from sklearn.metrics import roc_auc_score
 
 import kmtl
 from kmtl import tasks as tasks_module
-from kmtl import training
-from kmtl.config import resolve_config
 from kmtl.data import make_dataset
 from kmtl.errors import ConfigError
+from kmtl.runs import training
+from kmtl.runs.config import resolve_config
 from kmtl.tasks import Task
 from kmtl.tasks import derivation_order
 

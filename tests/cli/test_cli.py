@@ -24,11 +24,11 @@ from tensorboard.util import tensor_util
 
 import kmtl
 from kmtl.cli import main
-from kmtl.config import resolve_config
-from kmtl.export import existing_versions
-from kmtl.training import load_splits
+from kmtl.models.export import existing_versions
+from kmtl.runs.config import resolve_config
+from kmtl.runs.training import load_splits
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "penguins.yaml"
 EPOCHS = 5
 CLASSES = ["Adelie", "Chinstrap", "Gentoo"]

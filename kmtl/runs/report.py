@@ -1,7 +1,7 @@
 """The report of a `kmtl compare` run: report.json, report.md and PNG plots.
 
 `write_report(report, directory)` takes the report dict that
-`kmtl.evaluation.compare.compare` builds and writes, in `directory`:
+`kmtl.runs.comparison` builds and writes, in `directory`:
 
 - `report.json`: everything (config, per-run metrics and per-epoch histories,
   Δm per seed, relative changes, negative-transfer flags, interference matrices,
@@ -20,7 +20,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from kmtl.config import SINGLE_TASK
+from kmtl.runs.config import SINGLE_TASK
 from kmtl.plotting.curves import plot_curves
 from kmtl.plotting.curves import plot_delta_m
 from kmtl.plotting.curves import plot_task_weights
