@@ -11,6 +11,7 @@ from keras.src.losses.loss import unscale_loss_for_distribution
 from keras.src.trainers.data_adapters.data_adapter_utils import unpack_x_y_sample_weight
 
 from kmtl import tasks as tasks_module
+from kmtl.architectures.base import Architecture
 from kmtl import weighting as weighting_module
 from kmtl.errors import ConfigError
 from kmtl.features import Feature
@@ -90,6 +91,22 @@ class MultiTaskModel(keras.Model):
     @property
     def task_names(self):
         return [t.name for t in self.tasks]
+
+    @property
+    def architecture(self):
+        """The model's `kmtl.architectures.Architecture` layer (the one that
+        `build_model` put on the encoded inputs), or None for a graph wired by
+        hand without one.
+
+        Raises:
+            ConfigError: the model holds several architecture layers.
+        """
+        found = [layer for layer in self.layers if isinstance(layer, Architecture)]
+        if len(found) > 1:
+            raise ConfigError(
+                f"Model {self.name!r} holds several architecture layers "
+                f"{[layer.name for layer in found]}; kmtl expects one.")
+        return found[0] if found else None
 
     @property
     def features(self):
