@@ -1,0 +1,38 @@
+"""Every private Keras (`keras.src`) name kmtl uses, in one place.
+
+`keras.src` is not Keras's public API and may change in any release; a Keras
+upgrade that breaks kmtl should break here, in one module, with the reason each
+name is needed beside it. Import these names from this module, never from
+`keras.src` directly.
+
+Not here because Keras exports them publicly (use those):
+`keras.utils.unpack_x_y_sample_weight` (a batch -> `(x, y, sample_weight)`) and
+`keras.saving.deserialize_keras_object` (what `serialization_lib` offers under
+the same name).
+"""
+
+# A Keras loss's per-replica scaling under `tf.distribute`: each replica's loss
+# is divided by the number of replicas, so that the summed gradients are the
+# global batch mean. Keras's own trainer does it with these two functions and
+# does not export them; kmtl applies the same convention to its task losses and
+# must undo it for logging.
+from keras.src.losses.loss import scale_loss_for_distribution
+from keras.src.losses.loss import unscale_loss_for_distribution
+
+# The wrapper that turns a plain loss function into a `keras.losses.Loss` with
+# a reduction (`mean_with_sample_weight`) and a serializable config; the public
+# `keras.losses.Loss` subclasses each wrap one built-in function, so kmtl.tasks
+# builds its own (task-specific) losses on it.
+from keras.src.losses.losses import LossFunctionWrapper
+
+# Holds the arguments of `compile` untracked (no Keras attribute tracking of
+# the optimizer or the weighting inside it) and serializes them when the model
+# is saved, as `keras.Model.compile` does; Keras has no public equivalent.
+from keras.src.saving.serialization_lib import SerializableDict
+
+__all__ = [
+    "LossFunctionWrapper",
+    "SerializableDict",
+    "scale_loss_for_distribution",
+    "unscale_loss_for_distribution",
+]

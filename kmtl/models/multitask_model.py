@@ -6,13 +6,14 @@ import warnings
 import keras
 import tensorflow as tf
 from keras import ops
-from keras.src.losses.loss import scale_loss_for_distribution
-from keras.src.losses.loss import unscale_loss_for_distribution
-from keras.src.trainers.data_adapters.data_adapter_utils import unpack_x_y_sample_weight
+from keras.utils import unpack_x_y_sample_weight
 
 from kmtl import tasks as tasks_module
-from kmtl.architectures.base import Architecture
 from kmtl import weighting as weighting_module
+from kmtl._keras_internals import SerializableDict
+from kmtl._keras_internals import scale_loss_for_distribution
+from kmtl._keras_internals import unscale_loss_for_distribution
+from kmtl.architectures.base import Architecture
 from kmtl.errors import ConfigError
 from kmtl.features import Feature
 from kmtl.models import shared_parameters
@@ -46,6 +47,11 @@ class MultiTaskModel(keras.Model):
         outputs: dict of tensors keyed by task name.
         name: str, the model name.
         tasks: list of `kmtl.Task` (or their config dicts), one per output.
+        features: list of fitted `kmtl.features.Feature` (or their configs), the
+            raw tabular inputs with their training statistics, as `build_model`
+            passes them; saved with the model. None (a graph wired by hand, a
+            model saved without them): `model.features` describes the inputs
+            by name, kind and dtype only.
         **kwargs: passed to `keras.Model` (`name`, ...).
 
     Logs (and so TensorBoard): `loss`, `<task>_loss` and `<task>_<metric>` for each
@@ -57,11 +63,16 @@ class MultiTaskModel(keras.Model):
         ConfigError: the output keys differ from the task names.
     """
 
-    def __init__(self, inputs, outputs, name=None, *, tasks, **kwargs):
-        # `tasks` is keyword-only so the positional signature stays Functional's
-        # (inputs, outputs, name): Keras then saves and revives the graph itself.
+    def __init__(self, inputs, outputs, name=None, *, tasks, features=None,
+                 **kwargs):
+        # `tasks` and `features` are keyword-only so the positional signature
+        # stays Functional's (inputs, outputs, name): Keras then saves and
+        # revives the graph itself, passing them back from `get_config`.
         super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
         self.tasks = [tasks_module.get(t) for t in tasks]
+        self._fitted_features = None if features is None else [
+            f if isinstance(f, Feature) else Feature.from_config(dict(f))
+            for f in features]
         names = [t.name for t in self.tasks]
         if sorted(names) != sorted(self.output_names):
             raise ConfigError(
@@ -110,8 +121,14 @@ class MultiTaskModel(keras.Model):
 
     @property
     def features(self):
-        """The raw tabular inputs as `kmtl.features.Feature`s (name, kind and
-        dtype); encoder inputs (images, ...) are not features."""
+        """The raw tabular inputs as `kmtl.features.Feature`s; encoder inputs
+        (images, ...) are not features.
+
+        The fitted features given to the constructor (with their training
+        statistics), else ones derived from the inputs: name, kind and dtype.
+        """
+        if self._fitted_features is not None:
+            return list(self._fitted_features)
         features = []
         for name, tensor in self._inputs_struct.items():
             if tuple(tensor.shape[1:]) != (1,):
@@ -188,7 +205,7 @@ class MultiTaskModel(keras.Model):
             # Not tracked (object.__setattr__): it shares every layer with `self`.
             object.__setattr__(self, "_representation_model",
                                self._build_representation_model())
-        self._compile_config = keras.src.saving.serialization_lib.SerializableDict(
+        self._compile_config = SerializableDict(
             optimizer=optimizer, loss_weights=loss_weights,
             loss_combination=loss_combination,
             weighting=weighting_module.serialize(weighting), gradients=gradients,
@@ -229,12 +246,20 @@ class MultiTaskModel(keras.Model):
                 sample_weight=weight)
         return losses
 
-    def _stack_losses(self, task_losses):
+    def stack_task_losses(self, task_losses):
+        """Per-task losses `{task: scalar}` -> a `(tasks,)` float32 tensor in
+        `task_names` order."""
         return ops.stack([ops.convert_to_tensor(task_losses[n], "float32")
                           for n in self.task_names])
 
-    def _labelled(self, sample_weight):
-        """`(tasks,)` bool: does the batch hold a labelled row for each task?"""
+    def labelled_tasks(self, sample_weight):
+        """`(tasks,)` bool, in `task_names` order: does the batch hold a
+        labelled row (a positive sample weight) for each task?
+
+        Args:
+            sample_weight: dict `{task: (batch,)}` or None (all labelled); a
+                task missing from the dict counts as labelled.
+        """
         flags = []
         for name in self.task_names:
             weight = None if sample_weight is None else sample_weight.get(name)
@@ -246,7 +271,7 @@ class MultiTaskModel(keras.Model):
         """The total loss from per-task losses `{task: scalar}`, by the weighting
         method (static loss weights unless `compile(weighting=...)` says
         otherwise)."""
-        losses = self._stack_losses(task_losses)
+        losses = self.stack_task_losses(task_losses)
         if labelled is None:
             labelled = ops.ones((len(self.tasks),), dtype="bool")
         total, _ = self.weighting.combine_losses(losses, labelled)
@@ -324,8 +349,8 @@ class MultiTaskModel(keras.Model):
             else:
                 y_pred = self(x, training=True)
             task_losses = self.compute_task_losses(y, y_pred, sample_weight)
-            losses = self._stack_losses(task_losses)
-            labelled = self._labelled(sample_weight)
+            losses = self.stack_task_losses(task_losses)
+            labelled = self.labelled_tasks(sample_weight)
             if weighting.gradient_based:
                 regularization = self._regularization()
                 # Each task's own loss tensor, not a slice of `losses`: the
@@ -372,7 +397,7 @@ class MultiTaskModel(keras.Model):
         (`kmtl.models.shared_parameters`).
         """
         per_task = [tape.gradient(loss, variables) for loss in scaled_losses]
-        parts = self._gradient_parts(per_task, variables)
+        parts = self.gradient_parts(per_task, variables)
         scale = self.optimizer.scale_loss(ops.convert_to_tensor(1.0, "float32"))
         directions = {}
         if any(part.shared for part in parts):
@@ -454,22 +479,35 @@ class MultiTaskModel(keras.Model):
             task_losses = self.compute_task_losses(y, y_pred, sample_weight)
         per_task = [tape.gradient(task_losses[n], variables) for n in self.task_names]
         del tape
-        parts = self._gradient_parts(per_task, variables)
+        parts = self.gradient_parts(per_task, variables)
         return (shared_parameters.gradient_matrix(per_task, parts, variables),
-                self._labelled(sample_weight))
+                self.labelled_tasks(sample_weight))
 
-    def _gradient_parts(self, per_task, variables):
-        """The variables cut into shared and task-owned parts (see
-        `kmtl.models.shared_parameters`)."""
+    def gradient_parts(self, per_task, variables):
+        """The variables cut into shared and task-owned parts.
+
+        Args:
+            per_task: list over tasks (in `task_names` order) of each task's
+                gradients of `variables` (None where its loss does not reach).
+            variables: the list of variables differentiated.
+
+        Returns:
+            The list of `kmtl.models.shared_parameters` parts (see there).
+        """
         return shared_parameters.gradient_parts(
             per_task, variables, self.tasks, shared_parameters.owner_reach(self))
+
+    # Old private names, used by kmtl.measures until it moves to the public ones.
+    _gradient_parts = gradient_parts
+    _stack_losses = stack_task_losses
+    _labelled = labelled_tasks
 
     def test_step(self, data):
         x, y, sample_weight = unpack_x_y_sample_weight(data)
         y_pred = self(x, training=False)
         task_losses = self.compute_task_losses(y, y_pred, sample_weight)
         total, task_weights = self.weighting.combine_losses(
-            self._stack_losses(task_losses), self._labelled(sample_weight))
+            self.stack_task_losses(task_losses), self.labelled_tasks(sample_weight))
         loss = total + self._regularization()
         return self._update_metrics(loss, task_losses, x, y, y_pred, sample_weight,
                                     task_weights, self._sharing_penalty())
@@ -482,11 +520,15 @@ class MultiTaskModel(keras.Model):
         return self._compile_config.serialize()
 
     def compile_from_config(self, config):
-        config = keras.src.saving.serialization_lib.deserialize_keras_object(config)
+        config = keras.saving.deserialize_keras_object(config)
         self.compile(**config)
         if self.built:
             self.optimizer.build(self.trainable_variables)
 
     def get_config(self):
-        return {**super().get_config(), "tasks": [t.get_config() for t in self.tasks]}
+        config = {**super().get_config(),
+                  "tasks": [t.get_config() for t in self.tasks]}
+        if self._fitted_features is not None:
+            config["features"] = [f.get_config() for f in self._fitted_features]
+        return config
 

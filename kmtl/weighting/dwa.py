@@ -3,8 +3,8 @@ descent."""
 
 import keras
 from keras import ops
-from keras.src.losses.loss import scale_loss_for_distribution
 
+from kmtl._keras_internals import scale_loss_for_distribution
 from kmtl.weighting.base import Weighting
 from kmtl.weighting.base import register
 

@@ -1,0 +1,61 @@
+"""`MultiTaskModel` itself: the fitted features it carries and its public helpers
+(task losses, labelled tasks) that the measures use."""
+
+import keras
+import numpy as np
+from keras import ops
+
+import kmtl
+from kmtl.features import Feature
+from kmtl.models import MultiTaskModel
+
+
+def _wired(features=None):
+    inputs = {"size": keras.Input((1,), name="size"),
+              "color": keras.Input((1,), dtype="string", name="color")}
+    hidden = keras.layers.Dense(2, name="hidden")(inputs["size"])
+    outputs = {"big": keras.layers.Dense(1, activation="sigmoid", name="big")(hidden),
+               "price": keras.layers.Dense(1, name="price")(hidden)}
+    tasks = [kmtl.Task("big", "binary"), kmtl.Task("price", "regression")]
+    return MultiTaskModel(inputs, outputs, tasks=tasks, features=features)
+
+
+def test_fitted_features_survive_a_keras_round_trip(tmp_path):
+    size = Feature("size", "numeric", mean=2.5, variance=4.0, missing=True)
+    color = Feature("color", "categorical", vocabulary=["red", "blue"])
+    model = _wired([size, color])
+    path = tmp_path / "model.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    assert [f.get_config() for f in loaded.features] == [size.get_config(),
+                                                         color.get_config()]
+
+
+def test_features_config_dicts_are_accepted():
+    model = _wired([{"name": "size", "kind": "numeric", "mean": 1.0,
+                     "variance": 1.0}])
+    assert model.features[0].mean == 1.0
+
+
+def test_without_fitted_features_they_are_derived_from_the_inputs(tmp_path):
+    model = _wired()
+    path = tmp_path / "model.keras"
+    model.save(path)
+    for m in (model, keras.models.load_model(path)):
+        described = sorted((f.name, f.kind, f.dtype, f.mean) for f in m.features)
+        assert described == [("color", "categorical", "string", None),
+                             ("size", "numeric", "float32", None)]
+        assert "features" not in m.get_config()
+
+
+def test_labelled_tasks_and_stacked_losses_follow_task_names():
+    model = _wired()
+    labelled = model.labelled_tasks({"big": ops.convert_to_tensor([0.0, 0.0]),
+                                     "price": ops.convert_to_tensor([0.0, 1.0])})
+    np.testing.assert_array_equal(ops.convert_to_numpy(labelled), [False, True])
+    # A task without a sample weight counts as labelled.
+    labelled = model.labelled_tasks({"big": ops.convert_to_tensor([0.0])})
+    np.testing.assert_array_equal(ops.convert_to_numpy(labelled), [False, True])
+    stacked = model.stack_task_losses({"price": 3.0, "big": 1.0})
+    np.testing.assert_array_equal(ops.convert_to_numpy(stacked), [1.0, 3.0])
+
