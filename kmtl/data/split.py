@@ -5,8 +5,10 @@ Methods:
 - `per_task`: rows are stratified by which tasks they are labelled for, so every
   task keeps its share of labelled rows in each split (useful when tasks are
   labelled on different subsets, as after `combine_task_tables`).
-- `stratified`: stratified by which tasks are labelled and by the label values of
-  the classification tasks, so class balance is the same in every split.
+- `stratified` (the default, as in the run config): stratified by which tasks
+  are labelled and by the label values of the tasks whose type stratifies
+  (`Task.strata`: binary and multiclass), so class balance is the same in every
+  split.
 Rare strata (fewer members than there are splits) are pooled into one stratum.
 """
 
@@ -26,9 +28,8 @@ def _strata(frame, tasks, method):
     for task in tasks:
         labelled = task.labelled(frame)
         key = np.where(labelled, "1", "0").astype(object)
-        if (method == "stratified" and task.type in ("binary", "multiclass")
-                and task.has_labels):
-            values = frame[task.target_columns[0]].map(str).to_numpy(dtype=object)
+        values = task.strata(frame) if method == "stratified" else None
+        if values is not None:
             key = np.where(labelled, key + ":" + values, key)
         parts.append(key)
     strata = pd.Series(["|".join(p) for p in zip(*parts)], index=frame.index)
@@ -36,13 +37,14 @@ def _strata(frame, tasks, method):
     return strata.where(counts >= 3, "rare").to_numpy()
 
 
-def split_frame(frame, tasks, method="random", validation=0.1, test=0.1, seed=0):
+def split_frame(frame, tasks, method="stratified", validation=0.1, test=0.1, seed=0):
     """Splits a frame into train, validation and test frames.
 
     Args:
         frame: the DataFrame.
         tasks: list of `kmtl.Task` (their target columns define the strata).
-        method: str. One of `"random"`, `"per_task"`, `"stratified"`.
+        method: str. One of `"random"`, `"per_task"`, `"stratified"` (default,
+            the run config's default too).
         validation, test: float in [0, 1). Fractions of rows; 0 gives an empty split.
         seed: int. Same seed, same split.
 

@@ -1,95 +1,153 @@
-"""Input features: their kinds, the statistics fitted on the training split, and the
-conversion of a DataFrame to the raw arrays the model takes.
+"""Input features: their kinds, the statistics fitted on the training split, the
+conversion of a DataFrame to the raw arrays the model takes, and the
+preprocessing in the model.
 
-Kinds:
-- `numeric`: float32. Missing values (NaN) are allowed; the model imputes the
-  training mean and adds a 0/1 missing indicator (see `kmtl.layers.ImputeMissing`).
-- `categorical`: strings (`dtype="string"`, looked up with `StringLookup`) or
-  integer codes (`dtype="int64"`, `IntegerLookup`). Missing strings become the
-  empty string `""`, a category like any other; values not seen in training map to
-  the out-of-vocabulary index.
+Each kind is a subclass of `Feature` registered in `FEATURE_KINDS`, one file each:
+- `numeric` (`NumericFeature`): float32. Missing values (NaN) are allowed; the
+  model imputes the training mean and adds a 0/1 missing indicator (see
+  `kmtl.layers.ImputeMissing`).
+- `categorical` (`CategoricalFeature`): strings (`dtype="string"`, looked up with
+  `StringLookup`) or integer codes (`dtype="int64"`, `IntegerLookup`). Missing
+  strings become the empty string `""`, a category like any other; values not
+  seen in training map to the out-of-vocabulary index.
 - `text`: reserved for free text (tokenized inside the model); not built yet.
-"""
 
-import math
+`Feature(name, kind, dtype)` returns an instance of the kind's class. A new kind
+is one file: a subclass that fills in the contract below, registered with
+`@kmtl.features.register("name")`.
+"""
 
 import numpy as np
 import pandas as pd
 
 from kmtl.errors import ConfigError
 from kmtl.errors import DataError
+from kmtl.registry import Registry
 
-FEATURE_KINDS = ("numeric", "categorical", "text")
 MISSING_STRING = ""
 MISSING_INT = -1
 
+# Kinds that are planned but not built: the reason a feature cannot use them yet.
+RESERVED_KINDS = {
+    "text": "text features are not supported yet; declare it categorical or drop it.",
+}
+
 
 class Feature:
-    """One raw input column of the model.
+    """One raw input column of the model (the base of every feature kind).
 
     Args:
         name: str. The column name and the model's input key.
-        kind: str. `"numeric"` or `"categorical"` (`"text"` is reserved).
-        dtype: str. The raw dtype the model takes: `"float32"` for numeric,
-            `"string"` or `"int64"` for categorical. Inferred when None.
-        mean, variance: float. Training statistics of a numeric feature.
-        missing: bool or None. Whether the training data of a numeric feature
-            had missing values (set by `fit`; None: unknown). Without any, its
-            missing indicator stays 0 (see `kmtl.layers.ImputeMissing`).
-        vocabulary: list. Training categories of a categorical feature, most
-            frequent first.
+        kind: str. A registered kind (`kmtl.features.list_feature_kinds()`):
+            `"numeric"` or `"categorical"` (`"text"` is reserved).
+            `Feature(name, kind, ...)` returns an instance of that kind's class.
+        dtype: str. The raw dtype the model takes, one of the kind's `dtypes`:
+            `"float32"` for numeric, `"string"` or `"int64"` for categorical.
+            Default: the kind's first.
+        **statistics: the kind's fitted statistics (numeric: `mean`,
+            `variance`, `missing`; categorical: `vocabulary`), as `fit` sets
+            them and `get_config` lists them.
 
     Raises:
-        ConfigError: unknown kind or dtype.
+        ConfigError: unknown or reserved kind, or a dtype the kind does not take.
+
+    Example:
+
+    >>> feature = Feature("island", "categorical").fit(frame)
+    >>> type(feature).__name__, feature.vocabulary
+    ('CategoricalFeature', ['Biscoe', 'Dream', 'Torgersen'])
     """
 
-    def __init__(self, name, kind, dtype=None, mean=None, variance=None,
-                 vocabulary=None, missing=None):
-        if kind not in FEATURE_KINDS:
-            raise ConfigError(
-                f"Feature '{name}': unknown kind {kind!r}. Use one of "
-                f"{FEATURE_KINDS[:2]}."
-            )
-        if kind == "text":
-            raise ConfigError(
-                f"Feature '{name}': text features are not supported yet; declare "
-                f"it categorical or drop it."
-            )
-        if dtype is None:
-            dtype = "float32" if kind == "numeric" else "string"
-        allowed = ("float32",) if kind == "numeric" else ("string", "int64")
-        if dtype not in allowed:
-            raise ConfigError(
-                f"Feature '{name}': dtype {dtype!r} does not fit kind {kind!r}; use "
-                f"one of {allowed}."
-            )
-        self.name = name
-        self.kind = kind
-        self.dtype = dtype
-        self.mean = mean
-        self.variance = variance
-        self.vocabulary = vocabulary
-        self.missing = missing
+    # === The contract: what a feature kind sets or overrides ===
+
+    #: The raw dtypes the kind takes; the first is the default.
+    dtypes = ()
+    #: Where the kind's block goes in the encoded features: kinds are encoded
+    #: in increasing `position` (numeric 0, categorical 1), whatever the order
+    #: of the features, so a model's layout does not depend on column order.
+    position = 0
+
+    def convert(self, frame):
+        """The column of `frame` as the model's raw array `(rows,)` of `dtype`.
+
+        Raises:
+            DataError: the column is missing or holds values the kind refuses.
+        """
+        raise NotImplementedError
 
     def fit(self, frame, max_vocabulary=None, min_frequency=1):
-        """Fits the feature's statistics on the training split."""
-        values = self.convert(frame)
-        if self.kind == "numeric":
-            finite = values[~np.isnan(values)]
-            self.missing = bool(finite.size < values.size)
-            self.mean = float(finite.mean()) if finite.size else 0.0
-            self.variance = float(finite.var()) if finite.size > 1 else 1.0
-            if not self.variance > 0:
-                self.variance = 1.0
-        else:
-            uniques, counts = np.unique(values, return_counts=True)
-            order = np.argsort(-counts, kind="stable")
-            vocab = [v for v, c in zip(uniques[order], counts[order])
-                     if c >= min_frequency][:max_vocabulary or None]
-            self.vocabulary = [int(v) for v in vocab] if self.dtype == "int64" else [
-                bytes(v).decode("utf-8") for v in vocab
-            ]
-        return self
+        """Fits the kind's statistics on the training split; returns `self`.
+
+        Args:
+            frame: the training DataFrame.
+            max_vocabulary: int or None. Kinds with a vocabulary keep at most
+                this many entries, the most frequent.
+            min_frequency: int. Kinds with a vocabulary drop entries seen fewer
+                times.
+        """
+        raise NotImplementedError
+
+    @property
+    def fitted(self):
+        """Whether `fit` has set the kind's statistics."""
+        raise NotImplementedError
+
+    @classmethod
+    def preprocess(cls, features, inputs, **options):
+        """The in-model preprocessing of every feature of this kind at once.
+
+        Args:
+            features: list of fitted features of this kind, in model order (may
+                be empty: a kind still checks its options then).
+            inputs: dict `{feature name: keras.Input (batch, 1)}`.
+            **options: `build_model`'s preprocessing options
+                (`categorical_encoding`, `embedding_dim`); a kind reads its own.
+
+        Returns:
+            A list of float `(batch, d)` tensors (empty without features).
+
+        Raises:
+            ConfigError: a feature that is not fitted, or a bad option value.
+        """
+        raise NotImplementedError
+
+    # === Construction ===
+
+    def __new__(cls, name=None, kind=None, *args, **kwargs):
+        if cls is Feature:
+            if kind in RESERVED_KINDS and kind not in FEATURE_KINDS.list():
+                raise ConfigError(f"Feature '{name}': {RESERVED_KINDS[kind]}")
+            if kind not in FEATURE_KINDS.list():
+                raise ConfigError(
+                    f"Feature '{name}': unknown kind {kind!r}. Use one of "
+                    f"{tuple(list_feature_kinds())}."
+                )
+            cls = FEATURE_KINDS.get_class(kind)
+        return super().__new__(cls)
+
+    def __init__(self, name, kind=None, dtype=None):
+        own = self.kind
+        if kind is not None and kind != own:
+            raise ConfigError(
+                f"Feature '{name}': a {self.__class__.__name__} has kind {own!r}. "
+                f"Received: kind={kind!r}"
+            )
+        if dtype is None:
+            dtype = self.dtypes[0]
+        if dtype not in self.dtypes:
+            raise ConfigError(
+                f"Feature '{name}': dtype {dtype!r} does not fit kind {own!r}; use "
+                f"one of {self.dtypes}."
+            )
+        self.name = name
+        self.dtype = dtype
+
+    @property
+    def kind(self):
+        """The registered name of the feature's kind (`"numeric"`, ...)."""
+        return self.registered_name
+
+    # === Raw values ===
 
     def _check_column(self, frame):
         if self.name not in frame.columns:
@@ -97,40 +155,6 @@ class Feature:
                 f"Feature '{self.name}' not found in the data. Available columns: "
                 f"{list(frame.columns)}. Fix the feature list or the data."
             )
-
-    def convert(self, frame):
-        """The column of `frame` as the model's raw array `(rows,)`.
-
-        Raises:
-            DataError: the column is missing, or a numeric column holds text.
-        """
-        self._check_column(frame)
-        column = frame[self.name]
-        if self.kind == "numeric":
-            if pd.api.types.is_bool_dtype(column):
-                return column.to_numpy(dtype="float32")
-            numbers = pd.to_numeric(column, errors="coerce")
-            bad = numbers.isna() & column.notna()
-            if bad.any():
-                row = bad.to_numpy().nonzero()[0][0]
-                raise DataError(
-                    f"Feature '{self.name}' is numeric but row {row} holds "
-                    f"{column.iloc[row]!r}. Declare it categorical, or clean the "
-                    f"column (missing values may be empty or NaN)."
-                )
-            return numbers.to_numpy(dtype="float32")
-        if self.dtype == "int64":
-            numbers = pd.to_numeric(column, errors="coerce")
-            bad = numbers.notna() & (numbers != numbers.round())
-            if bad.any() or (numbers.isna() & column.notna()).any():
-                raise DataError(
-                    f"Feature '{self.name}' has dtype int64 but holds non-integer "
-                    f"values such as {column[bad | numbers.isna()].iloc[0]!r}. "
-                    f"Declare dtype: string."
-                )
-            return numbers.fillna(MISSING_INT).to_numpy(dtype="int64")
-        codes, text = self.factorize(frame)
-        return text[codes]
 
     def factorize(self, frame):
         """A string feature as `(codes, text)`: int32 codes `(rows,)` into the
@@ -146,21 +170,11 @@ class Feature:
         text.append(MISSING_STRING.encode("utf-8"))
         return codes.astype("int32"), np.array(text, dtype=object)
 
-    @property
-    def embedding_dim(self):
-        """Google's rule of thumb: about 6 * categories ** 0.25, at most 16."""
-        return min(16, math.ceil(6 * (len(self.vocabulary) + 1) ** 0.25))
+    # === Config ===
 
     def get_config(self):
-        return {
-            "name": self.name,
-            "kind": self.kind,
-            "dtype": self.dtype,
-            "mean": self.mean,
-            "variance": self.variance,
-            "vocabulary": self.vocabulary,
-            "missing": self.missing,
-        }
+        """`{"name", "kind", "dtype"}` and the kind's statistics."""
+        return {"name": self.name, "kind": self.kind, "dtype": self.dtype}
 
     @classmethod
     def from_config(cls, config):
@@ -175,6 +189,64 @@ def _category_text(value):
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
+
+
+# === The registry ===
+
+FEATURE_KINDS = Registry("feature kind", Feature, keras_serializable=False)
+
+
+def register(*names):
+    """Class decorator registering a `Feature` subclass as a feature kind:
+
+    >>> @kmtl.features.register("text")
+    ... class TextFeature(Feature): ...
+    """
+    return FEATURE_KINDS.register(*names)
+
+
+def list_feature_kinds():
+    """The registered feature kinds, sorted: `["categorical", "numeric"]`."""
+    return FEATURE_KINDS.names()
+
+
+def serialize(feature):
+    """`{"class_name": <kind>, "config": feature.get_config()}`."""
+    return FEATURE_KINDS.serialize(feature)
+
+
+def deserialize(config):
+    """The feature `serialize` described."""
+    return FEATURE_KINDS.deserialize(config)
+
+
+def get(identifier):
+    """Returns a `Feature` from a Feature, its `get_config()` dict or
+    `serialize`'s output.
+
+    Raises:
+        ConfigError: a dict without `name` and `kind`, or anything else.
+    """
+    if isinstance(identifier, Feature):
+        return identifier
+    if isinstance(identifier, dict):
+        if "class_name" in identifier and "name" not in identifier:
+            return deserialize(identifier)
+        for key in ("name", "kind"):
+            if key not in identifier:
+                raise ConfigError(
+                    f"A feature is missing the key '{key}': {identifier}. Every "
+                    f"feature needs `name` and `kind` "
+                    f"({', '.join(list_feature_kinds())})."
+                )
+        try:
+            return Feature.from_config(identifier)
+        except TypeError as error:
+            raise ConfigError(f"Feature {identifier['name']!r}: {error}") from None
+    raise ConfigError(f"Cannot interpret a feature from {identifier!r}.")
+
+
+# === Declaring features from a table ===
 
 
 def infer_kind(column):
@@ -204,6 +276,7 @@ def resolve_features(frame, numeric=None, categorical=None, exclude=()):
 
     Raises:
         DataError: a declared column is absent from the frame.
+        ConfigError: a declared feature is also excluded (a task target).
     """
     declared = list(numeric or []) + list(categorical or [])
     missing = [c for c in declared if c not in frame.columns]

@@ -12,6 +12,7 @@ from kmtl.models.feature_encoder import encode_inputs
 from kmtl.models.feature_encoder import encoder_inputs
 from kmtl.models.feature_encoder import feature_inputs
 from kmtl.models.multitask_model import MultiTaskModel
+from kmtl.tasks.derived import build_product
 
 
 def _check(check, *args):
@@ -31,8 +32,9 @@ def build_model(features, tasks, architecture="shared_bottom", tower_units=(64,)
     `kmtl.models.feature_encoder`), concatenated with the flattened outputs of
     any `encoders` -> the architecture layer (shared bottom, MMoE, ...; one
     representation per task) -> one tower MLP per task -> one head per task
-    (`Dense(task.units)` with the task's output activation; regression heads
-    rescale to label units with a `Rescaling` layer). A derived task
+    (`task.build_head`: `Dense(task.units)` with the task's output activation;
+    regression heads rescale to label units with a `Rescaling` layer). A derived
+    task
     (`Task(derived_from=[...])`, ESMM's CTCVR) has no tower or head: its output
     is a `Multiply` of the probabilities of the tasks it derives from, and the
     architecture serves only the other tasks.
@@ -130,26 +132,19 @@ def build_model(features, tasks, architecture="shared_bottom", tower_units=(64,)
     # === Derived tasks ===
     for task in ordered:
         if task.derived_from:
-            product = keras.layers.Multiply(dtype="float32", name=task.name)
-            outputs[task.name] = product([outputs[p] for p in task.derived_from])
+            outputs[task.name] = build_product(task, outputs)
     return MultiTaskModel(inputs=inputs,
                           outputs={t.name: outputs[t.name] for t in tasks},
                           tasks=tasks, name=name or f"{label}_model")
 
 
 def _tower_and_head(task, x, tower_units, tower_activation, tower_dropout):
-    """One task's tower MLP and head on its representation `x`."""
+    """One task's tower MLP on its representation `x`, then its head
+    (`Task.build_head`)."""
     for i, units in enumerate(tower_units):
         x = keras.layers.Dense(units, activation=tower_activation,
                                name=f"{task.name}_tower_{i}")(x)
         if tower_dropout:
             x = keras.layers.Dropout(tower_dropout,
                                      name=f"{task.name}_tower_dropout_{i}")(x)
-    if task.type == "regression":
-        x = keras.layers.Dense(task.units, dtype="float32",
-                               name=f"{task.name}_head")(x)
-        return keras.layers.Rescaling(
-            scale=task.target_std, offset=task.target_mean, dtype="float32",
-            name=task.name)(x)
-    return keras.layers.Dense(task.units, activation=task.activation,
-                              dtype="float32", name=task.name)(x)
+    return task.build_head(x)

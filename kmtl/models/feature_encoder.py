@@ -1,7 +1,8 @@
 """The input side of a kmtl model: raw feature inputs and their preprocessing.
 
 Preprocessing lives in the model, so a saved or exported model takes raw values:
-numbers (NaN for missing) and strings or integer codes.
+numbers (NaN for missing) and strings or integer codes. Each feature kind owns
+its part (`kmtl.features.NumericFeature.preprocess`, ...):
 
 - numeric features are concatenated, normalized with a `keras.layers.Normalization`
   holding the training mean and variance, and passed through `ImputeMissing`
@@ -21,10 +22,8 @@ and concatenated with the tabular encoding (see `encoder_inputs`,
 import keras
 
 from kmtl.errors import ConfigError
-from kmtl.layers import ImputeMissing
-from kmtl.layers import StackedEmbedding
-
-CATEGORICAL_ENCODINGS = ("embedding", "one_hot")
+from kmtl.features import FEATURE_KINDS
+from kmtl.features import list_feature_kinds
 
 
 def feature_inputs(features):
@@ -150,63 +149,27 @@ def encode_features(features, inputs, categorical_encoding="embedding",
     """Preprocesses raw inputs into one `(batch, d)` float tensor (None when
     `features` is empty).
 
+    Each registered feature kind encodes all its features at once
+    (`Feature.preprocess`); the kinds' blocks are concatenated in the order of
+    their `position` (numeric, then categorical) as `encoded_features`.
+
     Args:
         features: list of fitted `kmtl.features.Feature`.
         inputs: dict of Keras inputs from `feature_inputs`.
         categorical_encoding: `"embedding"` or `"one_hot"`.
         embedding_dim: int, or None for each feature's rule-of-thumb size
-            (`Feature.embedding_dim`).
+            (`CategoricalFeature.embedding_dim`).
 
     Raises:
         ConfigError: unknown encoding, or features that were not fitted.
     """
-    if categorical_encoding not in CATEGORICAL_ENCODINGS:
-        raise ConfigError(
-            f"model.categorical_encoding: unknown value {categorical_encoding!r}. "
-            f"Use one of {CATEGORICAL_ENCODINGS}."
-        )
+    kinds = sorted((FEATURE_KINDS.get_class(name) for name in list_feature_kinds()),
+                   key=lambda cls: cls.position)
     parts = []
-    numeric = [f for f in features if f.kind == "numeric"]
-    if numeric:
-        if any(f.mean is None for f in numeric):
-            raise ConfigError("Numeric features must be fitted (Feature.fit) first.")
-        stacked = (
-            keras.layers.Concatenate(name="numeric_features")(
-                [inputs[f.name] for f in numeric])
-            if len(numeric) > 1 else inputs[numeric[0].name]
-        )
-        normalized = keras.layers.Normalization(
-            mean=[f.mean for f in numeric], variance=[f.variance for f in numeric],
-            name="numeric_normalization")(stacked)
-        # An indicator only where training had missing values (None: unknown).
-        parts.append(ImputeMissing(
-            indicators=[f.missing is not False for f in numeric],
-            name="numeric_impute")(normalized))
-    categorical = [f for f in features if f.kind == "categorical"]
-    if any(f.vocabulary is None for f in categorical):
-        raise ConfigError("Categorical features must be fitted (Feature.fit) first.")
-    one_hot = categorical_encoding == "one_hot"
-    indices = {}
-    for feature in categorical:
-        lookup_cls = (keras.layers.IntegerLookup if feature.dtype == "int64"
-                      else keras.layers.StringLookup)
-        lookup = lookup_cls(
-            vocabulary=feature.vocabulary, num_oov_indices=1, mask_token=None,
-            output_mode="one_hot" if one_hot else "int",
-            name=f"{feature.name}_lookup")
-        indices[feature.name] = lookup(inputs[feature.name])
-    if one_hot:
-        parts.extend(indices.values())
-    else:
-        # Features that share an embedding size share one table.
-        by_dim = {}
-        for feature in categorical:
-            dim = embedding_dim or feature.embedding_dim
-            by_dim.setdefault(dim, []).append(feature)
-        for dim, group in by_dim.items():
-            parts.append(StackedEmbedding(
-                [len(f.vocabulary) + 1 for f in group], dim,
-                name=f"embedding_{dim}")([indices[f.name] for f in group]))
+    for kind in kinds:
+        parts.extend(kind.preprocess(
+            [f for f in features if f.kind == kind.registered_name], inputs,
+            categorical_encoding=categorical_encoding, embedding_dim=embedding_dim))
     if len(parts) <= 1:
         return parts[0] if parts else None
     return keras.layers.Concatenate(name="encoded_features")(parts)

@@ -1,12 +1,37 @@
-"""Tasks: what a multi-task model predicts, how its labels are encoded and scored."""
+"""Tasks: what a multi-task model predicts, how its labels are encoded and scored.
 
-from kmtl.tasks.base import DEFAULT_LOSSES
-from kmtl.tasks.base import DEFAULT_METRICS
+Task types are registered classes, one file each: `BinaryTask` ("binary"),
+`MulticlassTask` ("multiclass"), `MultilabelTask` ("multilabel"),
+`RegressionTask` ("regression"). `Task(name, type, ...)` returns an instance of
+the type's class; `get` reads a run config's task dict; `register` adds a type.
+"""
+
 from kmtl.tasks.base import LOSS_REDUCTION
 from kmtl.tasks.base import TASK_TYPES
 from kmtl.tasks.base import Task
-from kmtl.tasks.base import derivation_order
+from kmtl.tasks.base import deserialize
 from kmtl.tasks.base import get
+from kmtl.tasks.base import list_task_types
+from kmtl.tasks.base import register
+from kmtl.tasks.base import serialize
+from kmtl.tasks.binary import BinaryTask
+from kmtl.tasks.derived import derivation_order
+from kmtl.tasks.multiclass import MulticlassTask
+from kmtl.tasks.multilabel import MultilabelTask
+from kmtl.tasks.regression import RegressionTask
 
-__all__ = ["DEFAULT_LOSSES", "DEFAULT_METRICS", "LOSS_REDUCTION", "TASK_TYPES",
-           "Task", "derivation_order", "get"]
+__all__ = [
+    "LOSS_REDUCTION",
+    "TASK_TYPES",
+    "BinaryTask",
+    "MulticlassTask",
+    "MultilabelTask",
+    "RegressionTask",
+    "Task",
+    "derivation_order",
+    "deserialize",
+    "get",
+    "list_task_types",
+    "register",
+    "serialize",
+]

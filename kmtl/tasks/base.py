@@ -1,15 +1,19 @@
 """Tasks: what a multi-task model predicts, how its labels are encoded and scored.
 
 A `Task` is a small object that owns its target column(s), its label encoding, its
-loss and its metrics, in the spirit of TensorFlow Recommenders' tasks; the multi-task
-model combines the task losses. Missing labels are never dropped or filled: they
-become a sample weight of 0 for that task (see `Task.encode`).
+loss, its metrics and its head, in the spirit of TensorFlow Recommenders' tasks;
+the multi-task model combines the task losses. Missing labels are never dropped or
+filled: they become a sample weight of 0 for that task (see `Task.encode`).
 
-A binary task may be *derived* from other binary tasks (`derived_from`): its
-prediction is the product of theirs, as ESMM's CTCVR = CTR x CVR, so a task
-labelled on a subset of rows (CVR, on clicked rows) is trained through a task
-labelled on every row. A task may also have no target column at all
-(`target=[]`): an output that only ever learns through a task derived from it.
+Each task type is a subclass registered in `TASK_TYPES` under its name
+(`BinaryTask` is `"binary"`, ...), one file each; `Task("sex", "binary")` returns
+a `BinaryTask`. `Task` states the contract a type fills in (see "The contract"
+below); a new type is one file and its `@register("name")`.
+
+A binary task may be *derived* from other binary tasks (`derived_from`, see
+`kmtl.tasks.derived`): its prediction is the product of theirs, as ESMM's
+CTCVR = CTR x CVR. A task may also have no target column at all (`target=[]`):
+an output that only ever learns through a task derived from it.
 """
 
 import inspect
@@ -22,72 +26,23 @@ from keras.src.losses.losses import LossFunctionWrapper
 
 from kmtl.errors import ConfigError
 from kmtl.errors import DataError
-
-TASK_TYPES = ("binary", "multiclass", "multilabel", "regression")
-
-DEFAULT_LOSSES = {
-    "binary": "BinaryCrossentropy",
-    "multiclass": "SparseCategoricalCrossentropy",
-    "multilabel": "BinaryCrossentropy",
-    "regression": "MeanSquaredError",
-}
-
-DEFAULT_METRICS = {
-    "binary": ("auc", "accuracy"),
-    "multiclass": ("accuracy",),
-    "multilabel": ("auc",),
-    "regression": ("mae", "rmse"),
-}
+from kmtl.registry import Registry
+from kmtl.tasks.derived import check_derived_from
 
 # The reduction every task loss uses: the mean over the labelled rows of a batch.
 # Keras divides with `divide_no_nan`, so a batch without labels for a task adds 0.
 LOSS_REDUCTION = "mean_with_sample_weight"
 
 
-def _metric_factories(task_type, units):
-    """Metric constructors by short name, for one task type."""
-    if task_type == "binary":
-        return {
-            "auc": lambda name: keras.metrics.AUC(name=name),
-            "accuracy": lambda name: keras.metrics.BinaryAccuracy(name=name),
-            "precision": lambda name: keras.metrics.Precision(name=name),
-            "recall": lambda name: keras.metrics.Recall(name=name),
-            "crossentropy": lambda name: keras.metrics.BinaryCrossentropy(name=name),
-        }
-    if task_type == "multiclass":
-        return {
-            "accuracy": lambda name: keras.metrics.SparseCategoricalAccuracy(
-                name=name
-            ),
-            "top_k_accuracy": lambda name: keras.metrics.SparseTopKCategoricalAccuracy(
-                name=name
-            ),
-            "crossentropy": lambda name: keras.metrics.SparseCategoricalCrossentropy(
-                name=name
-            ),
-        }
-    if task_type == "multilabel":
-        return {
-            "auc": lambda name: keras.metrics.AUC(
-                name=name, multi_label=True, num_labels=units
-            ),
-            "accuracy": lambda name: keras.metrics.BinaryAccuracy(name=name),
-        }
-    return {
-        "mae": lambda name: keras.metrics.MeanAbsoluteError(name=name),
-        "rmse": lambda name: keras.metrics.RootMeanSquaredError(name=name),
-        "mse": lambda name: keras.metrics.MeanSquaredError(name=name),
-    }
-
-
 class Task:
-    """One prediction target of a multi-task model.
+    """One prediction target of a multi-task model (the base of every task type).
 
     Args:
         name: str. The task's name: the key of its model output, its label and its
             sample weight, and the prefix of its logs (`<name>_loss`, `<name>_auc`).
-        type: str. One of `"binary"`, `"multiclass"`, `"multilabel"`,
-            `"regression"`.
+        type: str. A registered task type (`kmtl.tasks.list_task_types()`):
+            `"binary"`, `"multiclass"`, `"multilabel"`, `"regression"`.
+            `Task(name, type, ...)` returns an instance of that type's class.
         target: str or list of str. The label column(s). Defaults to `name`.
             Multilabel tasks take one 0/1 column per label; regression tasks may
             take several columns (one output unit each). An empty list `[]`
@@ -100,18 +55,21 @@ class Task:
             labels are 0/1 or boolean; string labels need it.
         classes: list. The class values of a multiclass task, in output order.
             Inferred (sorted) from the training labels when not given; a label
-            outside a declared list is an error.
+            outside a declared list is an error. Multilabel: the label names
+            (default: the target columns).
         loss: A Keras loss identifier (string, config dict or `keras.losses.Loss`).
-            Defaults by type: binary and multilabel cross-entropy, sparse
-            categorical cross-entropy, mean squared error. It is always reduced as
-            the mean over the labelled rows (`reduction="mean_with_sample_weight"`).
+            Defaults by type (`default_loss`): binary and multilabel
+            cross-entropy, sparse categorical cross-entropy, mean squared error.
+            It is always reduced as the mean over the labelled rows
+            (`reduction="mean_with_sample_weight"`).
         loss_weight: float. The task's static loss weight; default 1.0, or 0.0
             for a task without target (its loss is always 0).
-        metrics: list of str. Metric names for this type (binary: auc, accuracy,
-            precision, recall, crossentropy; multiclass: accuracy, top_k_accuracy,
-            crossentropy; multilabel: auc, accuracy; regression: mae, rmse, mse).
-            Defaults: binary auc + accuracy; multiclass accuracy; multilabel auc;
-            regression mae + rmse.
+        metrics: list of str. Metric names of the type (`metric_factories()`;
+            binary: auc, accuracy, precision, recall, crossentropy; multiclass:
+            accuracy, top_k_accuracy, crossentropy; multilabel: auc, accuracy;
+            regression: mae, rmse, mse). Defaults (`default_metrics`): binary
+            auc + accuracy; multiclass accuracy; multilabel auc; regression
+            mae + rmse.
         target_mean, target_std: floats or lists (regression only). The training
             labels' mean and standard deviation. The model's regression head outputs
             label units (`z * std + mean`) and the loss is taken on standardized
@@ -133,8 +91,8 @@ class Task:
     Example:
 
     >>> task = Task("income", "binary", target="income_50k", positive="50000+.")
-    >>> task.units
-    1
+    >>> type(task).__name__, task.units
+    ('BinaryTask', 1)
     >>> esmm = [Task("ctr", "binary", target="click"),
     ...         Task("cvr", "binary", target=[]),
     ...         Task("ctcvr", "binary", target="purchase",
@@ -143,10 +101,90 @@ class Task:
     ['ctr', 'cvr', 'ctcvr']
     """
 
+    # === The contract: what a task type sets or overrides ===
+
+    #: The Keras loss class name a task of this type uses by default.
+    default_loss = None
+    #: Metric names used when `metrics` is not given.
+    default_metrics = ()
+    #: The head's output activation (None: linear).
+    activation = None
+    #: A task of this type may be derived (`derived_from`) and derived from: its
+    #: prediction is a probability.
+    derivable = False
+    #: A task of this type may be declared without target column (`target=[]`).
+    allows_no_target = False
+
+    def metric_factories(self):
+        """`{short name: constructor(name) -> keras.metrics.Metric}`: the metrics
+        a task of this type can log. Called before `fit`, so a factory reads
+        anything fitted (`units`) only when called."""
+        raise NotImplementedError
+
+    @property
+    def units(self):
+        """Output units of the task's head: `(batch, units)`."""
+        raise NotImplementedError
+
+    def fit_labels(self, values):
+        """Fills what the type learns from the training labels (classes, the
+        positive value, the target scale). `values`: the labelled rows of the
+        target columns, a DataFrame. Default: nothing to learn."""
+
+    def encode_labels(self, values, labelled):
+        """The labels of every row, placeholder 0 where `labelled` is False.
+
+        Args:
+            values: DataFrame, the labelled rows of the target columns.
+            labelled: `(rows,)` bool.
+
+        Returns:
+            float32 `(rows, units)`, or int32 `(rows,)` class indices.
+        """
+        raise NotImplementedError
+
+    def decode(self, predictions):
+        """Turns one task's predictions `(rows, units)` into DataFrame columns
+        (`{column name: (rows,) array}`)."""
+        raise NotImplementedError
+
+    def standardize(self, values):
+        """Maps labels or predictions to the scale the loss is taken on.
+        Default: unchanged."""
+        return values
+
+    def strata(self, frame):
+        """`(rows,)` strings the `stratified` split balances on (the label of a
+        labelled row), or None when the type does not stratify by label."""
+        return None
+
+    def build_head(self, x):
+        """Puts the task's head on its tower output `x` `(batch, d)`.
+
+        Default: `Dense(units, activation)` in float32, named after the task,
+        so the model output is `(batch, units)` and keeps the layer name of
+        saved models.
+        """
+        return keras.layers.Dense(self.units, activation=self.activation,
+                                  dtype="float32", name=self.name)(x)
+
+    # === Construction ===
+
+    def __new__(cls, name=None, type=None, *args, **kwargs):
+        if cls is Task:
+            _check_name(name)
+            if type not in TASK_TYPES.list():
+                raise ConfigError(
+                    f"Task '{name}': unknown type {type!r}. Use one of "
+                    f"{tuple(list_task_types())}."
+                )
+            cls = TASK_TYPES.get_class(type)
+        return super().__new__(cls)
+
     def __init__(
         self,
         name,
-        type,
+        type=None,
         target=None,
         positive=None,
         classes=None,
@@ -157,36 +195,28 @@ class Task:
         target_std=None,
         derived_from=None,
     ):
-        if not isinstance(name, str) or not name.isidentifier():
+        _check_name(name)
+        own = self.type
+        if type is not None and type != own:
             raise ConfigError(
-                f"Task name must be a Python identifier (it names model outputs "
-                f"and logs). Received: name={name!r}"
-            )
-        if type not in TASK_TYPES:
-            raise ConfigError(
-                f"Task '{name}': unknown type {type!r}. Use one of {TASK_TYPES}."
+                f"Task '{name}': a {self.__class__.__name__} has type {own!r}. "
+                f"Received: type={type!r}"
             )
         self.name = name
-        self.type = type
         self.target = target if target is not None else name
         if isinstance(self.target, tuple):
             self.target = list(self.target)
-        if self.target == [] and type != "binary":
+        if self.target == [] and not self.allows_no_target:
+            allowed = " or ".join(self.types_where("allows_no_target"))
             raise ConfigError(
-                f"Task '{name}': only a binary task may have no target column "
+                f"Task '{name}': only a {allowed} task may have no target column "
                 f"(target=[]): its probability feeds the tasks derived from it. "
-                f"Give a target for this {type} task."
-            )
-        if type == "multilabel" and isinstance(self.target, str):
-            raise ConfigError(
-                f"Task '{name}': a multilabel task needs a list of 0/1 target "
-                f"columns. Received: target={self.target!r}"
+                f"Give a target for this {own} task."
             )
         self.positive = positive
         self.classes = list(classes) if classes is not None else None
-        if type == "multilabel" and self.classes is None:
-            self.classes = list(self.target_columns)
-        self.loss = loss if loss is not None else DEFAULT_LOSSES[type]
+        self.check_target()
+        self.loss = loss if loss is not None else self.default_loss
         if loss_weight is None:
             loss_weight = 1.0 if self.has_labels else 0.0
         try:
@@ -199,20 +229,40 @@ class Task:
                 f"Received: loss_weight={loss_weight!r}"
             )
         if metrics is None:
-            metrics = DEFAULT_METRICS[type] if self.has_labels else ()
+            metrics = self.default_metrics if self.has_labels else ()
         self.metrics = list(metrics)
-        known = _metric_factories(type, 1)
+        known = self.metric_factories()
         for metric in self.metrics:
             if metric not in known:
                 raise ConfigError(
-                    f"Task '{name}': unknown metric {metric!r} for a {type} task. "
+                    f"Task '{name}': unknown metric {metric!r} for a {own} task. "
                     f"Use any of {sorted(known)}."
                 )
         self.target_mean = target_mean
         self.target_std = target_std
-        self.derived_from = _check_derived_from(name, type, derived_from)
+        self.derived_from = check_derived_from(self, derived_from)
 
-    # --- Shapes -------------------------------------------------------------
+    def check_target(self):
+        """Checks (and completes) the declared target and classes; a type that
+        needs a particular target overrides it.
+
+        Raises:
+            ConfigError: the target does not fit the type.
+        """
+
+    @property
+    def type(self):
+        """The registered name of the task's type (`"binary"`, ...)."""
+        return self.registered_name
+
+    @staticmethod
+    def types_where(attribute):
+        """The registered task types whose class sets `attribute` true, e.g.
+        `Task.types_where("derivable")` -> `["binary"]`."""
+        return [name for name in TASK_TYPES.names()
+                if getattr(TASK_TYPES.get_class(name), attribute)]
+
+    # === Shapes ===
 
     @property
     def target_columns(self):
@@ -224,13 +274,7 @@ class Task:
         """False for a task declared without target column (`target=[]`)."""
         return bool(self.target_columns)
 
-    @property
-    def units(self):
-        """Output units of the task's head: (batch, units)."""
-        if self.type == "binary":
-            return 1
-        if self.type == "regression":
-            return len(self.target_columns)
+    def _class_count(self):
         if self.classes is None:
             raise ConfigError(
                 f"Task '{self.name}': classes are unknown; call fit() on training "
@@ -238,22 +282,13 @@ class Task:
             )
         return len(self.classes)
 
-    @property
-    def activation(self):
-        """The head's output activation: probabilities for classification."""
-        return {
-            "binary": "sigmoid",
-            "multiclass": "softmax",
-            "multilabel": "sigmoid",
-            "regression": None,
-        }[self.type]
-
-    # --- Loss and metrics ---------------------------------------------------
+    # === Loss and metrics ===
 
     def build_loss(self):
         """A fresh `keras.losses.Loss` reduced over labelled rows only."""
         loss = self.loss
-        if isinstance(loss, str) and loss in DEFAULT_LOSSES.values():
+        defaults = {TASK_TYPES.get_class(n).default_loss for n in TASK_TYPES.names()}
+        if isinstance(loss, str) and loss in defaults:
             loss = {"class_name": loss, "config": {}}
         try:
             obj = keras.losses.get(loss)
@@ -271,18 +306,10 @@ class Task:
 
     def build_metrics(self):
         """Fresh metric objects named `<task>_<metric>`."""
-        factories = _metric_factories(self.type, self.units)
+        factories = self.metric_factories()
         return [factories[m](f"{self.name}_{m}") for m in self.metrics]
 
-    def standardize(self, values):
-        """Maps regression labels or predictions to the loss's standardized scale."""
-        if self.type != "regression" or self.target_mean is None:
-            return values
-        mean = np.asarray(self.target_mean, dtype="float32")
-        std = np.asarray(self.target_std, dtype="float32")
-        return (values - mean) / std
-
-    # --- Labels -------------------------------------------------------------
+    # === Labels ===
 
     def check_columns(self, frame, where="the data"):
         """Raises DataError naming any target column missing from `frame`."""
@@ -306,8 +333,9 @@ class Task:
         training split and checks that the task has labels.
 
         Raises:
-            DataError: a target column is absent, the task has no labels, or binary
-                string labels come without `positive`.
+            DataError: a target column is absent, the task has no labels, or the
+                labels do not fit the type (binary string labels without
+                `positive`, text in a regression target, ...).
         """
         if not self.has_labels:
             return self
@@ -319,46 +347,8 @@ class Task:
                 f"{self.target_columns}. Check the target column and the split, or "
                 f"remove the task."
             )
-        values = frame.loc[labelled, self.target_columns]
-        if self.type == "binary" and self.positive is None:
-            distinct = set(pd.unique(values.iloc[:, 0]))
-            if distinct <= {0, 1} or distinct <= {False, True}:
-                self.positive = 1
-            else:
-                shown = sorted(map(str, distinct))[:10]
-                raise DataError(
-                    f"Task '{self.name}': binary labels in column "
-                    f"'{self.target_columns[0]}' are {shown}; set `positive` to the "
-                    f"value that counts as positive."
-                )
-        if self.type == "binary":
-            distinct = pd.unique(values.iloc[:, 0])
-            if self.positive not in set(distinct):
-                shown = sorted(map(str, distinct))[:10]
-                raise DataError(
-                    f"Task '{self.name}': positive={self.positive!r} never occurs in "
-                    f"column '{self.target_columns[0]}' (values: {shown}). Fix "
-                    f"`positive`; mind leading spaces and the column's type."
-                )
-        if self.type == "multiclass" and self.classes is None:
-            self.classes = sorted(pd.unique(values.iloc[:, 0]).tolist(), key=str)
-        if self.type == "regression" and self.target_mean is None:
-            numeric = self._numeric_labels(values)
-            self.target_mean = [float(v) for v in numeric.mean(axis=0)]
-            std = numeric.std(axis=0)
-            self.target_std = [float(v) if v > 0 else 1.0 for v in std]
+        self.fit_labels(frame.loc[labelled, self.target_columns])
         return self
-
-    def _numeric_labels(self, values):
-        try:
-            return values.astype("float64").to_numpy()
-        except (TypeError, ValueError):
-            column = self.target_columns[0]
-            bad = values[column][pd.to_numeric(values[column], errors="coerce").isna()]
-            raise DataError(
-                f"Task '{self.name}': {self.type} labels in column '{column}' must "
-                f"be numbers; found {bad.iloc[0]!r}. Fix the column or the task type."
-            ) from None
 
     def encode(self, frame):
         """Encodes the labels of `frame` for training.
@@ -372,72 +362,47 @@ class Task:
             and metrics.
 
         Raises:
-            DataError: a target column is absent or a label is not a declared class.
+            DataError: a target column is absent or a label does not fit the type
+                (not a declared class, not a number, not 0/1).
         """
         self.check_columns(frame)
         labelled = self.labelled(frame)
         weight = labelled.astype("float32")
-        rows = len(frame)
         if not self.has_labels:
-            return np.zeros((rows, self.units), dtype="float32"), weight
+            return np.zeros((len(frame), self.units), dtype="float32"), weight
         values = frame.loc[labelled, self.target_columns]
-        if self.type == "binary":
-            column = values.iloc[:, 0]
-            positive = column == self.positive
-            labels = np.zeros((rows, 1), dtype="float32")
-            labels[labelled, 0] = positive.to_numpy(dtype="float32")
-        elif self.type == "multiclass":
-            index = {c: i for i, c in enumerate(self.classes)}
-            column = values.iloc[:, 0]
-            codes = column.map(index)
-            if codes.isna().any():
-                bad = column[codes.isna()].iloc[0]
-                raise DataError(
-                    f"Task '{self.name}': label {bad!r} in column "
-                    f"'{self.target_columns[0]}' is not one of the declared classes "
-                    f"{self.classes}. Add it to `classes` or fix the data."
-                )
-            labels = np.zeros((rows,), dtype="int32")
-            labels[labelled] = codes.to_numpy(dtype="int32")
-        else:
-            labels = np.zeros((rows, self.units), dtype="float32")
-            labels[labelled] = self._numeric_labels(values)
-            if self.type == "multilabel":
-                bad = ~np.isin(labels[labelled], (0.0, 1.0))
-                if bad.any():
-                    raise DataError(
-                        f"Task '{self.name}': multilabel columns must hold 0/1; "
-                        f"found {labels[labelled][bad][0]!r}. Fix the data."
-                    )
-        return labels, weight
+        return self.encode_labels(values, labelled), weight
 
-    def decode(self, predictions):
-        """Turns one task's predictions `(rows, units)` into DataFrame columns."""
-        predictions = np.asarray(predictions)
-        if self.type == "binary":
-            return {self.name: predictions[:, 0]}
-        if self.type == "multiclass":
-            columns = {self.name: np.asarray(self.classes, dtype=object)[
-                predictions.argmax(axis=1)
-            ]}
-            for i, cls in enumerate(self.classes):
-                columns[f"{self.name}_p_{cls}"] = predictions[:, i]
-            return columns
-        if self.type == "multilabel":
-            return {f"{self.name}_{c}": predictions[:, i]
-                    for i, c in enumerate(self.classes)}
-        if predictions.shape[1] == 1:
-            return {self.name: predictions[:, 0]}
-        return {f"{self.name}_{c}": predictions[:, i]
-                for i, c in enumerate(self.target_columns)}
+    def _numeric_labels(self, values):
+        """The labelled rows as float64 `(labelled, columns)`.
 
-    # --- Config -------------------------------------------------------------
+        Raises:
+            DataError: a label is not a number.
+        """
+        try:
+            return values.astype("float64").to_numpy()
+        except (TypeError, ValueError):
+            column = self.target_columns[0]
+            numbers = pd.to_numeric(values[column], errors="coerce")
+            bad = values[column][numbers.isna()]
+            raise DataError(
+                f"Task '{self.name}': {self.type} labels in column '{column}' must "
+                f"be numbers; found {bad.iloc[0]!r}. Fix the column or the task type."
+            ) from None
+
+    def _label_strings(self, frame):
+        """The first target column as strings, for `strata`."""
+        if not self.has_labels:
+            return None
+        return frame[self.target_columns[0]].map(str).to_numpy(dtype=object)
+
+    # === Config ===
 
     def get_config(self):
         loss = self.loss
         if isinstance(loss, keras.losses.Loss):
             loss = keras.losses.serialize(loss)
-        config = {
+        return {
             "name": self.name,
             "type": self.type,
             "target": self.target,
@@ -450,7 +415,6 @@ class Task:
             "target_std": self.target_std,
             "derived_from": _plain(self.derived_from),
         }
-        return config
 
     @classmethod
     def from_config(cls, config):
@@ -463,83 +427,12 @@ class Task:
                 f"target={self.target!r}{derived})")
 
 
-def _check_derived_from(name, task_type, derived_from):
-    """`derived_from` as a list of task names, or None; checks what one task can."""
-    if derived_from is None:
-        return None
-    if isinstance(derived_from, str) or not isinstance(derived_from, (list, tuple)):
+def _check_name(name):
+    if not isinstance(name, str) or not name.isidentifier():
         raise ConfigError(
-            f"Task '{name}': derived_from must be a list of task names, e.g. "
-            f"['ctr', 'cvr']. Received: derived_from={derived_from!r}"
+            f"Task name must be a Python identifier (it names model outputs "
+            f"and logs). Received: name={name!r}"
         )
-    parents = list(derived_from)
-    if task_type != "binary":
-        raise ConfigError(
-            f"Task '{name}': only a binary task can be derived (its prediction is "
-            f"the product of other tasks' probabilities); this one is {task_type}. "
-            f"Received: derived_from={parents!r}"
-        )
-    if name in parents:
-        raise ConfigError(
-            f"Task '{name}' cannot derive from itself. Received: "
-            f"derived_from={parents!r}"
-        )
-    if len(set(parents)) != len(parents) or len(parents) < 2:
-        raise ConfigError(
-            f"Task '{name}': derived_from needs at least two distinct task names. "
-            f"Received: derived_from={parents!r}"
-        )
-    return parents
-
-
-def derivation_order(tasks):
-    """Orders tasks so that every derived task follows the tasks it derives from.
-
-    Args:
-        tasks: list of `Task`.
-
-    Returns:
-        A new list of the same tasks; tasks that derive from nothing keep their
-        order and come first.
-
-    Raises:
-        ConfigError: `derived_from` names a task that is not in `tasks` or one
-            that is not binary, or the derivations form a cycle.
-    """
-    by_name = {t.name: t for t in tasks}
-    for task in tasks:
-        for parent in task.derived_from or ():
-            if parent not in by_name:
-                raise ConfigError(
-                    f"Task '{task.name}': derived_from names unknown task "
-                    f"{parent!r}. Tasks are {list(by_name)}."
-                )
-            if by_name[parent].type != "binary":
-                raise ConfigError(
-                    f"Task '{task.name}': derived_from names {parent!r}, a "
-                    f"{by_name[parent].type} task; a derived task multiplies "
-                    f"binary tasks' probabilities."
-                )
-    order, state = [], {}
-
-    def visit(task, path):
-        if state.get(task.name) == "done":
-            return
-        if state.get(task.name) == "open":
-            cycle = path[path.index(task.name):] + [task.name]
-            raise ConfigError(
-                f"Tasks derive from each other in a cycle: {' -> '.join(cycle)}. "
-                f"Break it in `derived_from`."
-            )
-        state[task.name] = "open"
-        for parent in task.derived_from or ():
-            visit(by_name[parent], path + [task.name])
-        state[task.name] = "done"
-        order.append(task)
-
-    for task in [t for t in tasks if not t.derived_from] + tasks:
-        visit(task, [])
-    return order
 
 
 def _plain(value):
@@ -551,11 +444,47 @@ def _plain(value):
     return value
 
 
+# === The registry ===
+
+TASK_TYPES = Registry("task type", Task, keras_serializable=False)
+
+
+def register(*names):
+    """Class decorator registering a `Task` subclass as a task type:
+
+    >>> @kmtl.tasks.register("ordinal")
+    ... class OrdinalTask(Task): ...
+    """
+    return TASK_TYPES.register(*names)
+
+
+def list_task_types():
+    """The registered task types, sorted: `["binary", "multiclass", ...]`."""
+    return TASK_TYPES.names()
+
+
+def serialize(task):
+    """`{"class_name": <type>, "config": task.get_config()}`."""
+    return TASK_TYPES.serialize(task)
+
+
+def deserialize(config):
+    """The task `serialize` described."""
+    return TASK_TYPES.deserialize(config)
+
+
 def get(identifier):
-    """Returns a `Task` from a Task, or a config dict (`{"name":..., "type":...}`)."""
+    """Returns a `Task` from a Task, a config dict (`{"name": ..., "type": ...,
+    ...}`, as in a run config) or `serialize`'s output.
+
+    Raises:
+        ConfigError: an unknown key, a missing `name` or `type`, or anything else.
+    """
     if isinstance(identifier, Task):
         return identifier
     if isinstance(identifier, dict):
+        if "class_name" in identifier and "name" not in identifier:
+            return deserialize(identifier)
         allowed = set(inspect.signature(Task.__init__).parameters) - {"self"}
         unknown = set(identifier) - allowed
         if unknown:
@@ -567,7 +496,7 @@ def get(identifier):
             if key not in identifier:
                 raise ConfigError(
                     f"A task is missing the key '{key}': {identifier}. Every task "
-                    f"needs `name` and `type` ({', '.join(TASK_TYPES)})."
+                    f"needs `name` and `type` ({', '.join(list_task_types())})."
                 )
         return Task.from_config(identifier)
     raise ConfigError(f"Cannot interpret a task from {identifier!r}.")

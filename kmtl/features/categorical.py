@@ -1,0 +1,153 @@
+"""Categorical features: strings or integer codes, looked up and embedded inside
+the model."""
+
+import math
+
+import keras
+import numpy as np
+import pandas as pd
+
+from kmtl.errors import ConfigError
+from kmtl.errors import DataError
+from kmtl.features.base import MISSING_INT
+from kmtl.features.base import Feature
+from kmtl.features.base import register
+from kmtl.layers import StackedEmbedding
+
+CATEGORICAL_ENCODINGS = ("embedding", "one_hot")
+
+
+@register("categorical")
+class CategoricalFeature(Feature):
+    """A category column: strings (`StringLookup`) or integer codes
+    (`IntegerLookup`).
+
+    A missing string is the category `""` and a missing integer code is -1,
+    categories like any other; a value not seen in training maps to the one
+    out-of-vocabulary index. In the model each feature goes through its lookup
+    (`<name>_lookup`) with the training vocabulary, then an embedding (default;
+    features with the same embedding size share one `StackedEmbedding` table,
+    `embedding_<dim>`) or a one-hot encoding.
+
+    Args:
+        name: str. The column and input name.
+        kind: `"categorical"` or None.
+        dtype: `"string"` (default) or `"int64"`.
+        vocabulary: list. The training categories, most frequent first (`fit`).
+
+    Input shape:
+        `(batch, 1)` string or int64 per feature.
+
+    Output shape:
+        `(batch, dim)` per embedding table (`dim` per feature of the table), or
+        `(batch, len(vocabulary) + 1)` per feature with `one_hot`.
+
+    Raises:
+        ConfigError: a dtype other than string or int64.
+
+    Example:
+
+    >>> frame = pd.DataFrame({"island": ["Dream", "Biscoe", "Dream", None]})
+    >>> Feature("island", "categorical").fit(frame).vocabulary
+    ['Dream', '', 'Biscoe']
+    """
+
+    dtypes = ("string", "int64")
+    position = 1
+
+    def __init__(self, name, kind=None, dtype=None, vocabulary=None):
+        super().__init__(name, kind, dtype)
+        self.vocabulary = vocabulary
+
+    @property
+    def fitted(self):
+        return self.vocabulary is not None
+
+    @property
+    def embedding_dim(self):
+        """Google's rule of thumb: about 6 * categories ** 0.25, at most 16."""
+        return min(16, math.ceil(6 * (len(self.vocabulary) + 1) ** 0.25))
+
+    def convert(self, frame):
+        """UTF-8 bytes `(rows,)` (missing: `b""`; integral floats lose their
+        `.0`), or int64 codes (missing: -1).
+
+        Raises:
+            DataError: the column is missing, or an int64 column holds a value
+                that is not an integer.
+        """
+        self._check_column(frame)
+        if self.dtype == "int64":
+            column = frame[self.name]
+            numbers = pd.to_numeric(column, errors="coerce")
+            bad = numbers.notna() & (numbers != numbers.round())
+            if bad.any() or (numbers.isna() & column.notna()).any():
+                raise DataError(
+                    f"Feature '{self.name}' has dtype int64 but holds non-integer "
+                    f"values such as {column[bad | numbers.isna()].iloc[0]!r}. "
+                    f"Declare dtype: string."
+                )
+            return numbers.fillna(MISSING_INT).to_numpy(dtype="int64")
+        codes, text = self.factorize(frame)
+        return text[codes]
+
+    def fit(self, frame, max_vocabulary=None, min_frequency=1):
+        """The vocabulary: categories seen at least `min_frequency` times, most
+        frequent first (ties in sorted order), at most `max_vocabulary`."""
+        values = self.convert(frame)
+        uniques, counts = np.unique(values, return_counts=True)
+        order = np.argsort(-counts, kind="stable")
+        vocab = [v for v, c in zip(uniques[order], counts[order])
+                 if c >= min_frequency][:max_vocabulary or None]
+        self.vocabulary = [int(v) for v in vocab] if self.dtype == "int64" else [
+            bytes(v).decode("utf-8") for v in vocab
+        ]
+        return self
+
+    @classmethod
+    def preprocess(cls, features, inputs, categorical_encoding="embedding",
+                   embedding_dim=None, **options):
+        """Lookups, then embeddings (one table per embedding size) or one-hot.
+
+        Args:
+            categorical_encoding: `"embedding"` (default) or `"one_hot"`.
+            embedding_dim: int, or None for each feature's rule-of-thumb size
+                (`embedding_dim`).
+
+        Raises:
+            ConfigError: unknown encoding, or a feature that is not fitted.
+        """
+        if categorical_encoding not in CATEGORICAL_ENCODINGS:
+            raise ConfigError(
+                f"model.categorical_encoding: unknown value "
+                f"{categorical_encoding!r}. Use one of {CATEGORICAL_ENCODINGS}."
+            )
+        if not all(f.fitted for f in features):
+            raise ConfigError(
+                "Categorical features must be fitted (Feature.fit) first.")
+        one_hot = categorical_encoding == "one_hot"
+        indices = {}
+        for feature in features:
+            lookup_cls = (keras.layers.IntegerLookup if feature.dtype == "int64"
+                          else keras.layers.StringLookup)
+            lookup = lookup_cls(
+                vocabulary=feature.vocabulary, num_oov_indices=1, mask_token=None,
+                output_mode="one_hot" if one_hot else "int",
+                name=f"{feature.name}_lookup")
+            indices[feature.name] = lookup(inputs[feature.name])
+        if one_hot:
+            return list(indices.values())
+        # Features that share an embedding size share one table.
+        by_dim = {}
+        for feature in features:
+            by_dim.setdefault(embedding_dim or feature.embedding_dim,
+                              []).append(feature)
+        return [
+            StackedEmbedding([len(f.vocabulary) + 1 for f in group], dim,
+                             name=f"embedding_{dim}")(
+                [indices[f.name] for f in group])
+            for dim, group in by_dim.items()
+        ]
+
+    def get_config(self):
+        return {**super().get_config(), "vocabulary": self.vocabulary}
