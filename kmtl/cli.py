@@ -1,4 +1,5 @@
-"""The `kmtl` command line: train, evaluate, predict, export, compare."""
+"""The `kmtl` command line: train, evaluate, predict, export, compare,
+config-schema."""
 
 import argparse
 import json
@@ -9,63 +10,70 @@ from kmtl.errors import ConfigError
 from kmtl.errors import DataError
 
 
-def _load_run(run_dir):
-    import keras
+def _open_run(run_dir):
+    from kmtl.runs.run_dir import RunDir
 
-    from kmtl.runs.config import resolve_config
-    from kmtl.runs.training import CONFIG_FILE
-    from kmtl.runs.training import MODEL_FILE
-
-    model_path = os.path.join(run_dir, MODEL_FILE)
-    if not os.path.isfile(model_path):
-        raise DataError(f"{run_dir!r} is not a kmtl run directory: {MODEL_FILE} is "
-                        f"missing. Pass the directory `kmtl train` printed last.")
-    import yaml
-
-    with open(os.path.join(run_dir, CONFIG_FILE)) as handle:
-        config = resolve_config(yaml.safe_load(handle))
-    return config, keras.saving.load_model(model_path)
+    run = RunDir.open(run_dir)
+    return run, run.read_config(), run.load_model()
 
 
 def _read_input(path, config):
     from kmtl.data import read_table
 
-    options = {} if config["data"]["dataset"] else (config["data"]["read_options"]
-                                                    or {})
+    options = {} if config.data.dataset else config.data.read_options
     return read_table(path, **options)
 
 
+def _read_config(path, overrides, sources):
+    """The config file with the command line's overrides, validated together."""
+    from kmtl.runs.config import read_config
+
+    given = {key: value for key, value in overrides.items() if value is not None}
+    return read_config(path, overrides=given,
+                       sources={key: sources[key] for key in given})
+
+
 def cmd_train(args):
-    from kmtl.runs.config import load_config
     from kmtl.runs.training import train
 
-    config = load_config(args.config)
-    if args.epochs is not None:
-        config["training"]["epochs"] = args.epochs
-    if args.seed is not None:
-        config["training"]["seed"] = args.seed
-        config["data"]["split"]["seed"] = args.seed
-    if args.export_dir is not None:
-        config["export"]["dir"] = args.export_dir
-    if args.weighting is not None:
-        config["training"]["weighting"] = args.weighting
+    config = _read_config(args.config, {
+        "training.epochs": args.epochs,
+        "training.seed": args.seed,
+        "data.split.seed": args.seed,
+        "export.dir": args.export_dir,
+        "training.weighting": args.weighting,
+    }, {
+        "training.epochs": "--epochs",
+        "training.seed": "--seed",
+        "data.split.seed": "--seed",
+        "export.dir": "--export-dir",
+        "training.weighting": "--weighting",
+    })
     train(config, data_dir=args.data_dir, output_dir=args.output_dir)
 
 
 def cmd_evaluate(args):
+    from kmtl.runs.data import load_splits
+    from kmtl.runs.data import load_stored_splits
+    from kmtl.runs.data import split_datasets
     from kmtl.runs.training import evaluate_splits
-    from kmtl.runs.training import load_splits
     from kmtl.runs.training import metrics_table
-    from kmtl.runs.training import split_datasets
 
-    config, model = _load_run(args.run_dir)
-    batch_size = config["training"]["batch_size"]
+    run, config, model = _open_run(args.run_dir)
     if args.data:
         frames = {os.path.basename(args.data): _read_input(args.data, config)}
     else:
-        _, validation, test = load_splits(config, args.data_dir, model.tasks)
+        record = run.read_split()
+        if record is None:
+            print(f"kmtl evaluate: note: {args.run_dir} has no split.json (written "
+                  f"by an earlier kmtl): cutting the held-out splits again with "
+                  f"data.split.", file=sys.stderr)
+            _, validation, test = load_splits(config, args.data_dir, model.tasks)
+        else:
+            _, validation, test = load_stored_splits(config, record, args.data_dir)
         frames = {"validation": validation, "test": test}
-    datasets = split_datasets(frames, model.features, model.tasks, batch_size)
+    datasets = split_datasets(frames, model.features, model.tasks,
+                              config.training.batch_size)
     metrics = evaluate_splits(model, datasets)
     print(metrics_table(metrics))
     if args.json:
@@ -78,10 +86,9 @@ def cmd_predict(args):
     from kmtl.data import make_dataset
     from kmtl.data.io import PARQUET_SUFFIXES
 
-    config, model = _load_run(args.run_dir)
+    _, config, model = _open_run(args.run_dir)
     frame = _read_input(args.input, config)
-    dataset = make_dataset(frame, model.features, None,
-                           config["training"]["batch_size"])
+    dataset = make_dataset(frame, model.features, None, config.training.batch_size)
     predictions = model.predict(dataset, verbose=0)
     columns = {}
     for task in model.tasks:
@@ -100,21 +107,27 @@ def cmd_predict(args):
 def cmd_export(args):
     from kmtl.models.export import export_saved_model
 
-    config, model = _load_run(args.run_dir)
-    base = args.export_dir or config["export"]["dir"] or os.path.join(
-        "saved_models", config["name"])
+    _, config, model = _open_run(args.run_dir)
+    base = args.export_dir or config.export.dir or os.path.join(
+        "saved_models", config.name)
     print(f"SavedModel for TF Serving: {export_saved_model(model, base)}")
 
 
 def cmd_compare(args):
     from kmtl.runs.comparison import compare
-    from kmtl.runs.config import load_config
 
-    config = load_config(args.config)
-    if args.epochs is not None:
-        config["training"]["epochs"] = args.epochs
+    config = _read_config(args.config, {"training.epochs": args.epochs},
+                          {"training.epochs": "--epochs"})
     compare(config, data_dir=args.data_dir, output_dir=args.output_dir,
             seeds=args.seeds)
+
+
+def cmd_config_schema(args):
+    from kmtl.runs.config import RunConfig
+
+    schema = {"$schema": "https://json-schema.org/draft/2020-12/schema",
+              **RunConfig.model_json_schema()}
+    print(json.dumps(schema, indent=2, ensure_ascii=False))
 
 
 def _positive_int(text):
@@ -196,9 +209,15 @@ def build_parser():
     compare.add_argument("--data-dir", help="as for train")
     compare.add_argument("--output-dir", default="runs",
                          help="where the compare directory is created (default: runs)")
-    compare.add_argument("--epochs", type=_positive_int,
-                         help="override training.epochs")
+    compare.add_argument("--epochs", type=int, help="override training.epochs")
     compare.set_defaults(func=cmd_compare)
+
+    schema = commands.add_parser(
+        "config-schema", help="print the JSON Schema of the run config",
+        description="Print the JSON Schema of the YAML run config (every key, its "
+        "type, default and meaning), for editors that complete and check YAML "
+        "(see docs/config.md).")
+    schema.set_defaults(func=cmd_config_schema)
     return parser
 
 

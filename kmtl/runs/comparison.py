@@ -43,7 +43,6 @@ import numpy as np
 
 from kmtl import weighting as weighting_module
 from kmtl.callbacks.task_interference import TaskInterference
-from kmtl.runs.config import SINGLE_TASK
 from kmtl.data import make_dataset
 from kmtl.errors import ConfigError
 from kmtl.measures.delta_m import delta_m
@@ -51,13 +50,17 @@ from kmtl.measures.delta_m import metric_direction
 from kmtl.measures.delta_m import negative_transfer
 from kmtl.measures.delta_m import relative_changes
 from kmtl.measures.delta_m import summarize_runs
+from kmtl.runs.config import SINGLE_TASK
+from kmtl.runs.config import BaselineConfig
+from kmtl.runs.config import VariantConfig
+from kmtl.runs.config import as_run_config
 from kmtl.runs.report import write_report
-from kmtl.tasks import Task
 from kmtl.runs.training import build_run_model
 from kmtl.runs.training import new_run_dir
 from kmtl.runs.training import precision_policy
 from kmtl.runs.training import prepare_data
 from kmtl.runs.training import run_model
+from kmtl.tasks import Task
 
 __all__ = ["SINGLE_TASK", "analyse", "compare", "resolve_variants", "seed_list"]
 
@@ -93,15 +96,17 @@ def resolve_variants(config):
     Raises:
         ConfigError: two variants have the same name, or a weighting is unknown.
     """
-    model, training = config["model"], config["training"]
-    given = config["compare"]["variants"] or [{}]
+    config = as_run_config(config)
+    model, training = config.model, config.training
+    given = config.compare.variants or [VariantConfig()]
     variants = []
     for i, variant in enumerate(given):
-        architecture = variant.get("architecture") or model["architecture"]
-        options = variant.get("options")
+        architecture = variant.architecture or model.architecture
+        options = variant.options
         if options is None:
-            options = model["options"] if architecture == model["architecture"] else {}
-        weightings = variant.get("weighting", training["weighting"])
+            options = model.options if architecture == model.architecture else {}
+        weightings = (variant.weighting if "weighting" in variant.model_fields_set
+                      else training.weighting)
         grid = isinstance(weightings, list)
         for weighting in (weightings if grid else [weightings]):
             try:
@@ -111,14 +116,14 @@ def resolve_variants(config):
             except ConfigError as error:
                 raise ConfigError(
                     f"compare.variants[{i}].weighting: {error}") from None
-            name = variant.get("name")
+            name = variant.name
             variants.append({
                 "name": (name if name and not grid
                          else f"{name or architecture}_{label}"),
                 "architecture": architecture,
                 "options": copy.deepcopy(options),
                 "weighting": weighting,
-                "gradients": variant.get("gradients") or training["gradients"],
+                "gradients": variant.gradients or training.gradients,
             })
     names = [v["name"] for v in variants]
     duplicates = sorted({n for n in names if names.count(n) > 1})
@@ -131,24 +136,26 @@ def resolve_variants(config):
 def baseline_spec(config):
     """`{"architecture", "options"}` of the single-task baselines:
     `compare.baseline`, else the config's `model`."""
-    given = config["compare"]["baseline"] or {}
-    architecture = given.get("architecture") or config["model"]["architecture"]
-    options = given.get("options")
+    config = as_run_config(config)
+    model = config.model
+    given = config.compare.baseline or BaselineConfig()
+    architecture = given.architecture or model.architecture
+    options = given.options
     if options is None:
-        options = (config["model"]["options"]
-                   if architecture == config["model"]["architecture"] else {})
+        options = model.options if architecture == model.architecture else {}
     return {"architecture": architecture, "options": copy.deepcopy(options)}
 
 
 def seed_list(config, seeds=None):
     """The training seeds: `seeds` (a count or a list), else `compare.seeds`
     consecutive seeds from `training.seed`."""
-    seeds = config["compare"]["seeds"] if seeds is None else seeds
+    config = as_run_config(config)
+    seeds = config.compare.seeds if seeds is None else seeds
     if isinstance(seeds, int) and not isinstance(seeds, bool):
         if seeds < 1:
             raise ConfigError(f"seeds must be a positive integer. Received: "
                               f"{seeds!r}")
-        start = config["training"]["seed"]
+        start = config.training.seed
         return list(range(start, start + seeds))
     seeds = list(seeds)
     if not seeds or len(set(seeds)) != len(seeds):
@@ -157,13 +164,13 @@ def seed_list(config, seeds=None):
 
 
 def _run_config(config, spec, seed, weighting=None, gradients="parameters"):
-    run = copy.deepcopy(config)
-    run["model"]["architecture"] = spec["architecture"]
-    run["model"]["options"] = copy.deepcopy(spec["options"])
-    run["training"]["weighting"] = weighting
-    run["training"]["gradients"] = gradients
-    run["training"]["seed"] = seed
-    return run
+    return config.model_copy(update={
+        "model": config.model.model_copy(update={
+            "architecture": spec["architecture"],
+            "options": copy.deepcopy(spec["options"])}),
+        "training": config.training.model_copy(update={
+            "weighting": weighting, "gradients": gradients, "seed": seed}),
+    })
 
 
 def _variant_config(config, variant, seed):
@@ -188,9 +195,10 @@ def counted_metrics(config, tasks):
             without a target or with no metric to count, or a metric's
             direction is unknown and not in `compare.directions`.
     """
-    section = config["compare"]
-    given = section["metrics"] or {t.name: list(t.metrics) for t in tasks
-                                   if t.has_labels}
+    config = as_run_config(config)
+    section = config.compare
+    given = section.metrics or {t.name: list(t.metrics) for t in tasks
+                                if t.has_labels}
     by_name = {t.name: t for t in tasks}
     for task_name, names in given.items():
         if not by_name[task_name].has_labels:
@@ -211,7 +219,7 @@ def counted_metrics(config, tasks):
                                   f"does not compute {name!r}. Its metrics: {known} "
                                   f"(add it to the task's `metrics`).")
             try:
-                metric_direction(name, section["directions"])
+                metric_direction(name, section.directions)
             except ValueError as error:
                 raise ConfigError(f"compare.directions: {error}") from None
     return {name: list(names) for name, names in given.items()}
@@ -220,7 +228,7 @@ def counted_metrics(config, tasks):
 def _check_buildable(config, data, baseline, variants):
     """Builds every model once, so a bad option stops the compare before
     anything is trained or written."""
-    seed = config["training"]["seed"]
+    seed = config.training.seed
     for task in baseline_tasks(data.tasks):
         try:
             build_run_model(_run_config(config, baseline, seed), data, [task])
@@ -350,8 +358,8 @@ def compare(config, data_dir=None, output_dir="runs", seeds=None, log=print):
     `kmtl.runs.report.write_report`). Models are not saved.
 
     Args:
-        config: a resolved config (`kmtl.runs.config.load_config`), with a `compare`
-            section.
+        config: a `RunConfig` or a config mapping (`kmtl.runs.config`), with a
+            `compare` section.
         data_dir: folder of the data files and built-in data sets.
         output_dir: where the compare directory is created, default `"runs"`.
         seeds: int (how many seeds, from `training.seed` on) or list of ints;
@@ -367,34 +375,36 @@ def compare(config, data_dir=None, output_dir="runs", seeds=None, log=print):
 
     Example:
 
-    >>> config = kmtl.runs.config.load_config("examples/penguins_compare.yaml")
+    >>> config = kmtl.runs.config.read_config("examples/penguins_compare.yaml")
     >>> report = compare(config, seeds=2)
     >>> report["verdict"]["best"], report["directory"]
     """
+    config = as_run_config(config)
     with precision_policy(config):
         return _compare(config, data_dir, output_dir, seeds, log)
 
 
 def _compare(config, data_dir, output_dir, seeds, log):
-    section = config["compare"]
-    if len(config["tasks"]) < 2:
+    section = config.compare
+    if len(config.tasks) < 2:
         raise ConfigError("compare needs at least two tasks: a multi-task model is "
                           "compared with one single-task model per task.")
     seeds = seed_list(config, seeds)
     variants = resolve_variants(config)
     baseline = baseline_spec(config)
     data = prepare_data(config, data_dir)
-    if section["split"] not in data.held_out:
-        raise ConfigError(f"compare.split: the {section['split']} split is empty, so "
-                          f"nothing can be scored on it. Give data.{section['split']} "
-                          f"or a non-zero data.split.{section['split']}, or set "
-                          f"compare.split to the other split.")
+    split = section.split
+    if split not in data.held_out:
+        raise ConfigError(f"compare.split: the {split} split is empty, so nothing "
+                          f"can be scored on it. Give data.{split} or a non-zero "
+                          f"data.split.{split}, or set compare.split to the other "
+                          f"split.")
     metrics = counted_metrics(config, data.tasks)
     _check_buildable(config, data, baseline, variants)
-    interference = section["interference"]
-    probe = (_probe_data(data, interference["batches"])
-             if interference["enabled"] else None)
-    directory = new_run_dir(output_dir, f"{config['name']}-compare")
+    interference = section.interference
+    probe = (_probe_data(data, interference.batches)
+             if interference.enabled else None)
+    directory = new_run_dir(output_dir, f"{config.name}-compare")
 
     started = time.perf_counter()
     baselines = baseline_tasks(data.tasks)
@@ -409,14 +419,13 @@ def _compare(config, data_dir, output_dir, seeds, log):
             keras.backend.clear_session()
             done += 1
             log(f"[{done}/{total}] seed {seed} single-task {task.name}: "
-                f"{_short(run.metrics, section['split'], metrics)} "
-                f"({run.seconds:.1f} s)")
+                f"{_short(run.metrics, split, metrics)} ({run.seconds:.1f} s)")
         for variant in variants:
             callbacks, probe_callback = [], None
             if probe is not None and seed == seeds[0]:
                 probe_callback = TaskInterference(
-                    probe, every=interference["every"],
-                    batches=interference["batches"])
+                    probe, every=interference.every,
+                    batches=interference.batches)
                 callbacks.append(probe_callback)
             run = run_model(_variant_config(config, variant, seed), data,
                             train_data=train_data, callbacks=callbacks)
@@ -424,33 +433,32 @@ def _compare(config, data_dir, output_dir, seeds, log):
             if probe_callback is not None and probe_callback.cosines is not None:
                 matrices[variant["name"]] = {
                     "seed": seed, "tasks": [t.name for t in data.tasks],
-                    "batches": interference["batches"],
+                    "batches": interference.batches,
                     "cosines": np.asarray(probe_callback.cosines).tolist(),
                     "affinity": np.asarray(probe_callback.affinity).tolist(),
                 }
             keras.backend.clear_session()
             done += 1
             log(f"[{done}/{total}] seed {seed} {variant['name']}: "
-                f"{_short(run.metrics, section['split'], metrics)} "
-                f"({run.seconds:.1f} s)")
+                f"{_short(run.metrics, split, metrics)} ({run.seconds:.1f} s)")
 
     names = [v["name"] for v in variants]
-    analysis = analyse(runs, names, section["split"], metrics, section["directions"],
-                       section["average"])
+    analysis = analyse(runs, names, split, metrics, section.directions,
+                       section.average)
     report = {
-        "name": config["name"],
+        "name": config.name,
         "created": datetime.datetime.now().isoformat(timespec="seconds"),
-        "config": config,
+        "config": config.to_dict(),
         "tasks": [t.get_config() for t in data.tasks],
         "rows": {"train": len(data.train),
                  **{s: (0 if f is None else len(f)) for s, f in
                     (("validation", data.validation), ("test", data.test))}},
         "seeds": seeds,
-        "split": section["split"],
+        "split": split,
         "metrics": metrics,
-        "directions": {m: metric_direction(m, section["directions"])
+        "directions": {m: metric_direction(m, section.directions)
                        for names_ in metrics.values() for m in names_},
-        "average": section["average"],
+        "average": section.average,
         "baseline": baseline,
         "variants": variants,
         "runs": runs,
@@ -460,7 +468,7 @@ def _compare(config, data_dir, output_dir, seeds, log):
     }
     write_report(report, directory)
     verdict = analysis["verdict"]
-    log(f"Best variant by Δm on {section['split']}: {verdict['best']} "
+    log(f"Best variant by Δm on {split}: {verdict['best']} "
         f"({verdict['delta_m']:+.2f} % ± {verdict['std']:.2f} % over "
         f"{verdict['n']} seed{'s' if verdict['n'] != 1 else ''}); negative transfer: "
         f"{', '.join(verdict['negative_transfer']) or 'none'}")

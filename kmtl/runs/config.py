@@ -1,273 +1,764 @@
-"""The YAML run configuration: loading, defaults and validation.
+"""The YAML run configuration, typed: one pydantic model per section.
 
-Every key is documented in `docs/config.md`. Validation happens here, at the
-edge: an unknown or missing key is reported with its full path (`model.tower_units`)
-and the keys that are allowed.
+Every key, its type and its default is declared once, here (`RunConfig` and
+its sections); `docs/config.md` explains them and `kmtl config-schema` prints
+the JSON Schema (`RunConfig.model_json_schema()`) for editors. Validation
+happens at the edge: an error names the key path (`training.epochs`), the value
+received and the fix; an unknown key lists the keys that are allowed. Code
+below this layer trusts the types.
+
+Entry points:
+- `parse_config(raw, name=None, overrides=None)`: a mapping (as read from
+  YAML) to a `RunConfig`; `overrides` (`{"training.epochs": 3}`, from the
+  command line) go through the same validation.
+- `read_config(path, overrides=None)`: the same from a YAML file.
+- `resolve_config` / `load_config`: the resolved config as a plain dict (what
+  a run directory's `config.yaml` holds).
+- `as_run_config(config)`: a `RunConfig` or a mapping to a `RunConfig`; every
+  function of `kmtl.runs` takes either.
 """
 
 import copy
 import os
+from typing import Annotated
+from typing import Any
+from typing import Literal
 
 import yaml
+from pydantic import BaseModel
+from pydantic import BeforeValidator
+from pydantic import ConfigDict
+from pydantic import Field
+from pydantic import ValidationError
+from pydantic import field_validator
+from pydantic import model_serializer
+from pydantic import model_validator
 
+from kmtl import datasets
 from kmtl.errors import ConfigError
 
-REQUIRED = object()
+__all__ = [
+    "AVERAGES",
+    "DIRECTIONS",
+    "SINGLE_TASK",
+    "SPLIT_METHODS",
+    "VERDICT_SPLITS",
+    "BaselineConfig",
+    "CompareConfig",
+    "DataConfig",
+    "ExportConfig",
+    "FeaturesConfig",
+    "InterferenceConfig",
+    "ModelConfig",
+    "RunConfig",
+    "SplitConfig",
+    "TaskConfig",
+    "TrainingConfig",
+    "VariantConfig",
+    "as_run_config",
+    "load_config",
+    "parse_config",
+    "read_config",
+    "resolve_config",
+]
 
-# Section -> key -> default (REQUIRED: must be given). `None` means "not set".
-SCHEMA = {
-    "name": None,
-    "data": {
-        "dataset": None,
-        "train": None,
-        "validation": None,
-        "test": None,
-        "read_options": {},
-        "task_tables": None,
-        "label_column": "label",
-        "key": None,
-        "split": {"method": "stratified", "validation": 0.1, "test": 0.1, "seed": 0},
-    },
-    "features": {
-        "numeric": None,
-        "categorical": None,
-        "exclude": [],
-        "max_vocabulary": None,
-        "min_frequency": 1,
-    },
-    "tasks": REQUIRED,
-    "model": {
-        "architecture": "shared_bottom",
-        "options": {},
-        "tower_units": [64],
-        "tower_activation": "relu",
-        "tower_dropout": 0.0,
-        "categorical_encoding": "embedding",
-        "embedding_dim": None,
-    },
-    "training": {
-        "epochs": 10,
-        "batch_size": 256,
-        "optimizer": "adam",
-        "learning_rate": 0.001,
-        "loss_combination": "sum",
-        "weighting": None,
-        "gradients": "parameters",
-        "gradient_statistics_every": 0,
-        "diagnostics_every": None,
-        "early_stopping_patience": 3,
-        "seed": 0,
-        "mixed_precision": False,
-        "verbose": 1,
-    },
-    "export": {
-        "enabled": True,
-        "dir": None,
-    },
-    "compare": {
-        "variants": None,
-        "seeds": 3,
-        "metrics": None,
-        "directions": {},
-        "average": "task",
-        "split": "test",
-        "baseline": None,
-        "interference": {"enabled": True, "batches": 2, "every": 1},
-    },
-}
-
-BUILTIN_DATASETS = ("penguins", "census_income")
-VARIANT_KEYS = ("name", "architecture", "options", "weighting", "gradients")
-BASELINE_KEYS = ("architecture", "options")
+SPLIT_METHODS = ("random", "per_task", "stratified")
 AVERAGES = ("task", "flat")
 VERDICT_SPLITS = ("validation", "test")
+LOSS_COMBINATIONS = ("sum", "mean")
+GRADIENT_MODES = ("parameters", "representation")
+CATEGORICAL_ENCODINGS = ("embedding", "one_hot")
+VERBOSITY = (0, 1, 2, "auto")
 DIRECTIONS = {1: 1, -1: -1, "higher": 1, "lower": -1}
 SINGLE_TASK = "single_task"
+NAME_CHARACTERS = "letters, digits, '_', '.' or '-'"
 
 
-def _merge(schema, given, path):
-    if not isinstance(given, dict):
-        raise ConfigError(f"`{path}` must be a mapping of keys to values. "
-                          f"Received: {given!r}")
-    unknown = sorted(set(given) - set(schema))
-    if unknown:
-        where = f"in `{path}`" if path else "at the top level"
-        raise ConfigError(f"Unknown config key(s) {unknown} {where}. Allowed keys: "
-                          f"{sorted(schema)}.")
-    merged = {}
-    for key, default in schema.items():
-        full = f"{path}.{key}" if path else key
-        if key not in given or given[key] is None and default is REQUIRED:
-            if default is REQUIRED:
-                raise ConfigError(f"Missing required config key `{full}`.")
-            merged[key] = copy.deepcopy(default)
-        elif isinstance(default, dict) and default and given[key] is not None:
-            merged[key] = _merge(default, given[key], full)
+# === Error messages ===
+
+
+class _Invalid(ValueError):
+    """A failed check. `template` may hold `{path}` (the key path, e.g.
+    `training.epochs`), `{where}` (`in \\`path\\`` or `at the top level`) and
+    `{value}` (the value received, as `repr`); they are filled in by
+    `_message` once pydantic knows where the value sits."""
+
+    def __init__(self, template):
+        super().__init__(template)
+        self.template = template
+
+
+def _path(location):
+    path = ""
+    for part in location:
+        if isinstance(part, int):
+            path += f"[{part}]"
         else:
-            merged[key] = given[key]
-    return merged
+            path += f".{part}" if path else str(part)
+    return path
+
+
+def _message(error, sources):
+    """One pydantic error as a sentence naming the key path, the value and the
+    fix."""
+    path = _path(error["loc"])
+    value = repr(error.get("input"))
+    if path in sources:
+        value += f" (from {sources[path]})"
+    cause = (error.get("ctx") or {}).get("error")
+    if isinstance(cause, _Invalid):
+        where = f"in `{path}`" if path else "at the top level"
+        return (cause.template.replace("{path}", path).replace("{where}", where)
+                .replace("{value}", value))
+    if error["type"] == "missing":
+        return f"Missing required config key `{path}`."
+    return f"{path or 'The config'}: {error['msg']}. Received: {value}."
+
+
+def _config_error(error, sources=None):
+    messages = []
+    for item in error.errors():
+        message = _message(item, sources or {})
+        if message not in messages:
+            messages.append(message)
+    return ConfigError("\n".join(messages))
+
+
+# === Value checks (each a BeforeValidator: it sees the raw YAML value) ===
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_real(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _positive_int(hint=""):
+    def check(value):
+        if not _is_int(value) or value < 1:
+            raise _Invalid("{path} must be a positive integer" + hint
+                           + ". Received: {value}")
+        return value
+
+    return check
+
+
+def _count(hint=" (0: off)"):
+    def check(value):
+        if not _is_int(value) or value < 0:
+            raise _Invalid("{path} must be an integer >= 0" + hint
+                           + ". Received: {value}")
+        return value
+
+    return check
+
+
+def _boolean(value):
+    if not isinstance(value, bool):
+        raise _Invalid("{path} must be true or false. Received: {value}"
+                       + (" (a string: write it without quotes)"
+                          if isinstance(value, str) else ""))
+    return value
+
+
+def _real(value):
+    # PyYAML reads `1e-3` (no dot) as a string: accept a string that is a number.
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    return value
+
+
+def _positive_real(example):
+    def check(value):
+        value = _real(value)
+        if not _is_real(value) or not value > 0:
+            raise _Invalid("{path} must be a positive number, e.g. " + example
+                           + ". Received: {value}")
+        return value
+
+    return check
+
+
+def _fraction(value):
+    value = _real(value)
+    if not _is_real(value) or not 0 <= value < 1:
+        raise _Invalid("{path} must be a fraction in [0, 1), e.g. 0.1. "
+                       "Received: {value}")
+    return value
+
+
+def _text(what):
+    def check(value):
+        if not isinstance(value, str) or not value:
+            raise _Invalid("{path} must be " + what + ". Received: {value}")
+        return value
+
+    return check
+
+
+def _choice(kind, options):
+    def check(value):
+        if isinstance(value, bool) or value not in options:
+            raise _Invalid("{path}: unknown " + kind + " {value}. Use one of "
+                           + repr(tuple(options)) + ".")
+        return value
+
+    return check
+
+
+def _mapping(what):
+    def check(value):
+        if not isinstance(value, dict):
+            raise _Invalid("{path} must be a mapping of " + what
+                           + ". Received: {value}")
+        return value
+
+    return check
+
+
+def _names(what):
+    def check(value):
+        if not isinstance(value, list) or not all(
+                isinstance(v, str) and v for v in value):
+            raise _Invalid("{path} must be a list of " + what
+                           + " (quote a name YAML reads as a number). "
+                           "Received: {value}")
+        return value
+
+    return check
+
+
+def _null_is(default, check):
+    """`check`, with null read as `default()` (a YAML key left empty)."""
+    return lambda value: check(default() if value is None else value)
+
+
+def _optional(check):
+    return lambda value: value if value is None else check(value)
+
+
+def _key(annotation, check, **field):
+    return Annotated[annotation, BeforeValidator(check), Field(**field)]
+
+
+PositiveInt = Annotated[int, Field(ge=1)]
+Count = Annotated[int, Field(ge=0)]
+Fraction = Annotated[float, Field(ge=0, lt=1)]
+PositiveReal = Annotated[float, Field(gt=0)]
+Spec = str | dict[str, Any]  # a name or spec string, or a Keras-style config
+
+
+# === Sections ===
+
+
+class Section(BaseModel):
+    """A config section: a mapping of known keys (null: every default)."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _check_keys(cls, value):
+        if value is None:
+            return {}
+        if isinstance(value, BaseModel):
+            value = value.model_dump()
+        if not isinstance(value, dict):
+            raise _Invalid("`{path}` must be a mapping of keys to values. "
+                           "Received: {value}")
+        unknown = sorted(set(value) - set(cls.model_fields), key=str)
+        if unknown:
+            raise _Invalid(f"Unknown config key(s) {unknown} {{where}}. Allowed "
+                           f"keys: {sorted(cls.model_fields)}.")
+        return value
+
+
+class SplitConfig(Section):
+    """`data.split`: how held-out rows are cut from the training table."""
+
+    method: _key(Literal[SPLIT_METHODS], _choice("split method", SPLIT_METHODS),
+                 description="random; per_task: stratified by which tasks a row "
+                 "is labelled for; stratified: also by the label values of "
+                 "binary and multiclass tasks") = "stratified"
+    validation: _key(Fraction, _fraction, description="fraction of rows for "
+                     "validation (when data.validation is absent)") = 0.1
+    test: _key(Fraction, _fraction, description="fraction of rows for test "
+               "(when data.test is absent)") = 0.1
+    seed: _key(Count, _count(" (the split's seed)"),
+               description="the split's seed; --seed overrides it") = 0
+
+    @model_validator(mode="after")
+    def _check_sum(self):
+        if self.validation + self.test >= 1:
+            raise _Invalid(f"{{path}}.validation + {{path}}.test must be < 1, so "
+                           f"rows are left to train on. Received: "
+                           f"{self.validation} + {self.test}.")
+        return self
+
+
+class DataConfig(Section):
+    """`data`: where the rows come from (a built-in data set, files or one
+    table per task) and how held-out rows are cut."""
+
+    dataset: str | None = Field(None, description="a built-in data set "
+                                   "(kmtl.datasets.list_datasets())")
+    train: _key(str | None, _optional(_text("a file path")),
+                description="the training table, CSV or Parquet") = None
+    validation: _key(str | None, _optional(_text("a file path")),
+                     description="a validation table; default: cut from train "
+                     "by split") = None
+    test: _key(str | None, _optional(_text("a file path")),
+               description="a test table; default: cut from train by split") = None
+    read_options: _key(dict[str, Any], _null_is(dict, _mapping(
+        "pandas reader arguments, e.g. {sep: ';'}")),
+        description="passed to pandas.read_csv / read_parquet") = Field(
+            default_factory=dict)
+    task_tables: _key(dict[str, str] | None,
+                      _optional(_mapping("task name -> file path")),
+                      description="{task: path}: one table per task") = None
+    label_column: _key(str, _text("a column name"), description="the label "
+                       "column of each task table") = "label"
+    key: _key(str | None, _optional(_text("a column name")),
+              description="an id column joining rows of the task tables") = None
+    split: SplitConfig = Field(default_factory=SplitConfig)
+
+    @field_validator("dataset", mode="before")
+    @classmethod
+    def _check_dataset(cls, value):
+        names = tuple(datasets.list_datasets())
+        if value is not None and value not in names:
+            raise _Invalid(f"{{path}}: unknown data set {{value}}. Use one of "
+                           f"{names}, or give data.train.")
+        return value
+
+
+class FeaturesConfig(Section):
+    """`features`: the input columns, one list per feature kind."""
+
+    numeric: _key(list[str] | None, _optional(_names(
+        "column names")), description="numeric columns") = None
+    categorical: _key(list[str] | None, _optional(_names(
+        "column names")), description="categorical columns") = None
+    exclude: _key(list[str], _null_is(list, _names("column names")),
+                  description="columns never used as features") = Field(
+                      default_factory=list)
+    max_vocabulary: _key(PositiveInt | None, _optional(_positive_int()),
+                         description="keep only the most frequent categories "
+                         "per feature") = None
+    min_frequency: _key(PositiveInt, _positive_int(), description="drop "
+                        "categories seen fewer times in training") = 1
+
+
+class TaskConfig(BaseModel):
+    """One item of `tasks`: a `kmtl.Task` config (`name` and `type` required;
+    the other keys are checked by `kmtl.tasks.get`)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: _key(str, _text("a task name (a Python identifier)"),
+               description="the output name and log prefix")
+    type: _key(str, _text("a task type such as 'binary'"),
+               description="binary, multiclass, multilabel or regression")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _check_mapping(cls, value):
+        if hasattr(value, "get_config") and not isinstance(value, dict):
+            value = value.get_config()
+        if not isinstance(value, dict):
+            raise _Invalid("`{path}` must be a task mapping with `name` and "
+                           "`type`, e.g. {name: income, type: binary}. "
+                           "Received: {value}")
+        return value
+
+
+def _units(value):
+    if not isinstance(value, list) or not all(
+            _is_int(u) and u >= 1 for u in value):
+        raise _Invalid("{path} must be a list of positive integers, e.g. [64], "
+                       "or [] for none. Received: {value}")
+    return value
+
+
+class ModelConfig(Section):
+    """`model`: the architecture and the task towers."""
+
+    architecture: _key(str, _text("an architecture name such as 'mmoe'"),
+                       description="a registered architecture "
+                       "(kmtl.architectures.list_architectures())") = "shared_bottom"
+    options: _key(dict[str, Any], _mapping(
+        "architecture arguments, e.g. {num_experts: 3}"),
+        description="the architecture's own arguments") = Field(
+            default_factory=dict)
+    tower_units: _key(list[PositiveInt], _units,
+                      description="hidden units of each task's tower") = Field(
+            default_factory=lambda: [64])
+    tower_activation: _key(str, _text("a Keras activation name such as 'relu'"),
+                           description="the towers' activation") = "relu"
+    tower_dropout: _key(Fraction, _fraction,
+                        description="dropout rate in the towers") = 0.0
+    categorical_encoding: _key(Literal[CATEGORICAL_ENCODINGS], _choice(
+        "categorical encoding", CATEGORICAL_ENCODINGS),
+        description="embedding or one_hot") = "embedding"
+    embedding_dim: _key(PositiveInt | None, _optional(_positive_int()),
+                        description="one size for every categorical embedding; "
+                        "default per feature") = None
+
+
+def _optimizer(value):
+    if not isinstance(value, (str, dict)) or not value:
+        raise _Invalid("{path} must be a Keras optimizer name such as 'adam', or "
+                       "an optimizer config mapping. Received: {value}")
+    return value
+
+
+def _weighting(value):
+    if value is not None and not isinstance(value, (str, dict)):
+        raise _Invalid("{path} must be a weighting name or spec such as 'pcgrad' "
+                       "or 'cagrad(c=0.4)', or null for static weights. "
+                       "Received: {value}")
+    return value
+
+
+class TrainingConfig(Section):
+    """`training`: the fit of one model."""
+
+    epochs: _key(PositiveInt, _positive_int(), description="at most this many "
+                 "epochs; --epochs overrides it") = 10
+    batch_size: _key(PositiveInt, _positive_int(),
+                     description="rows per batch") = 256
+    optimizer: _key(Spec, _optimizer,
+                    description="a Keras optimizer name or config") = "adam"
+    learning_rate: _key(PositiveReal, _positive_real("0.001"),
+                        description="used with an optimizer name") = 0.001
+    loss_combination: _key(Literal[LOSS_COMBINATIONS], _choice(
+        "loss combination", LOSS_COMBINATIONS), description="sum: sum_t w_t L_t; "
+        "mean: divided by sum_t w_t") = "sum"
+    weighting: _key(Spec | None, _weighting,
+                    description="a loss-weighting or gradient method by name or "
+                    "spec (kmtl.weighting.list_weightings()); null: static "
+                    "weights") = None
+    gradients: _key(Literal[GRADIENT_MODES], _choice(
+        "gradient mode", GRADIENT_MODES), description="what a gradient-based "
+        "weighting takes task gradients of") = "parameters"
+    gradient_statistics_every: _key(Count, _null_is(int, _count()),
+                                    description="log gradient norms and cosines "
+                                    "every N epochs (0: off)") = 0
+    diagnostics_every: _key(Count | None, _optional(_count()),
+                            description="write sharing diagnostics every N epochs "
+                            "(0: off; null: every epoch when the architecture "
+                            "has some)") = None
+    early_stopping_patience: _key(Count, _count(
+        " (epochs without a lower validation loss before stopping)"),
+        description="epochs without a lower validation loss before stopping") = 3
+    seed: _key(Count, _count(" (the training seed)"), description="seeds Keras, "
+               "NumPy and the batch order; --seed overrides it") = 0
+    mixed_precision: _key(bool, _boolean, description="train with the "
+                          "mixed_float16 policy") = False
+    verbose: _key(Literal[VERBOSITY], _choice("verbosity", VERBOSITY),
+                  description="Keras fit verbosity: 0 silent, 1 progress bar, "
+                  "2 one line per epoch") = 1
+
+
+class ExportConfig(Section):
+    """`export`: the SavedModel written after training."""
+
+    enabled: _key(bool, _boolean, description="export a SavedModel after "
+                  "training") = True
+    dir: _key(str | None, _optional(_text("a folder path")),
+              description="the TF Serving base path; default "
+              "saved_models/<name>") = None
+
+
+def _variant_name(value):
+    if value is None:
+        return value
+    if (not isinstance(value, str) or not value
+            or not all(c.isalnum() or c in "_.-" for c in value)):
+        raise _Invalid("{path} must be a non-empty string of " + NAME_CHARACTERS
+                       + " (it names plot files). Received: {value}")
+    if value == SINGLE_TASK:
+        raise _Invalid("{path}: " + repr(SINGLE_TASK) + " is reserved for the "
+                       "single-task baselines; choose another name.")
+    return value
+
+
+def _variant_weighting(value):
+    listed = value if isinstance(value, list) else [value]
+    if not listed or not all(w is None or isinstance(w, (str, dict))
+                             for w in listed):
+        raise _Invalid("{path} must be a weighting name or spec such as 'pcgrad' "
+                       "or 'cagrad(c=0.4)', or a non-empty list of them (one "
+                       "variant each). Received: {value}")
+    return value
+
+
+class VariantConfig(Section):
+    """One item of `compare.variants`. An absent key takes the config's value;
+    only the keys given are kept (an explicit null `weighting` means static
+    weights, an absent one `training.weighting`)."""
+
+    name: _key(str | None, _variant_name, description="the variant's name "
+               "in the report; default <architecture>_<weighting>") = None
+    architecture: _key(str | None, _optional(_text(
+        "an architecture name such as 'mmoe'")), description="default "
+        "model.architecture") = None
+    options: _key(dict[str, Any] | None, _optional(_mapping(
+        "architecture arguments, e.g. {num_experts: 3}")), description="default "
+        "model.options for the model's architecture, else {}") = None
+    weighting: _key(Spec | list[Spec | None] | None, _variant_weighting,
+                    description="a weighting, or a list of them (a grid); "
+                    "default training.weighting") = None
+    gradients: _key(Literal[GRADIENT_MODES] | None, _optional(_choice(
+        "gradient mode", GRADIENT_MODES)), description="default "
+        "training.gradients") = None
+
+    @model_serializer(mode="wrap")
+    def _given_keys_only(self, handler):
+        return {k: v for k, v in handler(self).items() if k in self.model_fields_set}
+
+
+class BaselineConfig(Section):
+    """`compare.baseline`: the single-task models' architecture."""
+
+    architecture: _key(str | None, _optional(_text(
+        "an architecture name such as 'mlp'")), description="default "
+        "model.architecture") = None
+    options: _key(dict[str, Any] | None, _optional(_mapping(
+        "architecture arguments, e.g. {units: [64]}")), description="default as "
+        "for a variant") = None
+
+
+class InterferenceConfig(Section):
+    """`compare.interference`: the task-interference probe."""
+
+    enabled: _key(bool, _boolean, description="measure task interference") = True
+    batches: _key(PositiveInt, _positive_int(), description="probe batches of "
+                  "training.batch_size rows") = 2
+    every: _key(PositiveInt, _positive_int(), description="measure every N "
+                "epochs") = 1
+
+
+def _direction(value):
+    if (isinstance(value, bool) or not isinstance(value, (int, float, str))
+            or value not in DIRECTIONS):
+        raise _Invalid("{path} must be 1 or 'higher' (higher is better), -1 or "
+                       "'lower' (lower is better). Received: {value}")
+    return DIRECTIONS[value]
+
+
+def _metric_lists(value):
+    if value is None:
+        return value
+    if not isinstance(value, dict) or not value:
+        raise _Invalid("{path} must be null (every metric of every task) or a "
+                       "mapping task -> list of metric names, e.g. "
+                       "{income: [auc]}. Received: {value}")
+    return value
+
+
+def _metric_names(value):
+    if not isinstance(value, list) or not value or not all(
+            isinstance(n, str) for n in value):
+        raise _Invalid("{path} must be a non-empty list of metric names, e.g. "
+                       "[auc]. Received: {value}")
+    return value
+
+
+MetricNames = Annotated[list[str], BeforeValidator(_metric_names)]
+Direction = Annotated[Literal[1, -1, "higher", "lower"], BeforeValidator(_direction)]
+
+
+def _variant_list(value):
+    if value is not None and (not isinstance(value, list) or not value):
+        raise _Invalid("{path} must be a non-empty list of mappings with keys "
+                       "from " + str(list(VariantConfig.model_fields)) + ", or "
+                       "null for the config's own model. Received: {value}")
+    return value
+
+
+class CompareConfig(Section):
+    """`compare`: single-task baselines against multi-task variants (read by
+    `kmtl compare` only)."""
+
+    variants: _key(list[VariantConfig] | None, _variant_list,
+                   description="the multi-task variants; null: the config's own "
+                   "model") = None
+    seeds: _key(PositiveInt, _positive_int(" (the number of seeds per model)"),
+                description="how many seeds from training.seed on") = 3
+    metrics: _key(dict[str, MetricNames] | None, _metric_lists,
+                  description="{task: [metric, ...]} counted in Δm; null: every "
+                  "metric of every task") = None
+    directions: _key(dict[str, Direction], _mapping(
+        "metric -> 1 (higher is better) or -1 (lower is better)"),
+        description="{metric: 1 or higher, -1 or lower}") = Field(
+            default_factory=dict)
+    average: _key(Literal[AVERAGES], _choice("average", AVERAGES),
+                  description="task: mean over tasks of each task's mean; flat: "
+                  "mean over all (task, metric) pairs") = "task"
+    split: _key(Literal[VERDICT_SPLITS], _choice("split", VERDICT_SPLITS),
+                description="the split that is scored") = "test"
+    baseline: BaselineConfig | None = Field(
+        None, description="{architecture, options} of the single-task models")
+    interference: InterferenceConfig = Field(default_factory=InterferenceConfig)
+
+
+def _run_name(value):
+    bad = not isinstance(value, str) or not value or value in (".", "..") or any(
+        c in value for c in ("/", "\\", "\0", os.sep, os.altsep or "/"))
+    if bad:
+        raise _Invalid("{path} must be a folder name without '/' or '\\' (it "
+                       "names the run directory <output-dir>/<name>-<time>/ and "
+                       "the export folder saved_models/<name>/), e.g. "
+                       "'census_income'. Received: {value}")
+    return value
+
+
+def _task_list(value):
+    if not isinstance(value, list) or not value:
+        raise _Invalid("`{path}` must be a non-empty list of task mappings "
+                       "(name, type, target, ...). Received: {value}")
+    return value
+
+
+class RunConfig(Section):
+    """A whole run configuration (a YAML file; `docs/config.md`).
+
+    Example:
+
+    >>> config = parse_config({"data": {"dataset": "penguins"},
+    ...                        "tasks": [{"name": "species", "type": "multiclass"}]})
+    >>> config.training.epochs
+    10
+    """
+
+    name: _key(str, _run_name, description="names the run directory, the Keras "
+               "model and the default export folder; default the config file's "
+               "name") = "kmtl"
+    data: DataConfig = Field(default_factory=DataConfig)
+    features: FeaturesConfig = Field(default_factory=FeaturesConfig)
+    tasks: _key(list[TaskConfig], _task_list, description="the tasks: "
+                "kmtl.Task configs (name, type, target, ...)")
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    export: ExportConfig = Field(default_factory=ExportConfig)
+    compare: CompareConfig = Field(default_factory=CompareConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _top_level(cls, value):
+        if not isinstance(value, (dict, BaseModel)):
+            raise _Invalid("A config must be a YAML mapping. Received: {value}")
+        if isinstance(value, dict) and "tasks" in value and value["tasks"] is None:
+            value = {k: v for k, v in value.items() if k != "tasks"}
+        return value
+
+    @model_validator(mode="after")
+    def _check_across_sections(self):
+        data = self.data
+        if data.dataset is None and data.train is None and not data.task_tables:
+            raise _Invalid("Missing data: give `data.train` (a CSV/Parquet file), "
+                           "`data.task_tables` (one file per task) or "
+                           "`data.dataset`.")
+        task_names = self.task_names
+        for task in (self.compare.metrics or {}):
+            if task not in task_names:
+                raise _Invalid(f"compare.metrics: unknown task {task!r}. Tasks are "
+                               f"{task_names}.")
+        return self
+
+    @property
+    def task_names(self):
+        return [task.name for task in self.tasks]
+
+    def to_dict(self):
+        """The resolved config as plain data (what `config.yaml` stores)."""
+        return self.model_dump(mode="python")
+
+    def replace(self, changes):
+        """A validated copy with `{"section.key": value}` changes.
+
+        Raises:
+            ConfigError: a changed value fails validation.
+        """
+        return parse_config(self.to_dict(), overrides=changes)
+
+
+# === Entry points ===
+
+
+def _apply(raw, overrides):
+    raw = copy.deepcopy(raw)
+    for path, value in overrides.items():
+        *sections, key = path.split(".")
+        node = raw
+        for section in sections:
+            child = node.get(section)
+            if not isinstance(child, dict):
+                child = node[section] = {} if child is None else child
+            node = child
+        if isinstance(node, dict):
+            node[key] = value
+    return raw
+
+
+def parse_config(raw, name=None, overrides=None, sources=None):
+    """Validates a config mapping and fills in the defaults.
+
+    Args:
+        raw: dict, as read from YAML (or a `RunConfig`).
+        name: the default of the `name` key (the config file's stem).
+        overrides: `{"section.key": value}` set before validation, e.g. from
+            the command line.
+        sources: `{"section.key": "--flag"}`: where an override came from, named
+            in its error.
+
+    Returns:
+        A `RunConfig`.
+
+    Raises:
+        ConfigError: unknown or missing keys, or bad values; one line per problem
+            naming the key path, the value received and the fix.
+    """
+    if isinstance(raw, RunConfig):
+        raw = raw.to_dict()
+    if isinstance(raw, dict):
+        raw = _apply(raw, overrides or {})
+        if raw.get("name") is None:
+            raw["name"] = name or "kmtl"
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as error:
+        raise _config_error(error, sources) from None
+
+
+def as_run_config(config):
+    """`config` as a `RunConfig` (a mapping is validated).
+
+    Raises:
+        ConfigError: a mapping fails validation.
+    """
+    return config if isinstance(config, RunConfig) else parse_config(config)
 
 
 def resolve_config(raw, name=None):
-    """Fills defaults into a config mapping and validates its structure.
-
-    Args:
-        raw: dict, as read from YAML.
-        name: default for the `name` key (the config file's stem).
+    """Fills defaults into a config mapping and validates it (`parse_config`).
 
     Returns:
-        A new dict with every key of `SCHEMA`.
+        The resolved config as a new plain dict (`RunConfig.to_dict()`).
 
     Raises:
-        ConfigError: unknown or missing keys, or values of the wrong shape.
+        ConfigError: unknown or missing keys, or bad values.
     """
-    if not isinstance(raw, dict):
-        raise ConfigError(f"A config must be a YAML mapping. Received: {raw!r}")
-    config = _merge(SCHEMA, raw, "")
-    config["name"] = config["name"] or name or "kmtl"
-    data = config["data"]
-    if data["dataset"] is not None and data["dataset"] not in BUILTIN_DATASETS:
-        raise ConfigError(f"data.dataset: unknown data set {data['dataset']!r}. Use "
-                          f"one of {BUILTIN_DATASETS}, or give data.train.")
-    if data["dataset"] is None and data["train"] is None and not data["task_tables"]:
-        raise ConfigError("Missing data: give `data.train` (a CSV/Parquet file), "
-                          "`data.task_tables` (one file per task) or `data.dataset`.")
-    if not isinstance(config["tasks"], list) or not config["tasks"]:
-        raise ConfigError("`tasks` must be a non-empty list of task mappings "
-                          "(name, type, target, ...).")
-    training = config["training"]
-    for key in ("epochs", "batch_size"):
-        if not isinstance(training[key], int) or training[key] < 1:
-            raise ConfigError(f"training.{key} must be a positive integer. "
-                              f"Received: {training[key]!r}")
-    if training["gradient_statistics_every"] is None:
-        training["gradient_statistics_every"] = 0  # null: off
-    for key in ("gradient_statistics_every", "diagnostics_every"):
-        value = training[key]  # diagnostics_every null: every epoch, if any
-        if value is not None and not (isinstance(value, int)
-                                      and not isinstance(value, bool) and value >= 0):
-            raise ConfigError(f"training.{key} must be an integer >= 0 (0: off). "
-                              f"Received: {value!r}")
-    if not isinstance(config["model"]["options"], dict):
-        raise ConfigError("model.options must be a mapping of architecture "
-                          "arguments, e.g. {num_experts: 3}.")
-    _check_compare(config["compare"], _task_names(config["tasks"]))
-    return config
+    return parse_config(raw, name).to_dict()
 
 
-def _task_names(tasks):
-    return [t["name"] if isinstance(t, dict) else getattr(t, "name", t)
-            for t in tasks]
-
-
-def _positive_int(value):
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
-
-
-def _check_mapping_keys(value, allowed, path):
-    if not isinstance(value, dict):
-        raise ConfigError(f"`{path}` must be a mapping with keys from "
-                          f"{list(allowed)}. Received: {value!r}")
-    unknown = sorted(set(value) - set(allowed))
-    if unknown:
-        raise ConfigError(f"Unknown config key(s) {unknown} in `{path}`. Allowed "
-                          f"keys: {sorted(allowed)}.")
-
-
-def _check_variant(variant, path):
-    _check_mapping_keys(variant, VARIANT_KEYS, path)
-    name = variant.get("name")
-    if name is not None and (not isinstance(name, str) or not name or not all(
-            c.isalnum() or c in "_.-" for c in name)):
-        raise ConfigError(f"{path}.name must be a non-empty string of letters, "
-                          f"digits, '_', '.' or '-' (it names plot files). "
-                          f"Received: {name!r}")
-    if name == SINGLE_TASK:
-        raise ConfigError(f"{path}.name: {SINGLE_TASK!r} is reserved for the "
-                          f"single-task baselines; choose another name.")
-    architecture = variant.get("architecture")
-    if architecture is not None and not isinstance(architecture, str):
-        raise ConfigError(f"{path}.architecture must be an architecture name such "
-                          f"as 'mmoe'. Received: {architecture!r}")
-    options = variant.get("options")
-    if options is not None and not isinstance(options, dict):
-        raise ConfigError(f"{path}.options must be a mapping of architecture "
-                          f"arguments, e.g. {{num_experts: 3}}. Received: "
-                          f"{options!r}")
-    weighting = variant.get("weighting")
-    listed = weighting if isinstance(weighting, list) else [weighting]
-    if not listed or not all(w is None or isinstance(w, (str, dict)) for w in listed):
-        raise ConfigError(f"{path}.weighting must be a weighting name or spec such "
-                          f"as 'pcgrad' or 'cagrad(c=0.4)', or a non-empty list of "
-                          f"them (one variant each). Received: {weighting!r}")
-
-
-def _check_compare(compare, task_names):
-    """Validates the structure of the `compare` section in place (names of
-    architectures and weightings are checked by `kmtl.runs.comparison`)."""
-    if not _positive_int(compare["seeds"]):
-        raise ConfigError(f"compare.seeds must be a positive integer (the number "
-                          f"of seeds per model). Received: {compare['seeds']!r}")
-    if compare["average"] not in AVERAGES:
-        raise ConfigError(f"compare.average: unknown average "
-                          f"{compare['average']!r}. Use one of {AVERAGES}.")
-    if compare["split"] not in VERDICT_SPLITS:
-        raise ConfigError(f"compare.split: unknown split {compare['split']!r}. Use "
-                          f"one of {VERDICT_SPLITS}.")
-    variants = compare["variants"]
-    if variants is not None:
-        if not isinstance(variants, list) or not variants:
-            raise ConfigError(f"compare.variants must be a non-empty list of "
-                              f"mappings with keys from {list(VARIANT_KEYS)}, or "
-                              f"null for the config's own model. Received: "
-                              f"{variants!r}")
-        for i, variant in enumerate(variants):
-            _check_variant(variant, f"compare.variants[{i}]")
-    if compare["baseline"] is not None:
-        _check_mapping_keys(compare["baseline"], BASELINE_KEYS, "compare.baseline")
-    metrics = compare["metrics"]
-    if metrics is not None:
-        if not isinstance(metrics, dict) or not metrics:
-            raise ConfigError(f"compare.metrics must be null (every metric of "
-                              f"every task) or a mapping task -> list of metric "
-                              f"names, e.g. {{income: [auc]}}. Received: {metrics!r}")
-        for task, names in metrics.items():
-            if task not in task_names:
-                raise ConfigError(f"compare.metrics: unknown task {task!r}. Tasks "
-                                  f"are {task_names}.")
-            if (not isinstance(names, list) or not names
-                    or not all(isinstance(n, str) for n in names)):
-                raise ConfigError(f"compare.metrics.{task} must be a non-empty list "
-                                  f"of metric names, e.g. [auc]. Received: "
-                                  f"{names!r}")
-    directions = compare["directions"]
-    if not isinstance(directions, dict):
-        raise ConfigError(f"compare.directions must be a mapping metric -> 1 "
-                          f"(higher is better) or -1 (lower is better). Received: "
-                          f"{directions!r}")
-    for metric, value in directions.items():
-        if (isinstance(value, bool) or not isinstance(value, (int, float, str))
-                or value not in DIRECTIONS):
-            raise ConfigError(f"compare.directions.{metric} must be 1 or 'higher' "
-                              f"(higher is better), -1 or 'lower' (lower is "
-                              f"better). Received: {value!r}")
-        directions[metric] = DIRECTIONS[value]
-    interference = compare["interference"]
-    if not isinstance(interference["enabled"], bool):
-        raise ConfigError(f"compare.interference.enabled must be true or false. "
-                          f"Received: {interference['enabled']!r}")
-    for key in ("batches", "every"):
-        if not _positive_int(interference[key]):
-            raise ConfigError(f"compare.interference.{key} must be a positive "
-                              f"integer. Received: {interference[key]!r}")
-
-
-def load_config(path):
-    """Reads and resolves a YAML config file (see `resolve_config`).
-
-    Raises:
-        ConfigError: the file is missing, is not valid YAML, or fails validation.
-    """
+def _read_yaml(path):
     if not os.path.isfile(path):
         raise ConfigError(f"Config file not found: {path!r}.")
     with open(path) as handle:
@@ -275,5 +766,25 @@ def load_config(path):
             raw = yaml.safe_load(handle)
         except yaml.YAMLError as error:
             raise ConfigError(f"{path} is not valid YAML: {error}") from None
+    return {} if raw is None else raw
+
+
+def read_config(path, overrides=None, sources=None):
+    """Reads and validates a YAML config file (see `parse_config`); `name`
+    defaults to the file's name without suffix.
+
+    Raises:
+        ConfigError: the file is missing, is not valid YAML, or fails validation.
+    """
     stem = os.path.basename(path).split(".")[0]
-    return resolve_config(raw or {}, name=stem)
+    return parse_config(_read_yaml(path), name=stem, overrides=overrides,
+                        sources=sources)
+
+
+def load_config(path):
+    """`read_config` as a plain dict (`RunConfig.to_dict()`).
+
+    Raises:
+        ConfigError: the file is missing, is not valid YAML, or fails validation.
+    """
+    return read_config(path).to_dict()

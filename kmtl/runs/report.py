@@ -20,11 +20,11 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from kmtl.runs.config import SINGLE_TASK
 from kmtl.plotting.curves import plot_curves
 from kmtl.plotting.curves import plot_delta_m
 from kmtl.plotting.curves import plot_task_weights
 from kmtl.plotting.heatmap import plot_heatmap
+from kmtl.runs.config import SINGLE_TASK
 
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"

@@ -5,7 +5,8 @@ import copy
 import pytest
 
 import kmtl
-from kmtl.runs.config import SCHEMA
+from kmtl.runs.config import ModelConfig
+from kmtl.runs.config import RunConfig
 from kmtl.runs.config import load_config
 from kmtl.runs.config import resolve_config
 from kmtl.errors import ConfigError
@@ -21,7 +22,7 @@ def _minimal(**extra):
 
 def test_defaults_are_filled_in():
     config = resolve_config(_minimal())
-    assert set(config) == set(SCHEMA)
+    assert set(config) == set(RunConfig.model_fields)
     assert config["name"] == "kmtl"
     assert config["tasks"] == TASKS
     assert config["data"]["dataset"] == "penguins"
@@ -64,7 +65,7 @@ def test_defaults_are_copies():
     second = resolve_config(_minimal())
     assert second["model"]["tower_units"] == [64]
     assert second["data"]["split"]["seed"] == 0
-    assert SCHEMA["model"]["tower_units"] == [64]
+    assert ModelConfig().tower_units == [64]
 
 
 def test_model_options_are_passed_through_unchecked():

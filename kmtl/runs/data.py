@@ -1,0 +1,272 @@
+"""Data preparation of a run: load the config's data, split it, record the split,
+fit the tasks and the features on the training split.
+
+A split is recorded so that a run can be evaluated on exactly its own held-out
+rows later (`kmtl evaluate RUN_DIR`, through `kmtl.runs.run_dir.RunDir`): a
+split cut from a table is stored as the row positions of its rows in that
+table, plus a content hash of the table; a split read from its own file (or
+given by a data set's own protocol) is stored as a content hash of its rows.
+"""
+
+import dataclasses
+import hashlib
+import json
+import os
+
+import numpy as np
+import pandas as pd
+
+from kmtl import datasets
+from kmtl import tasks as tasks_module
+from kmtl.data import combine_task_tables
+from kmtl.data import make_dataset
+from kmtl.data import read_table
+from kmtl.data import split_frame
+from kmtl.errors import DataError
+from kmtl.features import resolve_features
+from kmtl.runs.config import as_run_config
+
+SPLITS = ("train", "validation", "test")
+_ROW = "__kmtl_row__"
+
+__all__ = [
+    "SPLITS",
+    "PreparedData",
+    "build_tasks",
+    "content_hash",
+    "load_splits",
+    "load_stored_splits",
+    "prepare",
+    "prepare_data",
+    "split_data",
+    "split_datasets",
+]
+
+
+def _path(path, data_dir):
+    if path is None or os.path.isabs(path) or data_dir is None:
+        return path
+    return os.path.join(data_dir, path)
+
+
+def content_hash(frame):
+    """A SHA-256 hex digest of a DataFrame's column names and values (not its
+    index): equal for equal tables, whatever file they were read from."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps([str(c) for c in frame.columns]).encode())
+    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return digest.hexdigest()
+
+
+def build_tasks(config):
+    """Fresh (unfitted) tasks from the config's `tasks` list.
+
+    Raises:
+        ConfigError: a bad task mapping or `derived_from` (before data is read).
+    """
+    config = as_run_config(config)
+    tasks = [tasks_module.get(task.model_dump()) for task in config.tasks]
+    tasks_module.derivation_order(tasks)
+    return tasks
+
+
+def _load(config, data_dir):
+    """`(table, own)`: the table held-out rows are cut from (None for a data set
+    with its own splits) and `{split: frame}` of the splits that come whole."""
+    data = config.data
+    options = data.read_options
+    own = {}
+    if data.dataset is not None:
+        dataset = datasets.get(data.dataset)
+        loaded = dataset.load(data_dir)
+        if dataset.has_splits:
+            return None, dict(zip(SPLITS, loaded))
+        frame = loaded
+    elif data.task_tables:
+        tables = {name: read_table(_path(path, data_dir), **options)
+                  for name, path in data.task_tables.items()}
+        frame = combine_task_tables(tables, label_column=data.label_column,
+                                    key=data.key)
+    else:
+        frame = read_table(_path(data.train, data_dir), **options)
+    for split in ("validation", "test"):
+        path = getattr(data, split)
+        if path:
+            own[split] = read_table(_path(path, data_dir), **options)
+    return frame, own
+
+
+def split_data(config, data_dir=None, tasks=None):
+    """The train, validation and test DataFrames the config describes, and the
+    record of the split.
+
+    Files named in `data.validation` / `data.test` are used as they are; a split
+    without a file is cut from the training table with `data.split`. A data set
+    with its own splits (`has_splits`, Census-Income) follows its protocol.
+
+    Returns:
+        `((train, validation, test), record)`. `record` maps each split to
+        `{"rows": n, "indices": [...]}` (row positions in the training table)
+        or `{"rows": n, "sha256": ...}` (a split that came whole), and
+        `"source"` to `{"rows": n, "sha256": ...}` of the training table when
+        rows were cut from it.
+
+    Raises:
+        DataError: a file is missing, unreadable or empty, or a task's columns
+            are absent.
+    """
+    config = as_run_config(config)
+    tasks = tasks if tasks is not None else build_tasks(config)
+    frame, own = _load(config, data_dir)
+    if frame is None:
+        record = {split: {"rows": len(own[split]), "sha256": content_hash(own[split])}
+                  for split in SPLITS}
+        return tuple(own[split] for split in SPLITS), record
+    for task in tasks:
+        task.check_columns(frame, "the training data")
+    record = {split: {"rows": len(part), "sha256": content_hash(part)}
+              for split, part in own.items()}
+    if len(own) == 2:
+        record["train"] = {"rows": len(frame), "sha256": content_hash(frame)}
+        return (frame, own["validation"], own["test"]), record
+    split = config.data.split
+    record["source"] = {"rows": len(frame), "sha256": content_hash(frame)}
+    numbered = frame.assign(**{_ROW: np.arange(len(frame))})
+    parts = split_frame(numbered, tasks, split.method,
+                        0.0 if "validation" in own else split.validation,
+                        0.0 if "test" in own else split.test, split.seed)
+    frames = []
+    for name, part in zip(SPLITS, parts):
+        if name in own:
+            frames.append(own[name])
+            continue
+        record[name] = {"rows": len(part), "indices": part[_ROW].tolist()}
+        frames.append(part.drop(columns=_ROW))
+    return tuple(frames), record
+
+
+def load_splits(config, data_dir=None, tasks=None):
+    """The train, validation and test DataFrames the config describes (see
+    `split_data`).
+
+    Raises:
+        DataError: a file is missing, unreadable or empty.
+    """
+    frames, _ = split_data(config, data_dir, tasks)
+    return frames
+
+
+def _changed(what, fix):
+    return DataError(f"The {what} differs from the one the run was trained on (its "
+                     f"content hash changed), so the stored split does not apply. "
+                     f"{fix}")
+
+
+def load_stored_splits(config, record, data_dir=None):
+    """The train, validation and test DataFrames of a recorded split (from
+    `split_data`): the same rows, from the same data, without splitting again.
+
+    Raises:
+        DataError: the data is missing or has changed since the split was
+            recorded.
+    """
+    config = as_run_config(config)
+    frame, own = _load(config, data_dir)
+    fix = ("Restore the data, or evaluate on a file: kmtl evaluate RUN_DIR DATA.")
+    if "source" in record:
+        if frame is None or content_hash(frame) != record["source"]["sha256"]:
+            raise _changed("training table", fix)
+    frames = []
+    for split in SPLITS:
+        entry = record[split]
+        if "indices" in entry:
+            frames.append(frame.iloc[entry["indices"]].reset_index(drop=True))
+            continue
+        part = own.get(split)
+        if part is None and split == "train" and frame is not None:
+            part = frame
+        if part is None or content_hash(part) != entry["sha256"]:
+            raise _changed(f"{split} data", fix)
+        frames.append(part)
+    return tuple(frames)
+
+
+def prepare(config, train, tasks):
+    """Fits the tasks and the features on the training split.
+
+    Returns:
+        The list of fitted features.
+    """
+    config = as_run_config(config)
+    for task in tasks:
+        task.fit(train)
+    targets = {c for t in tasks for c in t.target_columns}
+    section = config.features
+    exclude = set(section.exclude) | targets
+    if config.data.key:
+        exclude.add(config.data.key)
+    features = resolve_features(train, section.numeric, section.categorical, exclude)
+    for feature in features:
+        feature.fit(train, section.max_vocabulary, section.min_frequency)
+    return features
+
+
+def split_datasets(frames, features, tasks, batch_size):
+    """`make_dataset` for each named non-empty frame (no shuffling).
+
+    Converting every split up front finds bad labels or feature values before
+    anything is trained or written."""
+    return {split: make_dataset(frame, features, tasks, batch_size)
+            for split, frame in frames.items() if frame is not None and len(frame)}
+
+
+@dataclasses.dataclass
+class PreparedData:
+    """The data of a config, loaded, split and fitted once (see `prepare_data`).
+
+    Attributes:
+        tasks: list of fitted `kmtl.Task`.
+        features: list of fitted `kmtl.features.Feature`.
+        train, validation, test: the split DataFrames (validation and test may be
+            None or empty).
+        batch_size: int, `training.batch_size`.
+        held_out: `{split: tf.data.Dataset}` for the non-empty held-out splits,
+            labelled for every task, unshuffled.
+        split: the record of the split (see `split_data`).
+    """
+
+    tasks: list
+    features: list
+    train: pd.DataFrame
+    validation: pd.DataFrame
+    test: pd.DataFrame
+    batch_size: int
+    held_out: dict
+    split: dict = dataclasses.field(default_factory=dict)
+
+    def train_dataset(self, seed):
+        """The training split, reshuffled every epoch in an order fixed by `seed`."""
+        return make_dataset(self.train, self.features, self.tasks, self.batch_size,
+                            shuffle=True, seed=seed)
+
+
+def prepare_data(config, data_dir=None):
+    """Loads and splits the config's data, fits its tasks and features on the
+    training split, and converts the held-out splits (which finds bad labels or
+    feature values before anything is trained).
+
+    Returns:
+        A `PreparedData`.
+
+    Raises:
+        ConfigError, DataError: bad config or data.
+    """
+    config = as_run_config(config)
+    tasks = build_tasks(config)
+    (train, validation, test), record = split_data(config, data_dir, tasks)
+    features = prepare(config, train, tasks)
+    batch_size = config.training.batch_size
+    held_out = split_datasets({"validation": validation, "test": test}, features,
+                              tasks, batch_size)
+    return PreparedData(tasks, features, train, validation, test, batch_size,
+                        held_out, record)

@@ -1,0 +1,227 @@
+"""`RunDir`: the one place that writes and reads a run directory.
+
+A run directory `<output-dir>/<name>-<timestamp>[-n]/` holds:
+
+- `config.yaml`: the resolved config (every default filled in), with each
+  task's fitted fields (classes, positive label, regression mean and std) and
+  the features actually used, by kind (`features.numeric`,
+  `features.categorical`), including those chosen automatically, so that the
+  file alone reproduces the run's inputs;
+- `split.json`: the split (see `kmtl.runs.data.split_data`): row positions of
+  the train, validation and test rows in the training table, or a content
+  hash of a split read from its own file;
+- `model.keras`: the trained model;
+- `metrics.json`: `{split: {task: {metric: value}}}` on the held-out splits;
+- `logs/`: TensorBoard logs.
+"""
+
+import datetime
+import json
+import os
+
+import yaml
+
+from kmtl.errors import DataError
+from kmtl.runs.config import parse_config
+
+CONFIG_FILE = "config.yaml"
+SPLIT_FILE = "split.json"
+MODEL_FILE = "model.keras"
+METRICS_FILE = "metrics.json"
+LOG_DIR = "logs"
+
+__all__ = ["CONFIG_FILE", "LOG_DIR", "METRICS_FILE", "MODEL_FILE", "SPLIT_FILE",
+           "RunDir", "resolved_config"]
+
+
+def resolved_config(config, tasks=None, features=None):
+    """The config as `config.yaml` stores it: a plain dict with the fitted task
+    configs and the features used listed by kind.
+
+    Args:
+        config: a `RunConfig`.
+        tasks: fitted `kmtl.Task`s (default: the config's task mappings).
+        features: fitted features (default: the config's `features` lists).
+
+    Returns:
+        A dict that `kmtl.runs.config.parse_config` turns back into the same
+        config.
+    """
+    resolved = config.to_dict()
+    if tasks is not None:
+        resolved["tasks"] = [task.get_config() for task in tasks]
+    if features is not None:
+        kinds = {}
+        for feature in features:
+            kinds.setdefault(feature.kind, []).append(feature.name)
+        for kind in ("numeric", "categorical"):
+            kinds.setdefault(kind, [])
+        resolved["features"].update(kinds)
+    return parse_config(resolved).to_dict()
+
+
+class RunDir:
+    """A run directory: creates it, writes and reads its files.
+
+    Args:
+        path: str or path-like, the directory.
+
+    Example:
+
+    >>> run = RunDir.create("runs", "penguins")       # runs/penguins-<time>/
+    >>> run.write_config(config, data.tasks, data.features)
+    >>> RunDir.open(run.path).read_config().training.epochs
+    """
+
+    def __init__(self, path):
+        self.path = os.fspath(path)
+
+    def __repr__(self):
+        return f"RunDir({self.path!r})"
+
+    def __fspath__(self):
+        return self.path
+
+    # === Creating and opening ===
+
+    @classmethod
+    def create(cls, output_dir, name):
+        """Creates a fresh directory `output_dir/<name>-<timestamp>[-n]`; never
+        reuses an existing one.
+
+        Raises:
+            DataError: `output_dir` cannot be created or written.
+        """
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        output_dir = os.fspath(output_dir)
+        try:
+            os.makedirs(output_dir, exist_ok=True)
+            for attempt in range(1000):
+                suffix = f"-{attempt}" if attempt else ""
+                path = os.path.join(output_dir, f"{name}-{stamp}{suffix}")
+                try:
+                    os.mkdir(path)
+                    return cls(path)
+                except FileExistsError:
+                    continue
+        except OSError as error:
+            raise DataError(
+                f"Cannot write the output directory {output_dir!r}: "
+                f"{error.strerror}. Pass a writable --output-dir.") from None
+        raise DataError(f"No free run directory name under {output_dir!r}.")
+
+    @classmethod
+    def open(cls, path):
+        """An existing run directory, checked to hold a config and a model.
+
+        Raises:
+            DataError: `path` is not a directory, or `config.yaml` or
+                `model.keras` is missing (naming the file).
+        """
+        run = cls(path)
+        if not os.path.isdir(run.path):
+            raise DataError(f"{run.path!r} is not a kmtl run directory: no such "
+                            f"directory. Pass the directory `kmtl train` printed "
+                            f"last.")
+        for name in (MODEL_FILE, CONFIG_FILE):
+            if not os.path.isfile(run.file(name)):
+                raise DataError(f"{run.path!r} is not a kmtl run directory: {name} "
+                                f"is missing. Pass the directory `kmtl train` "
+                                f"printed last.")
+        return run
+
+    # === Paths ===
+
+    def file(self, name):
+        return os.path.join(self.path, name)
+
+    @property
+    def log_dir(self):
+        """The TensorBoard log directory, `logs/`."""
+        return self.file(LOG_DIR)
+
+    @property
+    def model_path(self):
+        return self.file(MODEL_FILE)
+
+    # === config.yaml ===
+
+    def write_config(self, config, tasks=None, features=None):
+        """Writes `config.yaml` (see `resolved_config`); returns the dict written."""
+        resolved = resolved_config(config, tasks, features)
+        with open(self.file(CONFIG_FILE), "w") as handle:
+            yaml.safe_dump(resolved, handle, sort_keys=False)
+        return resolved
+
+    def read_config(self):
+        """The stored config as a `RunConfig`.
+
+        Raises:
+            DataError: `config.yaml` is missing or not YAML.
+            ConfigError: it is no valid config.
+        """
+        path = self.file(CONFIG_FILE)
+        try:
+            with open(path) as handle:
+                raw = yaml.safe_load(handle)
+        except FileNotFoundError:
+            raise DataError(f"{self.path!r} is not a kmtl run directory: "
+                            f"{CONFIG_FILE} is missing.") from None
+        except yaml.YAMLError as error:
+            raise DataError(f"{path!r} is not valid YAML: {error}") from None
+        return parse_config(raw)
+
+    # === split.json ===
+
+    def write_split(self, record):
+        """Writes `split.json` (a record from `kmtl.runs.data.split_data`)."""
+        self._write_json(SPLIT_FILE, record, indent=None)
+
+    def read_split(self):
+        """The stored split record, or None for a run directory written before
+        splits were stored."""
+        path = self.file(SPLIT_FILE)
+        if not os.path.isfile(path):
+            return None
+        return self._read_json(SPLIT_FILE)
+
+    # === model.keras ===
+
+    def save_model(self, model):
+        model.save(self.model_path)
+
+    def load_model(self):
+        """The trained model.
+
+        Raises:
+            DataError: `model.keras` is missing.
+        """
+        import keras
+
+        if not os.path.isfile(self.model_path):
+            raise DataError(f"{self.path!r} is not a kmtl run directory: "
+                            f"{MODEL_FILE} is missing.")
+        return keras.saving.load_model(self.model_path)
+
+    # === metrics.json ===
+
+    def write_metrics(self, metrics):
+        """Writes `metrics.json`: `{split: {task: {metric: value}}}`."""
+        self._write_json(METRICS_FILE, metrics)
+
+    def read_metrics(self):
+        return self._read_json(METRICS_FILE)
+
+    def _write_json(self, name, value, indent=2):
+        with open(self.file(name), "w") as handle:
+            json.dump(value, handle, indent=indent)
+
+    def _read_json(self, name):
+        path = self.file(name)
+        try:
+            with open(path) as handle:
+                return json.load(handle)
+        except FileNotFoundError:
+            raise DataError(f"{path!r} is missing.") from None
+        except json.JSONDecodeError as error:
+            raise DataError(f"{path!r} is not valid JSON: {error}") from None
