@@ -1,7 +1,6 @@
 """`MultiTaskModel`: a Functional Keras model with one output per task and a
 training step that computes, weights and logs per-task losses."""
 
-import warnings
 
 import keras
 import tensorflow as tf
@@ -11,12 +10,12 @@ from keras.utils import unpack_x_y_sample_weight
 from kmtl import tasks as tasks_module
 from kmtl import weighting as weighting_module
 from kmtl._keras_internals import SerializableDict
-from kmtl._keras_internals import scale_loss_for_distribution
 from kmtl._keras_internals import unscale_loss_for_distribution
 from kmtl.architectures.base import Architecture
 from kmtl.errors import ConfigError
 from kmtl.features import Feature
 from kmtl.models import shared_parameters
+from kmtl.models import steps
 from kmtl.weighting import StaticWeighting
 
 LOSS_COMBINATIONS = ("sum", "mean")
@@ -86,7 +85,7 @@ class MultiTaskModel(keras.Model):
                                      for t in self.tasks]
         self.sharing_penalty_tracker = (
             keras.metrics.Mean(name="sharing_penalty")
-            if self._penalty_layers() else None)
+            if self._penalty_layer() is not None else None)
         self.task_metrics = []
         self._metric_slices = {}
         for task in self.tasks:
@@ -201,10 +200,12 @@ class MultiTaskModel(keras.Model):
         weighting.build_tasks(self.task_names, weights)
         self.weighting = weighting
         self.gradient_mode = gradients
-        if gradients == "representation" and weighting.gradient_based:
-            # Not tracked (object.__setattr__): it shares every layer with `self`.
-            object.__setattr__(self, "_representation_model",
-                               self._build_representation_model())
+        if not weighting.gradient_based:
+            self.step_strategy = steps.LossWeightingStep()
+        elif gradients == "representation":
+            self.step_strategy = steps.RepresentationGradientStep(self)
+        else:
+            self.step_strategy = steps.ParameterGradientStep()
         self._compile_config = SerializableDict(
             optimizer=optimizer, loss_weights=loss_weights,
             loss_combination=loss_combination,
@@ -234,16 +235,20 @@ class MultiTaskModel(keras.Model):
         """Per-task losses `{task: scalar}`, each the mean over labelled rows.
 
         Regression labels and predictions are standardized with the task's
-        training mean and std first (see `Task.standardize`). Each value is
-        already scaled for `tf.distribute` (divided by the number of replicas).
+        training mean and std first (see `Task.standardize`). Under
+        `tf.distribute` each value is the replica's own mean (not divided by the
+        number of replicas: the train step scales once, see
+        `kmtl.models.steps`).
         """
         losses = {}
         for task in self.tasks:
             name = task.name
             weight = None if sample_weight is None else sample_weight.get(name)
-            losses[name] = self._task_losses[name](
+            loss = self._task_losses[name](
                 task.standardize(y[name]), task.standardize(y_pred[name]),
                 sample_weight=weight)
+            # A Keras loss divides its value by the replica count; undone here.
+            losses[name] = unscale_loss_for_distribution(loss)
         return losses
 
     def stack_task_losses(self, task_losses):
@@ -277,28 +282,34 @@ class MultiTaskModel(keras.Model):
         total, _ = self.weighting.combine_losses(losses, labelled)
         return total
 
-    def _regularization(self):
+    def regularization_loss(self):
+        """The sum of the layers' added losses (`self.losses`: weight
+        regularizers, soft-sharing penalties), or 0.0 without any; not scaled
+        for `tf.distribute`."""
         if not self.losses:
             return 0.0
-        return scale_loss_for_distribution(ops.sum(self.losses))
+        return ops.sum(self.losses)
 
-    def _penalty_layers(self):
-        return [layer for layer in self._flatten_layers(include_self=False)
-                if callable(getattr(layer, "penalty", None))]
+    def _penalty_layer(self):
+        """The architecture layer when it adds a sharing penalty (its class
+        overrides `Architecture.penalty`: soft parameter sharing), else None."""
+        architecture = self.architecture
+        if (architecture is None
+                or type(architecture).penalty is Architecture.penalty):
+            return None
+        return architecture
 
     def _sharing_penalty(self):
-        """The summed `penalty()` of the soft-sharing layers, which their
-        `add_loss` puts into `self.losses`; None without such layers."""
+        """The architecture's `penalty()`, which its `add_loss` puts into
+        `self.losses`; None without one."""
         if self.sharing_penalty_tracker is None:
             return None
-        return ops.sum(ops.stack([ops.cast(layer.penalty(), "float32")
-                                  for layer in self._penalty_layers()]))
+        return ops.cast(self._penalty_layer().penalty(), "float32")
 
     def _update_metrics(self, loss, task_losses, x, y, y_pred, sample_weight,
                         task_weights=None, penalty=None):
         batch_size = ops.shape(next(iter(x.values())))[0]
-        self._loss_tracker.update_state(
-            unscale_loss_for_distribution(loss), sample_weight=batch_size)
+        self._loss_tracker.update_state(loss, sample_weight=batch_size)
         if penalty is not None:
             self.sharing_penalty_tracker.update_state(penalty)
         if task_weights is not None:
@@ -307,7 +318,7 @@ class MultiTaskModel(keras.Model):
         for task, tracker in zip(self.tasks, self.task_loss_trackers):
             weight = None if sample_weight is None else sample_weight.get(task.name)
             tracker.update_state(
-                unscale_loss_for_distribution(task_losses[task.name]),
+                task_losses[task.name],
                 sample_weight=batch_size if weight is None else ops.sum(weight))
             start, end = self._metric_slices[task.name]
             for metric in self.task_metrics[start:end]:
@@ -315,146 +326,22 @@ class MultiTaskModel(keras.Model):
                                     sample_weight=weight)
         return self.get_metrics_result()
 
-    def _build_representation_model(self):
-        """`inputs -> (outputs, shared representation)` over the same layers."""
-        # The architecture layer serves every task with a head of its own (a task
-        # derived from others has none).
-        headed = [t.name for t in self.tasks if not t.derived_from]
-        for layer in self.layers:
-            # The architecture layer: it takes `task_names` and returns one
-            # representation per task (Keras keeps its outputs flattened).
-            if list(getattr(layer, "task_names", None) or []) != headed:
-                continue
-            if not getattr(layer, "shares_representation", False):
-                raise ConfigError(
-                    f"gradients='representation' needs one representation "
-                    f"shared by every task, but the architecture layer "
-                    f"'{layer.name}' gives each task its own. Use "
-                    f"architecture='shared_bottom' or gradients='parameters'.")
-            outputs = layer.output
-            first = outputs[0] if isinstance(outputs, (list, tuple)) else outputs
-            return keras.Model(self._inputs_struct, [self._outputs_struct, first])
-        raise ConfigError("gradients='representation': no architecture layer with "
-                          "one output per task was found in the model.")
-
     def train_step(self, data):
         x, y, sample_weight = unpack_x_y_sample_weight(data)
-        weighting = self.weighting
-        trainable = self.trainable_weights
-        representation = None
-        with tf.GradientTape(persistent=weighting.gradient_based) as tape:
-            if weighting.gradient_based and self.gradient_mode == "representation":
-                y_pred, representation = self._representation_model(
-                    x, training=True)
-            else:
-                y_pred = self(x, training=True)
+        step = self.step_strategy
+        with tf.GradientTape(persistent=step.persistent) as tape:
+            y_pred, representation = step.forward(self, x)
             task_losses = self.compute_task_losses(y, y_pred, sample_weight)
-            losses = self.stack_task_losses(task_losses)
             labelled = self.labelled_tasks(sample_weight)
-            if weighting.gradient_based:
-                regularization = self._regularization()
-                # Each task's own loss tensor, not a slice of `losses`: the
-                # gradient of a slice of a stack would carry zeros back through
-                # every other task's tower.
-                scaled = [self.optimizer.scale_loss(task_losses[name])
-                          for name in self.task_names]
-                scaled_regularization = self.optimizer.scale_loss(regularization)
-                scaled_sum = ops.sum(ops.stack(scaled))
-            else:
-                total, task_weights = weighting.combine_losses(losses, labelled)
-                loss = total + self._regularization()
-                scaled_loss = self.optimizer.scale_loss(loss)
-        if representation is not None:
-            gradients, task_weights = self._representation_gradients(
-                tape, scaled, scaled_sum, scaled_regularization, losses, labelled,
-                trainable, representation)
-            loss = ops.sum(task_weights * losses) + regularization
-            del tape
-        elif weighting.gradient_based:
-            gradients, task_weights = self._aggregated_gradients(
-                tape, scaled, scaled_regularization, losses, labelled, trainable)
-            loss = ops.sum(task_weights * losses) + regularization
-            del tape
-        else:
-            gradients = tape.gradient(scaled_loss, trainable)
+            step_loss = step.loss(self, task_losses, labelled)
+        gradients, step_loss = step.gradients(self, tape, step_loss, task_losses,
+                                              labelled, representation)
+        del tape
         # Before the update: the penalty `loss` holds.
         penalty = self._sharing_penalty()
-        self.optimizer.apply_gradients(zip(gradients, trainable))
-        return self._update_metrics(loss, task_losses, x, y, y_pred, sample_weight,
-                                    task_weights, penalty)
-
-    def _aggregated_gradients(self, tape, scaled_losses, scaled_regularization,
-                              losses, labelled, variables):
-        """Per-task gradients -> the weighting's direction for shared parameters.
-
-        A parameter that only one task's loss reaches (its tower and head, its
-        gate or its slice of a stacked tower) gets that task's gradient; one
-        that several reach (encoder, shared experts) is shared: the tasks'
-        gradients of it, unscaled (mixed precision) and flattened into a
-        `(tasks, parameters)` matrix, go to `Weighting.aggregate_gradients`,
-        whose direction is split back into the variables. Which parameters are
-        shared is decided when the step is traced
-        (`kmtl.models.shared_parameters`).
-        """
-        per_task = [tape.gradient(loss, variables) for loss in scaled_losses]
-        parts = self.gradient_parts(per_task, variables)
-        scale = self.optimizer.scale_loss(ops.convert_to_tensor(1.0, "float32"))
-        directions = {}
-        if any(part.shared for part in parts):
-            matrix = shared_parameters.gradient_matrix(
-                per_task, parts, variables) / scale
-            direction, task_weights = self.weighting.aggregate_gradients(
-                matrix, losses, labelled)
-            directions = shared_parameters.split_direction(
-                direction * scale, parts, variables)
-        else:
-            # Read when the step is traced, so said once per trace.
-            warnings.warn(
-                f"Model {self.name!r}: the tasks share no trained parameter, so "
-                f"the gradient-based weighting {type(self.weighting).__name__} has "
-                f"nothing to combine; each task's parameters get its own "
-                f"gradient, as with equal weights.", stacklevel=2)
-            task_weights = ops.cast(labelled, "float32")
-        gradients = shared_parameters.assemble(
-            parts, variables,
-            lambda part: directions.get(part) if part.shared
-            else shared_parameters.own_gradient(per_task, part))
-        gradients = self._add_regularization_gradients(
-            tape, scaled_regularization, variables, gradients)
-        return gradients, task_weights
-
-    def _representation_gradients(self, tape, scaled_losses, scaled_sum,
-                                  scaled_regularization, losses, labelled,
-                                  variables, representation):
-        """MGDA-UB style: aggregate the task gradients of the shared
-        representation `z` `(batch, d)`, then one backward pass of the direction
-        through the layers below `z`. Layers above `z` (towers, heads) get their
-        own task's gradient."""
-        scale = self.optimizer.scale_loss(ops.convert_to_tensor(1.0, "float32"))
-        rows = [ops.reshape(ops.cast(tape.gradient(loss, representation), "float32"),
-                            (-1,)) for loss in scaled_losses]
-        direction, task_weights = self.weighting.aggregate_gradients(
-            ops.stack(rows) / scale, losses, labelled)
-        direction = ops.cast(ops.reshape(direction * scale, ops.shape(representation)),
-                             representation.dtype)
-        gradients = tape.gradient(representation, variables,
-                                  output_gradients=direction)
-        above = [i for i, g in enumerate(gradients) if g is None]
-        own = tape.gradient(scaled_sum, [variables[i] for i in above])
-        for i, g in zip(above, own):
-            gradients[i] = g
-        gradients = self._add_regularization_gradients(
-            tape, scaled_regularization, variables, gradients)
-        return gradients, task_weights
-
-    def _add_regularization_gradients(self, tape, scaled_regularization, variables,
-                                      gradients):
-        """Adds the gradients of the regularization losses (if any)."""
-        if not self.losses:
-            return gradients
-        extra = tape.gradient(scaled_regularization, variables)
-        return [g if e is None else (e if g is None else g + e)
-                for g, e in zip(gradients, extra)]
+        self.optimizer.apply_gradients(zip(gradients, self.trainable_weights))
+        return self._update_metrics(step_loss.loss, task_losses, x, y, y_pred,
+                                    sample_weight, step_loss.task_weights, penalty)
 
     def task_gradients(self, data):
         """Each task's gradient of the shared parameters on one batch.
@@ -508,7 +395,7 @@ class MultiTaskModel(keras.Model):
         task_losses = self.compute_task_losses(y, y_pred, sample_weight)
         total, task_weights = self.weighting.combine_losses(
             self.stack_task_losses(task_losses), self.labelled_tasks(sample_weight))
-        loss = total + self._regularization()
+        loss = total + self.regularization_loss()
         return self._update_metrics(loss, task_losses, x, y, y_pred, sample_weight,
                                     task_weights, self._sharing_penalty())
 

@@ -4,7 +4,6 @@ descent."""
 import keras
 from keras import ops
 
-from kmtl._keras_internals import scale_loss_for_distribution
 from kmtl.weighting.base import Weighting
 from kmtl.weighting.base import register
 
@@ -39,9 +38,9 @@ class DWA(Weighting):
     An epoch average is over the batches in which the task has labels; a task
     without labels in the batch gets weight 0 for it. Under `tf.distribute` the
     running sums are on-read variables, as Keras metrics use: each replica adds
-    its losses and its count (scaled by the replica count like its loss) to its
-    own copy, with no collective in the step, and reading them sums the copies,
-    so the average is the one device's. Static loss weights are not used.
+    its own losses and its count to its own copy, with no collective in the
+    step, and reading them sums the copies, so the average is over every
+    replica's labelled batches. Static loss weights are not used.
 
     Args:
         temperature: float, default 2.0 (the paper's `T`). Softness of the
@@ -101,7 +100,7 @@ class DWA(Weighting):
         self.loss_sums.assign_add(
             ops.cast(recording * mask * ops.stop_gradient(losses), "float32"))
         self.loss_counts.assign_add(
-            ops.cast(recording * scale_loss_for_distribution(mask), "float32"))
+            ops.cast(recording * mask, "float32"))
         return ops.sum(weights * losses), weights
 
     def end_epoch(self):

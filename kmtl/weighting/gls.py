@@ -24,9 +24,9 @@ class GLS(Weighting):
     unlabelled task): the geometric mean weights each task by the inverse of its
     own loss. (LibMTL's `GLS` logs `L_t / (T prod_k L_k)` instead.)
 
-    Under `tf.distribute` each replica's losses are already divided by the
-    replica count; the geometric mean is homogeneous of degree 1, so its value is
-    divided the same way. Static loss weights are not used.
+    Under `tf.distribute` the train step divides each replica's total by the
+    replica count; the geometric mean is homogeneous of degree 1, so that is
+    the geometric mean of the divided losses. Static loss weights are not used.
 
     Args:
         epsilon: float, default 1e-8. Added to each loss inside the log.

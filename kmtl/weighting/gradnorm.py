@@ -4,7 +4,6 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from kmtl._keras_internals import scale_loss_for_distribution
 from kmtl.weighting.base import Weighting
 from kmtl.weighting.base import register
 
@@ -117,15 +116,13 @@ class GradNorm(Weighting):
     def aggregate_gradients(self, gradients, losses, labelled):
         dtype = gradients.dtype
         weights = ops.convert_to_tensor(self.task_weights, dtype)
-        # Losses and gradients arrive divided by the replica count: summed over
-        # the replicas and divided by the share of them with labels, they give
-        # the replicas' mean loss and mean gradient norm (the plain values on
-        # one device).
+        # A replica's own losses and gradients: summed over the replicas and
+        # divided by the number of them with labels, they give the replicas'
+        # mean loss and mean gradient norm (the plain values on one device).
         local = ops.cast(labelled, dtype)
         local_norms = ops.sqrt(ops.sum(ops.square(gradients), axis=1))
         share, loss_sum, norm_sum = _sum_over_replicas(
-            scale_loss_for_distribution(local), local * ops.cast(losses, dtype),
-            local * local_norms)
+            local, local * ops.cast(losses, dtype), local * local_norms)
         mask = ops.cast(share > 0, dtype)
         losses = ops.divide_no_nan(loss_sum, share)
         norms = ops.divide_no_nan(norm_sum, share)

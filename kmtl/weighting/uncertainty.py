@@ -3,7 +3,6 @@
 import keras
 from keras import ops
 
-from kmtl._keras_internals import scale_loss_for_distribution
 from kmtl.weighting.base import Weighting
 from kmtl.weighting.base import register
 
@@ -37,8 +36,9 @@ class UncertaintyWeighting(Weighting):
     The log-variances are trainable variables of the model, updated by the
     model's optimizer; they are saved in `.keras` files. A task without labels in
     the batch contributes neither term (weight 0, no gradient for its `s_t`).
-    Under `tf.distribute` each replica adds `s_t / num_replicas`, like its task
-    losses, so the replicas' gradients sum to the single-device ones. Static loss
+    Under `tf.distribute` each replica's total (its task losses and the `s_t`
+    terms alike) is divided by the replica count by the train step, so the
+    replicas' gradients sum to the single-device ones. Static loss
     weights (`Task.loss_weight`, `compile(loss_weights=...)`) are not used.
 
     Args:
@@ -74,8 +74,7 @@ class UncertaintyWeighting(Weighting):
         mask = ops.cast(labelled, losses.dtype)
         log_variances = ops.cast(self.log_variances, losses.dtype)
         precision = ops.exp(-log_variances)
-        # `losses` arrive divided by the replica count; the regularizer must be too.
-        terms = precision * losses + scale_loss_for_distribution(log_variances)
+        terms = precision * losses + log_variances
         return ops.sum(mask * terms), mask * precision
 
     def get_config(self):
