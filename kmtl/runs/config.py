@@ -71,6 +71,7 @@ CATEGORICAL_ENCODINGS = ("embedding", "one_hot")
 VERBOSITY = (0, 1, 2, "auto")
 DIRECTIONS = {1: 1, -1: -1, "higher": 1, "lower": -1}
 SINGLE_TASK = "single_task"
+YAML_BOOLEANS = ("true", "false", "yes", "no", "on", "off")
 NAME_CHARACTERS = "letters, digits, '_', '.' or '-'"
 
 
@@ -157,9 +158,9 @@ def _count(hint=" (0: off)"):
 
 def _boolean(value):
     if not isinstance(value, bool):
+        quoted = isinstance(value, str) and value.lower() in YAML_BOOLEANS
         raise _Invalid("{path} must be true or false. Received: {value}"
-                       + (" (a string: write it without quotes)"
-                          if isinstance(value, str) else ""))
+                       + (" (a string: write it without quotes)" if quoted else ""))
     return value
 
 

@@ -90,12 +90,12 @@ def new_run_dir(output_dir, name):
     return RunDir.create(output_dir, name).path
 
 
-def check_writable(directory, what):
+def check_writable(directory, what, fix="Choose a writable directory."):
     """Checks, without creating anything, that `directory` is a writable
     directory or can be created as one.
 
     Raises:
-        DataError: naming `what` and the directory.
+        DataError: naming `what` and the directory, and ending with `fix`.
     """
     given = os.fspath(directory)
     directory = os.path.abspath(given)
@@ -107,13 +107,12 @@ def check_writable(directory, what):
         existing = parent
     if not os.path.isdir(existing):
         raise DataError(f"Cannot create the {what} {given!r}: {existing!r} is not "
-                        f"a directory. Choose a writable directory.")
+                        f"a directory. {fix}")
     if not os.access(existing, os.W_OK | os.X_OK):
         if existing == directory:
-            raise DataError(f"The {what} {given!r} is not writable. Choose a "
-                            f"writable directory.")
+            raise DataError(f"The {what} {given!r} is not writable. {fix}")
         raise DataError(f"Cannot create the {what} {given!r}: {existing!r} is not "
-                        f"writable. Choose a writable directory.")
+                        f"writable. {fix}")
 
 
 def nested_metrics(logs, tasks, prefix=""):
@@ -291,8 +290,9 @@ def _train(config, data_dir, output_dir, export_root, log):
     export_dir = None
     if config.export.enabled:
         export_dir = config.export.dir or os.path.join(export_root, config.name)
-        check_writable(export_dir, "export directory")
-    check_writable(output_dir, "output directory")
+        check_writable(export_dir, "export directory",
+                       "Choose a writable export.dir or --export-dir.")
+    check_writable(output_dir, "output directory", "Pass a writable --output-dir.")
     model = build_run_model(config, data)
     diagnostics_every = training.diagnostics_every
     try:

@@ -90,7 +90,7 @@ def train_fails(workspace, tmp_path, capsys):
     YAML text) and asserts exit code 2, each part on stderr, and the workspace's
     run and export directories unchanged."""
 
-    def check(config, *parts, output_dir=None, export_dir=None):
+    def check(config, *parts, output_dir=None, export_dir=None, args=()):
         runs = workspace["runs"] if output_dir is None else output_dir
         export = workspace["export"] if export_dir is None else export_dir
         path = tmp_path / "config.yaml"
@@ -98,7 +98,7 @@ def train_fails(workspace, tmp_path, capsys):
         before = snapshot(workspace["runs"]), snapshot(workspace["export"])
         capsys.readouterr()
         code = main(["train", str(path), "--output-dir", str(runs), "--export-dir",
-                     str(export)])
+                     str(export), *map(str, args)])
         out, err = capsys.readouterr()
         assert code == 2, (out[-2000:], err[-2000:])
         assert err.startswith("kmtl train: error: ")
@@ -154,6 +154,83 @@ def test_unknown_task_type(workspace, train_fails):
     config = good_config(workspace)
     config["tasks"][1]["type"] = "classification"
     train_fails(config, "Task 'sex'", "unknown type 'classification'", "'binary'")
+
+
+# The loose values that used to pass: each is refused with its key path and
+# value, before anything is read or written.
+@pytest.mark.parametrize("section, key, value, message", [
+    ("training", "epochs", True,
+     "training.epochs must be a positive integer. Received: True"),
+    ("training", "epochs", 2.5,
+     "training.epochs must be a positive integer. Received: 2.5"),
+    ("training", "mixed_precision", "false",
+     "training.mixed_precision must be true or false. Received: 'false' (a "
+     "string: write it without quotes)"),
+    ("training", "learning_rate", -0.01,
+     "training.learning_rate must be a positive number, e.g. 0.001. Received: "
+     "-0.01"),
+    ("training", "learning_rate", "fast",
+     "training.learning_rate must be a positive number, e.g. 0.001. Received: "
+     "'fast'"),
+    ("training", "early_stopping_patience", -1,
+     "training.early_stopping_patience must be an integer >= 0 (epochs without "
+     "a lower validation loss before stopping). Received: -1"),
+    ("export", "enabled", "no",
+     "export.enabled must be true or false. Received: 'no' (a string: write it "
+     "without quotes)"),
+], ids=["epochs_true", "epochs_float", "mixed_precision_string",
+        "negative_learning_rate", "learning_rate_word", "negative_patience",
+        "export_enabled_string"])
+def test_loose_value_is_refused(workspace, train_fails, tmp_path, section, key,
+                                value, message):
+    config = good_config(workspace)
+    config.setdefault(section, {})[key] = value
+    runs, export = tmp_path / "new_runs", tmp_path / "new_sm"
+    err = train_fails(config, message, output_dir=runs, export_dir=export)
+    assert err == f"kmtl train: error: {message}\n"
+    assert not runs.exists() and not export.exists()
+
+
+def test_several_problems_are_listed_together(workspace, train_fails):
+    config = good_config(workspace)
+    config["training"].update(epochs=True, mixed_precision="false")
+    err = train_fails(config)
+    assert err.splitlines()[1:] == [
+        "training.mixed_precision must be true or false. Received: 'false' (a "
+        "string: write it without quotes)"]
+    assert err.splitlines()[0].endswith(
+        "training.epochs must be a positive integer. Received: True")
+
+
+@pytest.mark.parametrize("value", ["0", "-2"])
+def test_epochs_override_goes_through_validation(workspace, train_fails,
+                                                 tmp_path, value):
+    runs, export = tmp_path / "new_runs", tmp_path / "new_sm"
+    train_fails(good_config(workspace), "training.epochs must be a positive "
+                f"integer. Received: {value} (from --epochs)", output_dir=runs,
+                export_dir=export, args=["--epochs", value])
+    assert not runs.exists() and not export.exists()
+
+
+@pytest.mark.parametrize("name", ["../escape", "a/b", "a\\b", "..", "."])
+def test_name_that_is_not_a_folder_name(workspace, train_fails, tmp_path, name):
+    config = good_config(workspace)
+    config["name"] = name
+    before = sorted(os.listdir(workspace["root"]))
+    train_fails(config, "name must be a folder name without '/' or '\\'",
+                f"Received: {name!r}")
+    assert sorted(os.listdir(workspace["root"])) == before
+    assert sorted(os.listdir(tmp_path)) == ["config.yaml"]
+
+
+def test_data_error_leaves_no_export_folder(workspace, train_fails, tmp_path):
+    """The export folder is made when the model is exported, not when the
+    config is read: a run that fails before training leaves none."""
+    config = good_config(workspace)
+    config["data"]["train"] = str(tmp_path / "nowhere.csv")
+    runs, export = tmp_path / "new_runs", tmp_path / "deep" / "new_sm"
+    train_fails(config, "Data file not found", output_dir=runs, export_dir=export)
+    assert sorted(os.listdir(tmp_path)) == ["config.yaml"]
 
 
 def test_config_file_not_found(workspace, tmp_path, capsys):
@@ -247,8 +324,9 @@ def test_missing_data_file(workspace, train_fails, tmp_path):
 def test_output_dir_under_a_regular_file(workspace, train_fails, tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a directory")
-    train_fails(good_config(workspace), "Cannot write the output directory",
-                repr(str(blocker / "runs")), output_dir=blocker / "runs")
+    train_fails(good_config(workspace), "Cannot create the output directory",
+                repr(str(blocker / "runs")), "is not a directory",
+                "Pass a writable --output-dir.", output_dir=blocker / "runs")
     assert blocker.read_text() == "not a directory"
 
 

@@ -7,6 +7,7 @@ the commands that read its run directory run in-process through
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -128,7 +129,8 @@ def test_top_level_help_lists_the_commands(tmp_path):
     result = run_script("--help", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.startswith("usage: kmtl ")
-    for command in ("train", "evaluate", "predict", "export", "compare"):
+    for command in ("train", "evaluate", "predict", "export", "compare",
+                    "config-schema"):
         assert command in result.stdout
 
 
@@ -165,7 +167,7 @@ def test_train_prints_the_run_directory_last(trained, run_dir):
 
 def test_train_writes_the_run_directory(run_dir, trained):
     assert sorted(p.name for p in run_dir.iterdir()) == [
-        "config.yaml", "logs", "metrics.json", "model.keras"]
+        "config.yaml", "logs", "metrics.json", "model.keras", "split.json"]
     # The example's MMoE has sharing diagnostics: a TensorBoard run of their own.
     assert sorted(p.name for p in (run_dir / "logs").iterdir()) == [
         "diagnostics", "train", "validation"]
@@ -250,6 +252,30 @@ def test_second_train_creates_a_new_run_directory(trained, run_dir, capsys):
         "epochs"] == 1
 
 
+def test_saved_config_lists_the_features_used(run_dir):
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert saved["features"]["numeric"] == ["bill_length_mm", "bill_depth_mm",
+                                            "flipper_length_mm", "year"]
+    assert saved["features"]["categorical"] == ["island"]
+
+
+def test_split_json_holds_the_row_positions_of_each_split(run_dir):
+    """The stored positions are the rows `data.split` cut from the 344
+    penguins: each row in one split, and `load_splits` with the saved config
+    gives the same rows."""
+    record = json.loads((run_dir / "split.json").read_text())
+    penguins = kmtl.datasets.load_penguins()
+    positions = [record[s]["indices"] for s in ("train", "validation", "test")]
+    assert sorted(sum(positions, [])) == list(range(344))
+    assert [len(p) for p in positions] == [record[s]["rows"] for s in (
+        "train", "validation", "test")] == [240, 52, 52]
+    assert record["source"]["rows"] == 344
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    for frame, rows in zip(load_splits(saved), positions):
+        pd.testing.assert_frame_equal(
+            frame, penguins.iloc[rows].reset_index(drop=True))
+
+
 # === evaluate ===
 
 
@@ -271,6 +297,41 @@ def test_evaluate_run_dir_reproduces_metrics_json(run_dir, capsys):
             assert printed[split][task] == pytest.approx(saved[split][task],
                                                          rel=1e-5, abs=1e-6)
     assert lines[1].split()[2] == f"{saved['validation']['species']['loss']:.4f}"
+
+
+def test_evaluate_uses_the_stored_split_not_the_config_seed(run_dir, tmp_path,
+                                                           capsys):
+    """Another split seed in the run's config.yaml would cut other rows; evaluate
+    reads the stored rows, so its test metrics stay those of training."""
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    config = yaml.safe_load((copy / "config.yaml").read_text())
+    stored_test = load_splits(config)[2]
+    config["data"]["split"]["seed"] = 1
+    assert not load_splits(config)[2].equals(stored_test)
+    (copy / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+
+    code, out, err = run_main(capsys, "evaluate", copy, "--json")
+    assert code == 0, err
+    printed = json.loads("{" + out.partition("\n{")[2])
+    saved = json.loads((run_dir / "metrics.json").read_text())
+    for split in ("validation", "test"):
+        for task, values in saved[split].items():
+            assert printed[split][task] == pytest.approx(values, rel=1e-5,
+                                                         abs=1e-6)
+
+
+@pytest.mark.parametrize("present, missing", [
+    ((), "model.keras"), (("model.keras",), "config.yaml")])
+def test_evaluate_a_directory_that_is_not_a_run(tmp_path, capsys, present,
+                                                missing):
+    for name in present:
+        (tmp_path / name).write_bytes(b"")
+    code, out, err = run_main(capsys, "evaluate", tmp_path)
+    assert code == 2 and out == ""
+    assert err.strip() == (f"kmtl evaluate: error: {str(tmp_path)!r} is not a kmtl "
+                           f"run directory: {missing} is missing. Pass the "
+                           f"directory `kmtl train` printed last.")
 
 
 def test_evaluate_on_a_csv_matches_hand_computed_metrics(run_dir, model,
@@ -363,7 +424,58 @@ def test_export_twice_gives_versions_1_then_2(run_dir, trained, capsys):
     assert snapshot(base / "1") == first
 
 
-# === compare (the run itself: tests/test_compare.py) ===
+# === config-schema ===
+
+
+def _resolve(schema, node):
+    ref = node.get("$ref")
+    return schema["$defs"][ref.rsplit("/", 1)[1]] if ref else node
+
+
+def _unknown_keys(schema, node, value, path=""):
+    """Keys of `value` that the schema does not declare (paths)."""
+    node = _resolve(schema, node)
+    if isinstance(value, list) and "items" in node:
+        return [k for item in value
+                for k in _unknown_keys(schema, node["items"], item, path + "[]")]
+    if not isinstance(value, dict) or "properties" not in node:
+        return []
+    unknown = []
+    for key, item in value.items():
+        if key not in node["properties"]:
+            if node.get("additionalProperties") is False:
+                unknown.append(f"{path}.{key}")
+            continue
+        unknown += _unknown_keys(schema, node["properties"][key], item,
+                                 f"{path}.{key}")
+    return unknown
+
+
+def test_config_schema_prints_the_json_schema(capsys):
+    code, out, err = run_main(capsys, "config-schema")
+    assert code == 0, err
+    schema = json.loads(out)
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    assert schema["required"] == ["tasks"]
+    training = _resolve(schema, schema["properties"]["training"])
+    assert training["additionalProperties"] is False
+    epochs = training["properties"]["epochs"]
+    assert (epochs["type"], epochs["default"], epochs["minimum"]) == ("integer", 10, 1)
+    assert training["properties"]["mixed_precision"]["type"] == "boolean"
+    assert training["properties"]["learning_rate"]["exclusiveMinimum"] == 0
+    split = _resolve(schema, _resolve(schema, schema["properties"]["data"])[
+        "properties"]["split"])
+    assert split["properties"]["method"]["default"] == "stratified"
+    assert split["properties"]["method"]["enum"] == ["random", "per_task",
+                                                     "stratified"]
+    # Every key of every example config is declared: an editor completes them.
+    for path in sorted(REPO.glob("examples/*.yaml")):
+        assert _unknown_keys(schema, schema, yaml.safe_load(path.read_text())) == []
+    assert _unknown_keys(schema, schema, {"training": {"epoch": 3}}) == [
+        ".training.epoch"]
+
+
+# === compare (the run itself: tests/runs/test_compare.py) ===
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "two"])
@@ -373,6 +485,15 @@ def test_compare_seeds_must_be_positive(capsys, value):
     assert exit_info.value.code == 2
     assert f"--seeds: must be a positive integer, got '{value}'" in (
         capsys.readouterr().err)
+
+
+def test_compare_epochs_override_is_validated(tmp_path, capsys):
+    code, out, err = run_main(capsys, "compare", EXAMPLE, "--epochs", 0,
+                              "--output-dir", tmp_path / "runs")
+    assert code == 2 and out == ""
+    assert err.strip() == ("kmtl compare: error: training.epochs must be a positive "
+                           "integer. Received: 0 (from --epochs)")
+    assert not (tmp_path / "runs").exists()
 
 
 def test_compare_config_error_exits_2(tmp_path, capsys):
