@@ -219,8 +219,8 @@ def test_python_compare_returns_the_report_in_a_new_directory(compared,
                  callbacks=()):
         tasks = data.tasks if tasks is None else tasks
         single = len(tasks) == 1
-        calls.append((config["training"]["seed"], [t.name for t in tasks], data,
-                      config["model"]["architecture"], config["training"]["weighting"]))
+        calls.append((config.training.seed, [t.name for t in tasks], data,
+                      config.model.architecture, config.training.weighting))
         scores = {"species": {"loss": 0.5, "accuracy": 0.8 if single else 0.9},
                   "body_mass_g": {"loss": 0.3, "mae": 100.0 if single else 90.0,
                                   "rmse": 100.0 if single else 90.0}}

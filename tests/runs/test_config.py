@@ -1,16 +1,21 @@
 """Tests for `kmtl.runs.config`: defaults, validation messages and YAML loading."""
 
 import copy
+import re
 
 import pytest
+import yaml
 
 import kmtl
-from kmtl.runs.config import ModelConfig
-from kmtl.runs.config import RunConfig
-from kmtl.runs.config import load_config
-from kmtl.runs.config import resolve_config
 from kmtl.errors import ConfigError
 from kmtl.features import resolve_features
+from kmtl.runs.config import ModelConfig
+from kmtl.runs.config import RunConfig
+from kmtl.runs.config import TrainingConfig
+from kmtl.runs.config import as_run_config
+from kmtl.runs.config import load_config
+from kmtl.runs.config import parse_config
+from kmtl.runs.config import resolve_config
 from kmtl.tasks import Task
 
 TASKS = [{"name": "species", "type": "multiclass"}]
@@ -314,3 +319,156 @@ def test_compare_given_values_and_directions_normalised():
 def test_bad_compare_section(section, message):
     with pytest.raises(ConfigError, match=message):
         resolve_config(_compare(**section))
+
+
+# --- typed config: loose values, overrides, names, schema ----------------------
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("epochs", True, "training.epochs must be a positive integer. Received: True"),
+    ("mixed_precision", "false", "training.mixed_precision must be true or false. "
+                                 "Received: 'false' (a string: write it without "
+                                 "quotes)"),
+    ("mixed_precision", 1, "training.mixed_precision must be true or false. "
+                           "Received: 1"),
+    ("learning_rate", -0.001, "training.learning_rate must be a positive number, "
+                              "e.g. 0.001. Received: -0.001"),
+    ("learning_rate", 0, "training.learning_rate must be a positive number, e.g. "
+                         "0.001. Received: 0"),
+    ("learning_rate", "fast", "training.learning_rate must be a positive number, "
+                              "e.g. 0.001. Received: 'fast'"),
+    ("early_stopping_patience", -1, "training.early_stopping_patience must be an "
+                                    "integer >= 0 (epochs without a lower "
+                                    "validation loss before stopping). Received: "
+                                    "-1"),
+    ("verbose", 3, "training.verbose: unknown verbosity 3. Use one of (0, 1, 2, "
+                   "'auto')."),
+    ("loss_combination", "add", "training.loss_combination: unknown loss "
+                                "combination 'add'. Use one of ('sum', 'mean')."),
+])
+def test_loose_training_values_name_key_path_and_value(key, value, message):
+    with pytest.raises(ConfigError) as error:
+        resolve_config(_minimal(training={key: value}))
+    assert str(error.value) == message
+
+
+def test_learning_rate_written_like_1e_3_is_a_number():
+    # PyYAML reads `1e-3` (no dot) as a string.
+    raw = yaml.safe_load("learning_rate: 1e-3")
+    assert raw == {"learning_rate": "1e-3"}
+    assert resolve_config(_minimal(training=raw))["training"]["learning_rate"] == 0.001
+
+
+def test_every_problem_is_listed_on_its_own_line():
+    with pytest.raises(ConfigError) as error:
+        resolve_config(_minimal(training={"epochs": 0, "batch_size": "big"},
+                                export={"enabled": "yes"}))
+    assert str(error.value).splitlines() == [
+        "training.epochs must be a positive integer. Received: 0",
+        "training.batch_size must be a positive integer. Received: 'big'",
+        "export.enabled must be true or false. Received: 'yes' (a string: write it "
+        "without quotes)"]
+
+
+def test_overrides_are_validated_and_name_their_source():
+    config = parse_config(_minimal(), overrides={"training.epochs": 3,
+                                                 "data.split.seed": 5})
+    assert config.training.epochs == 3 and config.data.split.seed == 5
+    with pytest.raises(ConfigError, match=r"^training.epochs must be a positive "
+                                          r"integer. Received: 0 \(from "
+                                          r"--epochs\)$"):
+        parse_config(_minimal(), overrides={"training.epochs": 0},
+                     sources={"training.epochs": "--epochs"})
+
+
+@pytest.mark.parametrize("name", ["a/b", "../up", "..", ".", "a\\b", "", 3])
+def test_name_must_be_a_folder_name(name):
+    with pytest.raises(ConfigError, match=rf"^name must be a folder name without "
+                                          rf"'/' or '\\' .*Received: "
+                                          rf"{re.escape(repr(name))}$"):
+        resolve_config(_minimal(name=name))
+
+
+@pytest.mark.parametrize("name", ["census_income", "run 2", "v1.0-b", "..x"])
+def test_folder_names_are_accepted(name):
+    assert resolve_config(_minimal(name=name))["name"] == name
+
+
+def test_split_fractions_must_leave_training_rows():
+    with pytest.raises(ConfigError, match=r"data.split.validation \+ "
+                                          r"data.split.test must be < 1.*0.5 \+ 0.5"):
+        resolve_config(_minimal(data={"dataset": "penguins",
+                                      "split": {"validation": 0.5, "test": 0.5}}))
+    with pytest.raises(ConfigError, match=r"data.split.test must be a fraction in "
+                                          r"\[0, 1\).*Received: 1"):
+        resolve_config(_minimal(data={"dataset": "penguins", "split": {"test": 1}}))
+
+
+def test_unknown_split_method():
+    with pytest.raises(ConfigError, match=r"^data.split.method: unknown split method "
+                                          r"'kfold'. Use one of \('random', "
+                                          r"'per_task', 'stratified'\).$"):
+        resolve_config(_minimal(data={"dataset": "penguins",
+                                      "split": {"method": "kfold"}}))
+
+
+def test_task_mappings_need_name_and_type():
+    with pytest.raises(ConfigError, match=r"^Missing required config key "
+                                          r"`tasks\[0\].type`.$"):
+        resolve_config({"data": {"dataset": "penguins"}, "tasks": [{"name": "a"}]})
+    with pytest.raises(ConfigError, match=r"`tasks\[1\]` must be a task mapping"):
+        resolve_config({"data": {"dataset": "penguins"},
+                        "tasks": [{"name": "a", "type": "binary"}, "b"]})
+
+
+def test_task_keys_beyond_name_and_type_are_kept_for_kmtl_tasks():
+    tasks = [{"name": "sex", "type": "binary", "positive": "female",
+              "metrics": ["auc"]}]
+    assert resolve_config({"data": {"dataset": "penguins"},
+                           "tasks": tasks})["tasks"] == tasks
+    assert resolve_config({"data": {"dataset": "penguins"},
+                           "tasks": [Task("a", "binary")]})["tasks"][0]["name"] == "a"
+
+
+def test_empty_section_takes_the_defaults():
+    raw = yaml.safe_load("data: {dataset: penguins}\ntasks: [{name: a, type: "
+                         "binary}]\ntraining:\nexport:\n")
+    config = parse_config(raw)
+    assert config.training == TrainingConfig()
+    assert config.export.enabled is True
+
+
+def test_typed_access_and_replace():
+    config = parse_config(_minimal(training={"epochs": 4}), name="penguins")
+    assert isinstance(config, RunConfig)
+    assert config.name == "penguins" and config.training.epochs == 4
+    assert config.task_names == ["species"]
+    assert as_run_config(config) is config
+    assert as_run_config(config.to_dict()) == config
+    changed = config.replace({"training.seed": 2})
+    assert changed.training.seed == 2 and config.training.seed == 0
+    with pytest.raises(ConfigError, match="training.seed must be an integer >= 0"):
+        config.replace({"training.seed": -2})
+
+
+def test_a_variant_keeps_only_the_keys_given():
+    """An absent `weighting` takes `training.weighting`; an explicit null means
+    static weights. Only the given keys are stored, so the difference survives
+    a round trip through config.yaml or report.json."""
+    config = resolve_config(_compare(variants=[{"architecture": "mmoe"},
+                                               {"weighting": None}]))
+    assert config["compare"]["variants"] == [{"architecture": "mmoe"},
+                                             {"weighting": None}]
+    assert resolve_config(config) == config
+
+
+def test_schema_declares_types_and_defaults():
+    schema = RunConfig.model_json_schema()
+    training = schema["$defs"]["TrainingConfig"]
+    assert training["properties"]["epochs"] == {
+        "default": 10, "description": "at most this many epochs; --epochs "
+        "overrides it", "minimum": 1, "title": "Epochs", "type": "integer"}
+    assert training["additionalProperties"] is False
+    assert schema["$defs"]["SplitConfig"]["properties"]["method"]["default"] == (
+        "stratified")
+    assert schema["$defs"]["TaskConfig"]["required"] == ["name", "type"]
