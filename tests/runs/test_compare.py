@@ -21,10 +21,10 @@ from helpers import snapshot
 from matplotlib.image import imread
 
 from kmtl.cli import main
-from kmtl.runs.config import load_config
 from kmtl.errors import ConfigError
-from kmtl.runs.comparison import compare
 from kmtl.measures.delta_m import delta_m
+from kmtl.runs.comparison import compare
+from kmtl.runs.config import load_config
 from kmtl.runs.training import RunResult
 
 REPO = Path(__file__).resolve().parents[2]

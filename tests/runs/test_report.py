@@ -8,16 +8,16 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
+from kmtl.plotting.curves import plot_curves
+from kmtl.plotting.curves import plot_delta_m
+from kmtl.plotting.curves import plot_task_weights
+from kmtl.plotting.curves import seed_band
 from kmtl.runs.comparison import analyse
 from kmtl.runs.comparison import seed_list
 from kmtl.runs.report import render_markdown
 from kmtl.runs.report import verdict_text
 from kmtl.runs.report import weights_change
 from kmtl.runs.report import write_report
-from kmtl.plotting.curves import plot_curves
-from kmtl.plotting.curves import plot_delta_m
-from kmtl.plotting.curves import plot_task_weights
-from kmtl.plotting.curves import seed_band
 
 METRICS = {"a": ["auc"], "b": ["mae"]}
 # Single-task baselines: a's auc 0.80 and 0.90 (mean 0.85, sample std 0.0707),
