@@ -6,16 +6,12 @@ command-line spec such as `"static(mean=True)"`:
 >>> kmtl.weighting.get("static")
 <StaticWeighting ...>
 >>> kmtl.weighting.list_weightings()[:4]
-['aligned_mtl', 'cagrad', 'dwa', 'ew']
+['aligned_mtl', 'cagrad', 'dwa', 'gls']
 """
 
-import ast
-
-import keras
-
-from kmtl.errors import ConfigError
+from kmtl.registry import parse_spec
 from kmtl.weighting.aligned_mtl import AlignedMTL
-from kmtl.weighting.base import WEIGHTINGS as _REGISTRY
+from kmtl.weighting.base import WEIGHTINGS
 from kmtl.weighting.base import Weighting
 from kmtl.weighting.base import register
 from kmtl.weighting.cagrad import CAGrad
@@ -34,31 +30,9 @@ from kmtl.weighting.uncertainty import UncertaintyWeighting
 
 
 def list_weightings():
-    """The registered weighting names, sorted."""
-    return sorted(_REGISTRY)
-
-
-def parse_spec(spec):
-    """`"cagrad(c=0.4)"` -> `("cagrad", {"c": 0.4})`, with `ast.literal_eval`.
-
-    Raises:
-        ConfigError: the spec is not `name` or `name(key=literal, ...)`.
-    """
-    try:
-        node = ast.parse(spec.strip(), mode="eval").body
-    except SyntaxError:
-        node = None
-    if isinstance(node, ast.Name):
-        return node.id, {}
-    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
-            and not node.args):
-        try:
-            return node.func.id, {k.arg: ast.literal_eval(k.value)
-                                  for k in node.keywords}
-        except ValueError:
-            pass
-    raise ConfigError(f"Cannot parse the weighting {spec!r}. Write a name or "
-                      f"name(key=value, ...), e.g. 'static(mean=True)'.")
+    """The registered weighting names, sorted: one canonical name per method
+    (`get` also takes the aliases `"ew"` and `"uw"`)."""
+    return WEIGHTINGS.names()
 
 
 def get(identifier):
@@ -66,41 +40,33 @@ def get(identifier):
 
     Args:
         identifier: None (static weights), a registered name or spec string
-            (`"static(mean=True)"`), a config dict (`serialize` output) or a
-            `Weighting` instance.
+            (`"static(mean=True)"`), a `Weighting` class, a config dict
+            (`serialize` output) or a `Weighting` instance.
 
     Raises:
-        ConfigError: unknown name or arguments the method does not take.
+        ConfigError: unknown name, a spec that does not parse, or arguments the
+            method does not take or refuses.
     """
-    if identifier is None:
-        return StaticWeighting()
-    if isinstance(identifier, Weighting):
-        return identifier
-    if isinstance(identifier, dict):
-        return deserialize(identifier)
-    if isinstance(identifier, str):
-        name, options = parse_spec(identifier)
-        key = name.lower()
-        if key not in _REGISTRY:
-            raise ConfigError(f"Unknown weighting {name!r}. Available: "
-                              f"{list_weightings()}.")
-        try:
-            return _REGISTRY[key](**options)
-        except (TypeError, ValueError) as error:
-            raise ConfigError(f"Weighting {name!r}: {error}") from None
-    raise ConfigError(f"Cannot interpret a weighting from {identifier!r}.")
+    return WEIGHTINGS.get(identifier)
 
 
 def serialize(weighting):
-    return keras.layers.serialize(weighting)
+    """A Keras config dict of `weighting` (with its registered class name)."""
+    return WEIGHTINGS.serialize(weighting)
 
 
 def deserialize(config):
-    return keras.layers.deserialize(config)
+    """The `Weighting` that `serialize` described.
+
+    Raises:
+        ConfigError: the dict is not a serialized weighting.
+    """
+    return WEIGHTINGS.deserialize(config)
 
 
 __all__ = [
     "DWA",
+    "WEIGHTINGS",
     "GLS",
     "IMTL",
     "MGDA",

@@ -18,28 +18,16 @@ signature.
 Masking: `labelled` is a `(tasks,)` bool tensor, False for a task with no labelled
 row in the batch. Such a task's loss is exactly 0 and its gradient is zero; a
 method must leave it out (weight 0) rather than treat it as a solved task.
+
+Scaling: a method sees a replica's own losses and gradients, never scaled for
+`tf.distribute` or mixed precision; the train step (`kmtl.models.steps`)
+scales what a method returns (the total loss, the direction) once.
 """
 
 import keras
 from keras import ops
 
-# name -> Weighting subclass; filled by `register` as the method modules load.
-WEIGHTINGS = {}
-
-
-def register(*names):
-    """Class decorator: registers a `Weighting` subclass under `names` (the
-    field's standard names, lower case) and as a Keras serializable."""
-
-    def decorate(cls):
-        if not (isinstance(cls, type) and issubclass(cls, Weighting)):
-            raise TypeError(f"A weighting must subclass Weighting. Received: {cls}")
-        cls = keras.saving.register_keras_serializable(package="kmtl")(cls)
-        for name in names:
-            WEIGHTINGS[name] = cls
-        return cls
-
-    return decorate
+from kmtl.registry import Registry
 
 
 class Weighting(keras.layers.Layer):
@@ -95,7 +83,7 @@ class Weighting(keras.layers.Layer):
         Args:
             gradients: `(tasks, parameters)` float32: row `t` is task `t`'s gradient
                 of its (unweighted) loss with respect to the shared variables,
-                flattened and unscaled.
+                flattened, not scaled for replicas or mixed precision.
             losses: `(tasks,)` task losses.
             labelled: `(tasks,)` bool.
 
@@ -112,3 +100,10 @@ class Weighting(keras.layers.Layer):
 
     def get_config(self):
         return super().get_config()
+
+
+# The weighting family: `@register("pcgrad")` on a subclass registers it under
+# the field's standard names (the first is canonical) and as a Keras
+# serializable, so `.keras` files holding it load without `custom_objects`.
+WEIGHTINGS = Registry("weighting", Weighting, default="static")
+register = WEIGHTINGS.register
