@@ -82,10 +82,12 @@ class CategoricalFeature(Feature):
             numbers = pd.to_numeric(column, errors="coerce")
             bad = numbers.notna() & (numbers != numbers.round())
             if bad.any() or (numbers.isna() & column.notna()).any():
+                value = column[bad | (numbers.isna() & column.notna())].iloc[0]
+                if isinstance(value, np.generic):
+                    value = value.item()
                 raise DataError(
                     f"Feature '{self.name}' has dtype int64 but holds non-integer "
-                    f"values such as {column[bad | numbers.isna()].iloc[0]!r}. "
-                    f"Declare dtype: string."
+                    f"values such as {value!r}. Declare dtype: string."
                 )
             return numbers.fillna(MISSING_INT).to_numpy(dtype="int64")
         codes, text = self.factorize(frame)

@@ -67,7 +67,8 @@ def build_model(features, tasks, architecture="shared_bottom", tower_units=(64,)
     Returns:
         A `kmtl.MultiTaskModel` taking a dict of raw inputs (`(batch, 1)` per
         feature, `(batch, *shape)` per encoder input) and returning
-        `{task: (batch, task.units)}`.
+        `{task: (batch, task.units)}`; `model.features` are the fitted
+        `features`.
 
     Raises:
         ConfigError: unknown architecture or option, bad tower sizes, duplicate
@@ -135,7 +136,8 @@ def build_model(features, tasks, architecture="shared_bottom", tower_units=(64,)
             outputs[task.name] = build_product(task, outputs)
     return MultiTaskModel(inputs=inputs,
                           outputs={t.name: outputs[t.name] for t in tasks},
-                          tasks=tasks, name=name or f"{label}_model")
+                          tasks=tasks, features=features,
+                          name=name or f"{label}_model")
 
 
 def _tower_and_head(task, x, tower_units, tower_activation, tower_dropout):

@@ -163,12 +163,15 @@ def encode_features(features, inputs, categorical_encoding="embedding",
     Raises:
         ConfigError: unknown encoding, or features that were not fitted.
     """
+    by_kind = {}
+    for feature in features:
+        by_kind.setdefault(feature.kind, []).append(feature)
     kinds = sorted((FEATURE_KINDS.get_class(name) for name in list_feature_kinds()),
                    key=lambda cls: cls.position)
     parts = []
     for kind in kinds:
         parts.extend(kind.preprocess(
-            [f for f in features if f.kind == kind.registered_name], inputs,
+            by_kind.get(kind.registered_name, []), inputs,
             categorical_encoding=categorical_encoding, embedding_dim=embedding_dim))
     if len(parts) <= 1:
         return parts[0] if parts else None

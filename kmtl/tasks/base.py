@@ -22,8 +22,8 @@ import math
 import keras
 import numpy as np
 import pandas as pd
-from keras.src.losses.losses import LossFunctionWrapper
 
+from kmtl._keras_internals import LossFunctionWrapper
 from kmtl.errors import ConfigError
 from kmtl.errors import DataError
 from kmtl.registry import Registry

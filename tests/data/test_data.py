@@ -282,6 +282,16 @@ def test_per_task_keeps_labelled_share(split_data):
                                    atol=0.01)
 
 
+def test_split_default_method_is_stratified_as_in_the_config(split_data):
+    frame, tasks = split_data
+    default = split_frame(frame, tasks, seed=2)
+    stratified = split_frame(frame, tasks, "stratified", seed=2)
+    random = split_frame(frame, tasks, "random", seed=2)
+    for a, b in zip(default, stratified):
+        pd.testing.assert_frame_equal(a, b)
+    assert set(default[1]["id"]) != set(random[1]["id"])
+
+
 def test_split_unknown_method(split_data):
     frame, tasks = split_data
     with pytest.raises(ConfigError, match="unknown method 'kfold'"):

@@ -273,3 +273,35 @@ def test_get_unknown_key_lists_allowed():
 def test_get_missing_type():
     with pytest.raises(ConfigError, match="missing the key 'type'"):
         tasks_module.get({"name": "y"})
+
+
+# --- task types --------------------------------------------------------------
+
+
+def test_task_dispatches_to_the_type_class():
+    assert type(Task("y", "binary")) is tasks_module.BinaryTask
+    assert type(Task(name="y", type="regression")) is tasks_module.RegressionTask
+    assert type(tasks_module.MulticlassTask("y", classes=["a", "b"])).__name__ == (
+        "MulticlassTask")
+    assert tasks_module.BinaryTask("y").type == "binary"
+
+
+def test_type_class_refuses_another_type():
+    with pytest.raises(ConfigError, match="a BinaryTask has type 'binary'. "
+                                          "Received: type='regression'"):
+        tasks_module.BinaryTask("y", "regression")
+
+
+def test_get_from_serialized_task():
+    task = Task("y", "multiclass", classes=["a", "b"], loss_weight=0.5)
+    serialized = tasks_module.serialize(task)
+    assert serialized["class_name"] == "multiclass"
+    clone = tasks_module.get(serialized)
+    assert type(clone) is tasks_module.MulticlassTask
+    assert clone.get_config() == task.get_config()
+
+
+def test_unknown_type_lists_registered_types():
+    with pytest.raises(ConfigError, match=r"Use one of \('binary', 'multiclass', "
+                                          r"'multilabel', 'regression'\)"):
+        Task("t", "ordinal")

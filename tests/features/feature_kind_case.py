@@ -1,0 +1,237 @@
+"""The shared test of a feature kind: `run_feature_kind_test(name, folder)`.
+
+`tests/features/test_feature_kinds.py` runs it for every name in
+`kmtl.features.list_feature_kinds()`, so a newly registered kind is under test
+the day it is registered: it fails until it has an `EXAMPLES` entry here, a
+hand-made column whose converted values, fitted statistics and preprocessed
+output are written out by hand.
+
+What it checks, for one kind:
+- the contract: `Feature(name, kind)` returns the registered class with the
+  default dtype, every declared dtype is accepted and another refused, `fitted`
+  is False before `fit`, `preprocess` of no feature is empty and of an unfitted
+  one a ConfigError;
+- config: `get_config` / `from_config`, `kmtl.features.get`, `serialize` /
+  `deserialize` agree, before and after `fit`, and JSON holds the config;
+- `convert` of a column with missing values, and a value the kind refuses;
+- `fit` statistics against hand-computed ones;
+- the preprocessing in a tiny model (`encode_features` on this one feature):
+  output by hand, layer names and classes, and a `.keras` round trip with the
+  same output; then `kmtl.build_model` with the feature, whose `.keras` round
+  trip keeps the predictions and the fitted feature.
+"""
+
+import dataclasses
+import json
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+
+import kmtl
+from kmtl.errors import ConfigError
+from kmtl.errors import DataError
+from kmtl.features import FEATURE_KINDS
+from kmtl.features import Feature
+from kmtl.models.feature_encoder import encode_features
+from kmtl.models.feature_encoder import feature_inputs
+from kmtl.tasks import Task
+
+SQRT_6 = 6.0 ** 0.5  # the standard deviation of the numeric example
+
+
+@dataclasses.dataclass
+class FeatureKindExample:
+    """A hand-made case of one feature kind, a feature named `f`.
+
+    Attributes:
+        declare: keyword arguments of `Feature("f", kind, ...)`.
+        column: the training column, with missing values.
+        converted: `convert` of it (a NaN equals a NaN).
+        fitted: `{attribute: value}` that `fit` must set.
+        serving: raw model inputs `(rows, 1)`, as a client sends them.
+        options: `build_model` preprocessing options.
+        output: the preprocessed `serving`, `(rows, d)`.
+        layers: `{layer name: layer class name}` of the preprocessing.
+        refused: `(column, message regex)`: a column `convert` refuses.
+    """
+
+    declare: dict
+    column: list
+    converted: np.ndarray
+    fitted: dict
+    serving: np.ndarray
+    options: dict
+    output: list
+    layers: dict
+    refused: tuple
+
+
+EXAMPLES = {
+    "numeric": FeatureKindExample(
+        declare={},
+        column=[1.0, np.nan, 4.0, 7.0, None],
+        converted=np.array([1.0, np.nan, 4.0, 7.0, np.nan], "float32"),
+        # Mean of 1, 4, 7 = 4; population variance (9 + 0 + 9) / 3 = 6.
+        fitted={"mean": 4.0, "variance": 6.0, "missing": True},
+        serving=np.array([[1.0], [np.nan], [4.0], [7.0]], "float32"),
+        options={},
+        # (x - 4) / sqrt(6), a NaN is 0 (the mean), then the missing indicator.
+        output=[[-3 / SQRT_6, 0.0], [0.0, 1.0], [0.0, 0.0], [3 / SQRT_6, 0.0]],
+        layers={"numeric_normalization": "Normalization",
+                "numeric_impute": "ImputeMissing"},
+        refused=([1.0, "n/a"], r"Feature 'f' is numeric but row 1 holds 'n/a'"),
+    ),
+    "categorical": FeatureKindExample(
+        declare={"dtype": "string"},
+        column=["b", "a", None, "b", "c"],
+        converted=np.array([b"b", b"a", b"", b"b", b"c"], object),
+        # Counts b 2, the rest 1: most frequent first, ties in sorted order
+        # ("" < "a" < "c"); the missing value is the category "".
+        fitted={"vocabulary": ["b", "", "a", "c"]},
+        serving=np.array([["b"], ["a"], [""], ["zebra"]], object),
+        options={"categorical_encoding": "one_hot"},
+        # Index 0 is out of vocabulary (zebra), then b, "", a, c.
+        output=[[0, 1, 0, 0, 0], [0, 0, 0, 1, 0], [0, 0, 1, 0, 0],
+                [1, 0, 0, 0, 0]],
+        layers={"f_lookup": "StringLookup"},
+        refused=None,
+    ),
+}
+
+
+def example_of(name):
+    example = EXAMPLES.get(name)
+    assert example is not None, (
+        f"Feature kind {name!r} is registered but has no example: add a "
+        f"FeatureKindExample for it to EXAMPLES in "
+        f"tests/features/feature_kind_case.py.")
+    return example
+
+
+def declared_feature(name, example):
+    return Feature("f", name, **example.declare)
+
+
+def example_frame(example):
+    return pd.DataFrame({"f": pd.Series(example.column, dtype=object),
+                         "y": np.arange(len(example.column), dtype="float64")})
+
+
+# === The parts ===
+
+
+def check_contract(name):
+    example = example_of(name)
+    cls = FEATURE_KINDS.get_class(name)
+    assert cls.dtypes, "a kind declares the raw dtypes it takes"
+    feature = Feature("f", name)
+    assert type(feature) is cls and feature.kind == name
+    assert feature.dtype == cls.dtypes[0]
+    for dtype in cls.dtypes:
+        assert Feature("f", name, dtype).dtype == dtype
+    with pytest.raises(ConfigError, match=f"dtype 'complex64' does not fit kind "
+                                          f"'{name}'"):
+        Feature("f", name, "complex64")
+    feature = declared_feature(name, example)
+    assert not feature.fitted
+    assert cls.preprocess([], {}, **example.options) == []
+    inputs = feature_inputs([feature])
+    with pytest.raises(ConfigError, match="must be fitted"):
+        cls.preprocess([feature], inputs, **example.options)
+
+
+def check_config_round_trip(name):
+    example = example_of(name)
+    unfitted = declared_feature(name, example)
+    fitted = declared_feature(name, example).fit(example_frame(example))
+    for feature in (unfitted, fitted):
+        config = feature.get_config()
+        assert config["kind"] == name and config["name"] == "f"
+        assert json.loads(json.dumps(config)) == config
+        for clone in (Feature.from_config(config), kmtl.features.get(dict(config)),
+                      kmtl.features.deserialize(kmtl.features.serialize(feature))):
+            assert type(clone) is type(feature)
+            assert clone.get_config() == config
+            for attribute in example.fitted if feature is fitted else ():
+                assert getattr(clone, attribute) == getattr(feature, attribute), (
+                    f"{attribute} is lost in the config")
+
+
+def check_convert(name):
+    example = example_of(name)
+    feature = declared_feature(name, example)
+    converted = feature.convert(example_frame(example))
+    assert converted.shape == (len(example.column),)
+    assert converted.dtype == example.converted.dtype
+    np.testing.assert_array_equal(converted, example.converted)
+    with pytest.raises(DataError, match="Feature 'f' not found"):
+        feature.convert(pd.DataFrame({"g": [1.0]}))
+    if example.refused is not None:
+        column, message = example.refused
+        with pytest.raises(DataError, match=message):
+            feature.convert(pd.DataFrame({"f": pd.Series(column, dtype=object)}))
+
+
+def check_fit(name):
+    example = example_of(name)
+    feature = declared_feature(name, example).fit(example_frame(example))
+    assert feature.fitted
+    for attribute, value in example.fitted.items():
+        got = getattr(feature, attribute)
+        if isinstance(value, float):
+            assert got == pytest.approx(value, rel=1e-6), attribute
+        else:
+            assert got == value, f"fit: {attribute}={got!r}, expected {value!r}"
+
+
+def check_preprocessing(name, folder):
+    """The tiny model `inputs -> encode_features([feature])`: output by hand,
+    layers by name, and a `.keras` round trip."""
+    example = example_of(name)
+    feature = declared_feature(name, example).fit(example_frame(example))
+    inputs = feature_inputs([feature])
+    output = encode_features([feature], inputs, **example.options)
+    model = keras.Model(inputs, output)
+    got = keras.ops.convert_to_numpy(model({"f": example.serving}))
+    np.testing.assert_allclose(got, example.output, rtol=1e-6, atol=1e-7)
+    for layer_name, class_name in example.layers.items():
+        assert type(model.get_layer(layer_name)).__name__ == class_name, layer_name
+    path = folder / f"{name}_preprocessing.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    again = keras.ops.convert_to_numpy(loaded({"f": example.serving}))
+    np.testing.assert_array_equal(again, got)
+
+
+def check_model(name, folder):
+    """`kmtl.build_model` with the feature: a `.keras` round trip keeps the
+    predictions and `model.features` (the fitted feature)."""
+    example = example_of(name)
+    frame = example_frame(example)
+    feature = declared_feature(name, example).fit(frame)
+    task = Task("y", "regression").fit(frame)
+    keras.utils.set_random_seed(0)
+    model = kmtl.build_model([feature], [task], "shared_bottom", units=(4,),
+                             tower_units=(), **example.options)
+    assert [f.get_config() for f in model.features] == [feature.get_config()]
+    predictions = keras.ops.convert_to_numpy(model({"f": example.serving})["y"])
+    path = folder / f"{name}_model.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert [f.get_config() for f in loaded.features] == [feature.get_config()]
+    assert type(loaded.features[0]) is type(feature)
+    again = keras.ops.convert_to_numpy(loaded({"f": example.serving})["y"])
+    np.testing.assert_array_equal(again, predictions)
+
+
+def run_feature_kind_test(name, folder):
+    """Every check above for the feature kind `name`; `folder` takes `.keras`
+    files (pytest's `tmp_path`)."""
+    check_contract(name)
+    check_config_round_trip(name)
+    check_convert(name)
+    check_fit(name)
+    check_preprocessing(name, folder)
+    check_model(name, folder)
