@@ -26,7 +26,7 @@ from benchmarks.common import EpochTimer  # noqa: E402
 from benchmarks.common import census_dir  # noqa: E402
 from benchmarks.common import median  # noqa: E402
 from kmtl import weighting  # noqa: E402
-from kmtl.runs.config import load_config  # noqa: E402
+from kmtl.runs.config import read_config  # noqa: E402
 from kmtl.runs.training import prepare_data  # noqa: E402
 from kmtl.runs.training import run_model  # noqa: E402
 
@@ -52,12 +52,10 @@ ARCHITECTURES = {
 def _configure(config, table, row):
     if table == "architectures":
         architecture, options = ARCHITECTURES[row]
-        config["model"]["architecture"] = architecture
-        config["model"]["options"] = options
+        changes = {"model.architecture": architecture, "model.options": options}
     else:
-        config["training"]["weighting"] = row
-    config["training"]["verbose"] = 0
-    return config
+        changes = {"training.weighting": row}
+    return config.replace({**changes, "training.verbose": 0})
 
 
 def main(table, rows):
@@ -69,9 +67,9 @@ def main(table, rows):
     os.makedirs(RESULTS, exist_ok=True)
     path = os.path.join(RESULTS, f"census_{table}.json")
     results = json.load(open(path)) if os.path.exists(path) else {}
-    data = prepare_data(load_config(CENSUS_CONFIG), census_dir())
+    data = prepare_data(read_config(CENSUS_CONFIG), census_dir())
     for row in rows:
-        config = _configure(load_config(CENSUS_CONFIG), table, row)
+        config = _configure(read_config(CENSUS_CONFIG), table, row)
         timer = EpochTimer()
         run = run_model(config, data, callbacks=[timer])
         test = run.metrics["test"]

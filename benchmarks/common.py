@@ -6,10 +6,10 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from kmtl.runs.config import load_config  # noqa: E402
-from kmtl.runs.training import build_tasks  # noqa: E402
-from kmtl.runs.training import load_splits  # noqa: E402
-from kmtl.runs.training import prepare  # noqa: E402
+from kmtl.runs.config import read_config  # noqa: E402
+from kmtl.runs.data import build_tasks  # noqa: E402
+from kmtl.runs.data import load_splits  # noqa: E402
+from kmtl.runs.data import prepare  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CENSUS_CONFIG = os.path.join(ROOT, "examples", "census_income.yaml")
@@ -23,7 +23,7 @@ def census_dir():
 
 def census():
     """`(config, train, validation, features, tasks)` for the census example."""
-    config = load_config(CENSUS_CONFIG)
+    config = read_config(CENSUS_CONFIG)
     tasks = build_tasks(config)
     train, validation, _ = load_splits(config, census_dir(), tasks)
     features = prepare(config, train, tasks)

@@ -288,8 +288,8 @@ def test_bad_variant_option_exits_2_before_writing(compared, tmp_path):
         {"name": "bad", "architecture": "mmoe", "options": {"experts": 2}}])
     code, out, err = run_cli("compare", config, "--output-dir", tmp_path / "runs")
     assert code == 2
-    assert err.startswith("kmtl compare: error: compare.variants[0] (bad): "
-                          "Architecture 'mmoe' does not take option(s) ['experts']")
+    assert err.startswith("kmtl compare: error: compare.variants[0] (bad): ")
+    assert "'mmoe' does not take option(s) ['experts']" in err
     assert not (tmp_path / "runs").exists()
 
 

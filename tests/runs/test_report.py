@@ -14,6 +14,7 @@ from kmtl.plotting.curves import plot_task_weights
 from kmtl.plotting.curves import seed_band
 from kmtl.runs.comparison import analyse
 from kmtl.runs.comparison import seed_list
+from kmtl.runs.config import parse_config
 from kmtl.runs.report import render_markdown
 from kmtl.runs.report import verdict_text
 from kmtl.runs.report import weights_change
@@ -143,7 +144,9 @@ def test_flat_average_counts_every_metric():
 
 
 def test_seed_list():
-    config = {"compare": {"seeds": 3}, "training": {"seed": 5}}
+    config = parse_config({"data": {"dataset": "penguins"},
+                           "tasks": [{"name": "sex", "type": "binary"}],
+                           "compare": {"seeds": 3}, "training": {"seed": 5}})
     assert seed_list(config) == [5, 6, 7]
     assert seed_list(config, 2) == [5, 6]
     assert seed_list(config, [11, 3]) == [11, 3]
