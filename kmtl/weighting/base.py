@@ -72,9 +72,12 @@ class Weighting(keras.layers.Layer):
 
         Returns:
             `(total, weights)`: a scalar, and the `(tasks,)` effective weights
-            (logged as `<task>_weight`).
+            (logged as `<task>_weight`), 0 for an unlabelled task.
+
+        The base class: the static weights (`sum_t w_t L_t`).
         """
         weights = ops.convert_to_tensor(self.static_weights, dtype=losses.dtype)
+        weights = weights * ops.cast(labelled, losses.dtype)
         return ops.sum(weights * losses), weights
 
     def aggregate_gradients(self, gradients, losses, labelled):

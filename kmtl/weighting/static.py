@@ -10,7 +10,8 @@ class StaticWeighting(Weighting):
 
     With every weight 1 this is equal weighting (EW), the baseline of every
     multi-task comparison (e.g. LibMTL's `EW`). The weights are the tasks'
-    `loss_weight`s, overridden by `compile(loss_weights=...)`.
+    `loss_weight`s, overridden by `compile(loss_weights=...)`. A task without
+    labels in the batch (loss 0) has effective weight 0.
 
     Args:
         mean: bool, default False. Divide by `sum_t w_t` (a weighted mean).
