@@ -1,19 +1,26 @@
 """The architecture family: layers that map a shared input representation to one
 representation per task.
 
-Every architecture is a registered, serializable `keras.layers.Layer` whose first
-argument is `task_names` and whose call maps `(batch, features)` to a dict
-`{task_name: (batch, units)}`. Towers and heads are added on top by
-`kmtl.build_model`. Look one up by its standard name, as `keras.losses.get` does:
+Every architecture subclasses `kmtl.architectures.Architecture` (the contract:
+`task_names`, `shares_representation`, `penalty()`, `diagnostics()`,
+`owned_slices()`), is registered in `ARCHITECTURES` under its standard name, and
+maps `(batch, features)` to a dict `{task_name: (batch, units)}`. Towers and
+heads are added on top by `kmtl.build_model`. Look one up as `keras.losses.get`
+looks up a loss:
 
->>> kmtl.architectures.get("mmoe")
-<class 'kmtl.architectures.mmoe.MMoE'>
+>>> layer = kmtl.architectures.get("mmoe", task_names=["a", "b"], num_experts=4)
+>>> layer.name, layer.num_experts
+('mmoe', 4)
+>>> kmtl.architectures.list_architectures()
+['cgc', 'cross_stitch', 'mmoe', 'mtan', 'ple', 'shared_bottom', 'soft_sharing']
+
+A new architecture is one file: a subclass of `Architecture` decorated with
+`@kmtl.architectures.register("name")`; `tests/architectures` then checks it
+(shapes, config and `.keras` round trips, owned slices against the graph).
 """
 
-import inspect
-
-import keras
-
+from kmtl.architectures.base import ARCHITECTURES
+from kmtl.architectures.base import Architecture
 from kmtl.architectures.cross_stitch import CrossStitch
 from kmtl.architectures.mmoe import MMoE
 from kmtl.architectures.mtan import MTAN
@@ -22,97 +29,82 @@ from kmtl.architectures.ple import PLE
 from kmtl.architectures.shared_bottom import SharedBottom
 from kmtl.architectures.soft_sharing import SoftSharing
 from kmtl.errors import ConfigError
+from kmtl.registry import parse_spec
 
-_REGISTRY = {
-    "shared_bottom": SharedBottom,
-    "soft_sharing": SoftSharing,
-    "cross_stitch": CrossStitch,
-    "mmoe": MMoE,
-    "cgc": CGC,
-    "ple": PLE,
-    "mtan": MTAN,
-}
+register = ARCHITECTURES.register
+
+# `keras.layers.Layer` arguments every architecture takes besides its options.
+_LAYER_ARGUMENTS = ("name", "dtype", "trainable")
 
 
 def list_architectures():
     """The registered architecture names, sorted."""
-    return sorted(_REGISTRY)
+    return ARCHITECTURES.names()
 
 
-def register(name, cls):
-    """Registers an architecture layer class under `name` (used by `get`)."""
-    if not (isinstance(cls, type) and issubclass(cls, keras.layers.Layer)):
-        raise TypeError(f"An architecture must be a keras Layer class. Received: {cls}")
-    _REGISTRY[name] = cls
-    return cls
-
-
-def get(identifier):
-    """Resolves an architecture.
+def get(identifier, task_names=None, **options):
+    """An architecture layer.
 
     Args:
-        identifier: a registered name (returns the layer class), a layer class
-            (returned as is), a config dict
-            `{"class_name": ..., "config": {...}}` (returns a layer, via
-            `deserialize`), or a layer instance (returned as is).
+        identifier: a registered name or spec string (`"mmoe"`,
+            `"mmoe(num_experts=4)"`), an `Architecture` subclass, a config dict
+            (`serialize`'s output) or an `Architecture` instance (returned as
+            is; `task_names` and `options` are then ignored).
+        task_names: list of str. The tasks, for a name or a class.
+        **options: the architecture's own arguments, e.g. `num_experts=4`.
+
+    Returns:
+        An `Architecture` instance. Made from a name, the layer is named by its
+        registered name (`"mmoe"`, not `"m_mo_e_7"`) unless `options` give a
+        `name`.
 
     Raises:
-        ConfigError: the name is not registered.
+        ConfigError: unknown architecture, an option it does not take (the
+            message lists the options it takes), a value it refuses, or no
+            `task_names` for a name or a class.
     """
-    if isinstance(identifier, keras.layers.Layer):
-        return identifier
-    if isinstance(identifier, type) and issubclass(identifier, keras.layers.Layer):
-        return identifier
-    if isinstance(identifier, dict):
-        return deserialize(identifier)
+    if isinstance(identifier, (Architecture, dict)):
+        return ARCHITECTURES.get(identifier)
     if isinstance(identifier, str):
-        key = identifier.lower()
-        if key not in _REGISTRY:
-            raise ConfigError(
-                f"Unknown architecture {identifier!r}. Available: "
-                f"{list_architectures()}."
-            )
-        return _REGISTRY[key]
-    raise ConfigError(f"Cannot interpret an architecture from {identifier!r}.")
+        name, spec_options = parse_spec(identifier)
+        cls = ARCHITECTURES.get_class(name)
+        allowed = ARCHITECTURES.options(name)
+        unknown = sorted({*spec_options, *options}
+                         - {*allowed, *_LAYER_ARGUMENTS})
+        if unknown:
+            raise ConfigError(f"The architecture {name!r} does not take "
+                              f"option(s) {unknown}. Its options are {allowed}.")
+        options.setdefault("name", cls.registered_name)
+    if task_names is None:
+        raise ConfigError(f"Architecture {identifier!r}: give the task_names it "
+                          f"serves, e.g. get({identifier!r}, task_names=['a', "
+                          f"'b']).")
+    return ARCHITECTURES.get(identifier, task_names=list(task_names), **options)
 
 
 def create(identifier, task_names, **options):
-    """Instantiates an architecture for `task_names` with keyword `options`.
-
-    Raises:
-        ConfigError: unknown architecture or an option it does not take.
-    """
-    cls = get(identifier)
-    if isinstance(cls, keras.layers.Layer):
-        return cls
-    allowed = [p for p in inspect.signature(cls.__init__).parameters
-               if p not in ("self", "task_names", "kwargs")]
-    unknown = sorted(set(options) - set(allowed))
-    if unknown:
-        raise ConfigError(
-            f"Architecture {identifier!r} does not take option(s) {unknown}. Its "
-            f"options are {allowed}."
-        )
-    try:
-        # A stable layer name (not `shared_bottom_7`), so the layer can be found
-        # by name in any model built this way.
-        name = identifier.lower() if isinstance(identifier, str) else None
-        return cls(task_names=list(task_names), name=name, **options)
-    except (TypeError, ValueError) as error:
-        raise ConfigError(f"Architecture {identifier!r}: {error}") from None
+    """`get(identifier, task_names=task_names, **options)` (kept for the
+    builder; prefer `get`)."""
+    return get(identifier, task_names=task_names, **options)
 
 
 def serialize(layer):
     """The layer's Keras config dict."""
-    return keras.layers.serialize(layer)
+    return ARCHITECTURES.serialize(layer)
 
 
 def deserialize(config):
-    """A layer from `serialize`'s output."""
-    return keras.layers.deserialize(config)
+    """The layer `serialize` described.
+
+    Raises:
+        ConfigError: `config` does not describe an architecture.
+    """
+    return ARCHITECTURES.deserialize(config)
 
 
 __all__ = [
+    "ARCHITECTURES",
+    "Architecture",
     "CGC",
     "CrossStitch",
     "MMoE",

@@ -1,16 +1,21 @@
-"""The `Architecture` base class: the contract every architecture layer keeps."""
+"""The `Architecture` base class: the contract every architecture layer keeps,
+and `ARCHITECTURES`, the registry of the family."""
 
 import keras
+
+from kmtl._checks import check_task_names
+from kmtl.registry import Registry
 
 
 class Architecture(keras.layers.Layer):
     """Base class of the architecture family: the shared part of a multi-task
     model, from the encoded inputs to one representation per task.
 
-    Subclasses are registered Keras layers (`kmtl.architectures.register`) whose
-    first argument is `task_names`. `kmtl.build_model` puts one on the encoded
-    inputs and the towers on its outputs, and the model finds it as
-    `model.architecture`; nothing looks for it by name or attribute.
+    Subclasses are Keras layers registered in `ARCHITECTURES`
+    (`@ARCHITECTURES.register("mmoe")`) whose first argument is `task_names`.
+    `kmtl.build_model` puts one on the encoded inputs and the towers on its
+    outputs, and the model finds it as `model.architecture`; nothing looks for
+    it by name or attribute.
 
     The contract:
         task_names: list of str, the tasks it serves, in output order.
@@ -19,17 +24,27 @@ class Architecture(keras.layers.Layer):
             `gradients="representation"` need.
         call(inputs): `(batch, features)` -> dict `{task: (batch, units)}`.
         penalty(): a scalar loss the layer adds in training (soft sharing), or
-            None.
+            None (the default).
         diagnostics(inputs): `{name: (matrix, row_labels, column_labels)}` of
-            what it shares, or `{}` (see `kmtl.measures.sharing`).
-        owned_slices(): which slices of its stacked weights belong to one task.
+            what it shares (see `kmtl.measures.sharing`). An architecture with
+            nothing inspectable keeps the base's, which returns `{}`
+            (`inspectable` is then False).
+        owned_slices(): which slices of its stacked weights belong to one task;
+            every subclass must say it, `{}` included.
 
     Args:
-        task_names: list of str.
-        **kwargs: `keras.layers.Layer` arguments (`name`).
+        task_names: list of str, distinct, not empty.
+        **kwargs: `keras.layers.Layer` arguments (`name`, `dtype`).
+
+    Raises:
+        ValueError: empty or repeated `task_names`.
     """
 
     shares_representation = False
+
+    def __init__(self, task_names, **kwargs):
+        super().__init__(**kwargs)
+        self.task_names = check_task_names(task_names)
 
     def penalty(self):
         """The sharing penalty added to the loss in training, or None."""
@@ -39,14 +54,56 @@ class Architecture(keras.layers.Layer):
         """What the layer shares, or `{}` when it has nothing learned to show."""
         return {}
 
+    @property
+    def inspectable(self):
+        """Whether `diagnostics` shows something: the class overrides the base's
+        (MMoE's expert utilisation, cross-stitch units, ...)."""
+        return type(self).diagnostics is not Architecture.diagnostics
+
     def owned_slices(self):
         """`{variable.path: owners}`: for each weight that stacks per-task parts
-        along its first axis, one entry per slice, the name of the task whose
-        output alone depends on it, or None for a slice several tasks share.
+        along its first axis, `owners` is a tuple with one entry per slice, the
+        name of the task whose output alone depends on that slice, or None for
+        a slice several tasks share. Weights not listed are shared whole.
 
-        Every subclass must say it, `{}` included: a gradient method (MGDA,
-        PCGrad, ...) treats an undeclared slice as shared.
+        A gradient method (MGDA, PCGrad, ...) gives an owned slice its task's
+        own gradient and treats every other parameter the tasks reach as
+        shared; `tests/architectures` checks the declaration against the graph.
+        Build helpers: `slices_owned_by`.
+
+        Raises:
+            NotImplementedError: the subclass does not say (return `{}` when no
+                weight stacks per-task parts).
         """
         raise NotImplementedError(
             f"{type(self).__name__} must implement owned_slices() (return {{}} "
             f"when no weight stacks per-task parts).")
+
+    @staticmethod
+    def slices_owned_by(variables, owners):
+        """`{variable.path: owners}` for each of `variables`, for `owned_slices`.
+
+        Args:
+            variables: iterable of Keras variables, each of shape
+                `(len(owners), ...)`.
+            owners: sequence of str or None, one per slice along the first axis.
+
+        Raises:
+            ValueError: a variable whose first axis is not `len(owners)` long.
+        """
+        owners = tuple(owners)
+        declared = {}
+        for variable in variables:
+            if not variable.shape or variable.shape[0] != len(owners):
+                raise ValueError(
+                    f"Variable '{variable.path}' of shape {tuple(variable.shape)} "
+                    f"cannot carry {len(owners)} slice owners {list(owners)}: its "
+                    f"first axis must have one entry per owner.")
+            declared[variable.path] = owners
+        return declared
+
+    def get_config(self):
+        return {**super().get_config(), "task_names": list(self.task_names)}
+
+
+ARCHITECTURES = Registry("architecture", Architecture, fixed=("task_names",))

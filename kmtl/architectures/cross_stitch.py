@@ -6,9 +6,9 @@ import numpy as np
 from keras import ops
 
 from kmtl._checks import check_float
+from kmtl.architectures.base import ARCHITECTURES
 from kmtl.architectures.experts import StackedTowers
 from kmtl.architectures.experts import apply_stack
-from kmtl.architectures.task_owned import set_slice_owners
 
 
 def cross_stitch_initial_value(num_tasks, self_weight):
@@ -23,7 +23,7 @@ def cross_stitch_initial_value(num_tasks, self_weight):
     return value
 
 
-@keras.saving.register_keras_serializable(package="kmtl")
+@ARCHITECTURES.register("cross_stitch")
 class CrossStitch(StackedTowers):
     """Cross-stitch network: one MLP tower per task, the towers' activations
     mixed by a trainable matrix after every hidden layer.
@@ -99,9 +99,14 @@ class CrossStitch(StackedTowers):
                             initializer=keras.initializers.Constant(initial))
             for i in range(len(self.units))
         ]
-        # Every tower layer and every earlier stitch reaches every task; row t
-        # of the last stitch only mixes task t's output.
-        set_slice_owners([self.alphas[-1]], self.task_names)
+
+    def owned_slices(self):
+        """Row t of the last cross-stitch matrix is task t's (it only mixes
+        task t's output); every tower layer and every earlier stitch reaches
+        every task."""
+        if not self.built:
+            return {}
+        return self.slices_owned_by([self.alphas[-1]], self.task_names)
 
     def call(self, inputs, training=None):
         h = inputs

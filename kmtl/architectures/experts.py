@@ -17,8 +17,8 @@ from keras import initializers
 from keras import ops
 
 from kmtl._checks import check_rate
-from kmtl._checks import check_task_names
 from kmtl._checks import check_units
+from kmtl.architectures.base import Architecture
 
 
 def stacked_initializer(initializer, count):
@@ -102,8 +102,7 @@ def apply_stack(x, kernels, biases, activation, last_linear=False):
     return h
 
 
-
-class StackedTowers(keras.layers.Layer):
+class StackedTowers(Architecture):
     """Base of the architectures with one MLP tower per task, the towers
     evaluated side by side (`SoftSharing`, `CrossStitch`).
 
@@ -131,8 +130,7 @@ class StackedTowers(keras.layers.Layer):
 
     def __init__(self, task_names, units, activation, dropout, kernel_regularizer,
                  **kwargs):
-        super().__init__(**kwargs)
-        self.task_names = check_task_names(task_names)
+        super().__init__(task_names, **kwargs)
         self.units = check_units(units, "units")
         self.activation = activation
         self.activation_fn = keras.activations.get(activation)
@@ -155,7 +153,6 @@ class StackedTowers(keras.layers.Layer):
     def get_config(self):
         return {
             **super().get_config(),
-            "task_names": list(self.task_names),
             "units": list(self.units),
             "activation": self.activation,
             "dropout": self.dropout,
@@ -163,15 +160,15 @@ class StackedTowers(keras.layers.Layer):
         }
 
 
-class MixtureOfExperts(keras.layers.Layer):
+class MixtureOfExperts(Architecture):
     """Base of the mixture-of-experts architectures (`MMoE`, `CGC`, `PLE`).
 
     It holds the expert and gate options they share, `gate_options` (the
     keyword arguments for `kmtl.architectures.gates.get`), the dropout on the
     experts' outputs, the output shape and the shared part of the config.
     Subclasses check their expert counts, resolve their gate with
-    `gates.get(gate, **self.gate_options)` and set `self.gate` to its name, and
-    write `build` and `call`.
+    `gates.get(gate, **self.gate_options)`, set `self.gate` to its registered
+    name, and write `build`, `call` and `owned_slices`.
 
     Args:
         task_names: list of str. The tasks.
@@ -191,8 +188,7 @@ class MixtureOfExperts(keras.layers.Layer):
     def __init__(self, task_names, expert_units, gate_units, activation, dropout,
                  kernel_initializer, kernel_regularizer, top_k, gamma, entropy_weight,
                  **kwargs):
-        super().__init__(**kwargs)
-        self.task_names = check_task_names(task_names)
+        super().__init__(task_names, **kwargs)
         self.expert_units = check_units(expert_units, "expert_units")
         self.gate_units = check_units(gate_units, "gate_units", allow_empty=True)
         self.activation = activation
@@ -230,7 +226,6 @@ class MixtureOfExperts(keras.layers.Layer):
     def get_config(self):
         return {
             **super().get_config(),
-            "task_names": list(self.task_names),
             "expert_units": list(self.expert_units),
             "gate_units": list(self.gate_units),
             "gate": self.gate,

@@ -10,7 +10,13 @@ experts have (`kmtl.architectures.experts`), and returns
 Gates are options of the architecture layers (`gate="softmax"` or
 `gate="dselect_k"`), not layers of their own: a gate creates its weights on the
 architecture layer that owns it, so a model saved with MMoE's softmax gates keeps
-the weight layout it always had. Look one up by name with `get`.
+the weight layout it always had. They are registered in `GATES`; look one up by
+name with `get`, list them with `list_gates`:
+
+>>> get("dselect_k", top_k=3)
+<kmtl.architectures.gates.DSelectKGate object at ...>
+>>> list_gates()
+['dselect_k', 'softmax']
 """
 
 import math
@@ -26,6 +32,9 @@ from kmtl._checks import check_positive_int
 from kmtl._checks import check_units
 from kmtl.architectures.experts import add_stack
 from kmtl.architectures.experts import apply_stack
+from kmtl.errors import ConfigError
+from kmtl.registry import Registry
+from kmtl.registry import parse_spec
 
 # Keeps logarithms and divisions finite (the value of the authors' code).
 EPSILON = 1e-6
@@ -48,9 +57,10 @@ class Gate:
         kernel_initializer: default `"glorot_uniform"`, for hidden kernels.
         kernel_regularizer: Keras regularizer identifier or None, for every
             kernel of the gate.
-    """
 
-    name = None
+    Raises:
+        ValueError: non-positive `units`.
+    """
 
     def __init__(self, units=(), activation="relu",
                  kernel_initializer="glorot_uniform", kernel_regularizer=None):
@@ -74,10 +84,23 @@ class Gate:
         raise NotImplementedError
 
     def get_config(self):
-        """The gate's own options (those an architecture takes as arguments)."""
-        return {}
+        """Every constructor argument, JSON-serializable."""
+        return {
+            "units": list(self.units),
+            "activation": activations.serialize(self.activation),
+            "kernel_initializer": initializers.serialize(self.kernel_initializer),
+            "kernel_regularizer": regularizers.serialize(self.kernel_regularizer),
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
 
 
+GATES = Registry("gate", Gate, keras_serializable=False)
+
+
+@GATES.register("softmax")
 class SoftmaxGate(Gate):
     """The softmax gate of MMoE and PLE: `g(x) = softmax(W x + b)`.
 
@@ -89,8 +112,6 @@ class SoftmaxGate(Gate):
         `sum(d_in * u + u)` over `units`, then `h * n + n`, with `h` the last
         hidden size (or the input size) and `n` the number of experts.
     """
-
-    name = "softmax"
 
     def build(self, layer, prefix, count, features, num_experts):
         self.kernels, self.biases = add_stack(
@@ -120,6 +141,7 @@ def binary_codes(num_experts):
                          num_experts, bits)
 
 
+@GATES.register("dselect_k")
 class DSelectKGate(Gate):
     """The DSelect-k gate: a smooth, sparse choice of at most k experts.
 
@@ -169,8 +191,6 @@ class DSelectKGate(Gate):
     Raises:
         ValueError: `top_k < 1`, `gamma <= 0` or `entropy_weight < 0`.
     """
-
-    name = "dselect_k"
 
     def __init__(self, top_k=2, gamma=1.0, entropy_weight=0.0, **kwargs):
         super().__init__(**kwargs)
@@ -246,34 +266,61 @@ class DSelectKGate(Gate):
         return weights, penalty
 
     def get_config(self):
-        return {"top_k": self.top_k, "gamma": self.gamma,
+        return {**super().get_config(), "top_k": self.top_k, "gamma": self.gamma,
                 "entropy_weight": self.entropy_weight}
 
 
-_GATES = {gate.name: gate for gate in (SoftmaxGate, DSelectKGate)}
+# The gate options a mixture-of-experts architecture passes to whichever gate
+# it uses: a gate that does not take one ignores it.
+ARCHITECTURE_GATE_OPTIONS = ("top_k", "gamma", "entropy_weight")
 
 
 def list_gates():
-    """The gate names, sorted."""
-    return sorted(_GATES)
+    """The registered gate names, sorted."""
+    return GATES.names()
 
 
 def get(identifier, **options):
-    """A gate instance from its name, e.g. `get("dselect_k", top_k=2)`.
+    """A gate instance, e.g. `get("dselect_k", top_k=2)`.
 
-    `options` are the common `Gate` arguments (units, activation,
-    kernel_initializer, kernel_regularizer) and the gate's own (DSelect-k:
-    top_k, gamma, entropy_weight); a softmax gate ignores DSelect-k's.
+    Args:
+        identifier: a registered name or spec string (`"dselect_k(top_k=3)"`),
+            a `Gate` instance (returned as is) or a config dict (`serialize`'s
+            output).
+        **options: the common `Gate` arguments (units, activation,
+            kernel_initializer, kernel_regularizer) and the gate's own
+            (DSelect-k: top_k, gamma, entropy_weight); a gate ignores the
+            DSelect-k options it does not take (`ARCHITECTURE_GATE_OPTIONS`), so
+            an architecture can pass them to any gate.
 
     Raises:
-        ValueError: unknown gate name.
+        ConfigError: unknown gate name (a `ValueError`).
+        ValueError: an option value the gate refuses, naming the option.
     """
-    key = identifier.lower() if isinstance(identifier, str) else identifier
-    if key not in _GATES:
-        raise ValueError(f"Unknown gate. Received: gate={identifier!r}. "
-                         f"Available: {list_gates()}.")
-    cls = _GATES[key]
-    if cls is SoftmaxGate:
-        for name in ("top_k", "gamma", "entropy_weight"):
-            options.pop(name, None)
+    if not isinstance(identifier, str):
+        return GATES.get(identifier)
+    name, spec_options = parse_spec(identifier)
+    if name not in GATES:
+        raise ConfigError(f"Unknown gate. Received: gate={identifier!r}. "
+                          f"Available: {list_gates()}.")
+    cls = GATES.get_class(name)
+    taken = GATES.options(name)
+    options = {key: value for key, value in {**spec_options, **options}.items()
+               if key in taken or key not in ARCHITECTURE_GATE_OPTIONS}
+    # Built here rather than by `GATES.get`, so that a bad value raises the
+    # gate's own ValueError, which the architecture reports as its option's.
     return cls(**options)
+
+
+def serialize(gate):
+    """`{"class_name": <registered name>, "config": gate.get_config()}`."""
+    return GATES.serialize(gate)
+
+
+def deserialize(config):
+    """The gate `serialize` described.
+
+    Raises:
+        ConfigError: not a serialized gate.
+    """
+    return GATES.deserialize(config)

@@ -1,17 +1,16 @@
 """Multi-gate Mixture-of-Experts (MMoE)."""
 
-import keras
 from keras import ops
 
 from kmtl._checks import check_positive_int
 from kmtl.architectures import gates as gates_module
+from kmtl.architectures.base import ARCHITECTURES
 from kmtl.architectures.experts import MixtureOfExperts
 from kmtl.architectures.experts import add_stack
 from kmtl.architectures.experts import apply_stack
-from kmtl.architectures.task_owned import set_slice_owners
 
 
-@keras.saving.register_keras_serializable(package="kmtl")
+@ARCHITECTURES.register("mmoe")
 class MMoE(MixtureOfExperts):
     """Multi-gate Mixture-of-Experts.
 
@@ -80,7 +79,7 @@ class MMoE(MixtureOfExperts):
         self.num_experts = check_positive_int(num_experts, "num_experts")
         # `count` gates side by side, one per task (built with the experts).
         self.gates = gates_module.get(gate, **self.gate_options)
-        self.gate = self.gates.name
+        self.gate = self.gates.registered_name
         self.check_top_k(self.num_experts)
 
     def build(self, input_shape):
@@ -91,8 +90,14 @@ class MMoE(MixtureOfExperts):
         self.gates.build(self, "gate", len(self.task_names), features,
                          self.num_experts)
         self.gate_kernels, self.gate_biases = self.gates.kernels, self.gates.biases
-        # Gate t only weighs the experts for task t.
-        set_slice_owners([*self.gate_kernels, *self.gate_biases], self.task_names)
+
+    def owned_slices(self):
+        """Gate t's slices are task t's (it only weighs the experts for task
+        t); the experts are shared."""
+        if not self.built:
+            return {}
+        return self.slices_owned_by([*self.gate_kernels, *self.gate_biases],
+                                    self.task_names)
 
     def gate_weights(self, inputs):
         """Gate weights `(num_tasks, batch, num_experts)`."""

@@ -5,14 +5,14 @@ from keras import ops
 
 from kmtl._checks import check_bool
 from kmtl._checks import check_rate
-from kmtl._checks import check_task_names
 from kmtl._checks import check_units
+from kmtl.architectures.base import ARCHITECTURES
+from kmtl.architectures.base import Architecture
 from kmtl.architectures.experts import stacked_initializer
-from kmtl.architectures.task_owned import set_slice_owners
 
 
-@keras.saving.register_keras_serializable(package="kmtl")
-class MTAN(keras.layers.Layer):
+@ARCHITECTURES.register("mtan")
+class MTAN(Architecture):
     """Multi-Task Attention Network: one shared MLP trunk, and per task a soft
     attention mask over the trunk's features at every level.
 
@@ -94,8 +94,7 @@ class MTAN(keras.layers.Layer):
                  activation="relu", dropout=0.0, shared_extractor=True,
                  kernel_initializer="glorot_uniform", kernel_regularizer=None,
                  **kwargs):
-        super().__init__(**kwargs)
-        self.task_names = check_task_names(task_names)
+        super().__init__(task_names, **kwargs)
         self.units = check_units(units, "units")
         if attention_units is None:
             self.attention_units = None
@@ -159,12 +158,18 @@ class MTAN(keras.layers.Layer):
                 f"attention_g_{level}", num_tasks, mask_in, hidden))
             self.attention_h.append(self._dense(
                 f"attention_h_{level}", num_tasks, hidden, width))
-        # Task t's attention modules (and its own extractors) only feed task
-        # t's features; the trunk and a shared extractor reach every task.
+
+    def owned_slices(self):
+        """Task t's slices of the attention modules (and of the extractors,
+        one per task when `shared_extractor=False`): they only feed task t's
+        features. The trunk and a shared extractor reach every task."""
+        if not self.built:
+            return {}
         owned = [*self.attention_g, *self.attention_h]
         if not self.shared_extractor:
             owned += self.extractors
-        set_slice_owners([w for pair in owned for w in pair], self.task_names)
+        return self.slices_owned_by([w for pair in owned for w in pair],
+                                    self.task_names)
 
     # === Forward pass ===
 
@@ -236,7 +241,6 @@ class MTAN(keras.layers.Layer):
     def get_config(self):
         return {
             **super().get_config(),
-            "task_names": list(self.task_names),
             "units": list(self.units),
             "attention_units": (None if self.attention_units is None
                                 else list(self.attention_units)),

@@ -1,16 +1,15 @@
 """Progressive Layered Extraction (PLE) and its one-level form, Customized Gate
 Control (CGC)."""
 
-import keras
 import numpy as np
 from keras import ops
 
 from kmtl._checks import check_positive_int
 from kmtl.architectures import gates as gates_module
+from kmtl.architectures.base import ARCHITECTURES
 from kmtl.architectures.experts import MixtureOfExperts
 from kmtl.architectures.experts import add_stack
 from kmtl.architectures.experts import apply_stack
-from kmtl.architectures.task_owned import set_slice_owners
 
 
 def _check_count(value, argument):
@@ -30,7 +29,7 @@ class _Level:
         self.shared_gate = shared_gate
 
 
-@keras.saving.register_keras_serializable(package="kmtl")
+@ARCHITECTURES.register("ple")
 class PLE(MixtureOfExperts):
     """Progressive Layered Extraction: stacked levels of task-specific and shared
     experts with per-task gates.
@@ -120,7 +119,7 @@ class PLE(MixtureOfExperts):
                 "PLE needs at least one expert per level. Received: "
                 "num_task_experts=0, num_shared_experts=0")
         # Checks the gate name and options now, not at build time.
-        self.gate = gates_module.get(gate, **self.gate_options).name
+        self.gate = gates_module.get(gate, **self.gate_options).registered_name
         self.check_top_k(self.num_task_experts + self.num_shared_experts)
         num_tasks, s, shared = (len(self.task_names), self.num_task_experts,
                                 self.num_shared_experts)
@@ -148,25 +147,39 @@ class PLE(MixtureOfExperts):
             task_gate = gates_module.get(self.gate, **self.gate_options)
             task_gate.build(self, f"level_{level}_task_gate", num_tasks, width,
                             self._visible.shape[1])
-            # The shared gate of a level before the last mixes every expert of
-            # that level into the shared path, which reaches every task. So
-            # task t's experts are its own only at the last level (or without
-            # shared experts), and its gate, which feeds the next level's task-t
-            # experts and task-t gate, only at the last two (or without shared
-            # experts, or without task experts for the shared gate to mix).
-            last = self.num_levels - 1
-            if level == last or not self.num_shared_experts:
-                set_slice_owners([*kernels, *biases], self._expert_owners())
-            if (level >= last - 1 or not self.num_shared_experts
-                    or not self.num_task_experts):
-                set_slice_owners([*task_gate.kernels, *task_gate.biases],
-                                 self.task_names)
             shared_gate = None
             if level < self.num_levels - 1 and self.num_shared_experts:
                 shared_gate = gates_module.get(self.gate, **self.gate_options)
                 shared_gate.build(self, f"level_{level}_shared_gate", 1, width,
                                   self.num_level_experts)
             self.levels.append(_Level(kernels, biases, task_gate, shared_gate))
+
+    def owned_slices(self):
+        """Task t's slices of the level experts and task gates that feed task
+        t's output alone.
+
+        The shared gate of a level before the last mixes every expert of that
+        level into the shared path, which reaches every task. So task t's
+        experts are its own only at the last level (or without shared experts),
+        and its gate, which feeds the next level's task-t experts and task-t
+        gate, only at the last two levels (or without shared experts, or
+        without task experts for the shared gate to mix). Shared experts and
+        shared gates are shared.
+        """
+        if not self.built:
+            return {}
+        declared = {}
+        last = self.num_levels - 1
+        for number, level in enumerate(self.levels):
+            if number == last or not self.num_shared_experts:
+                declared.update(self.slices_owned_by(
+                    [*level.kernels, *level.biases], self._expert_owners()))
+            if (number >= last - 1 or not self.num_shared_experts
+                    or not self.num_task_experts):
+                declared.update(self.slices_owned_by(
+                    [*level.task_gate.kernels, *level.task_gate.biases],
+                    self.task_names))
+        return declared
 
     def _expert_owners(self):
         """The owner of each expert of a level: its task, None if shared."""
@@ -256,7 +269,7 @@ class PLE(MixtureOfExperts):
         }
 
 
-@keras.saving.register_keras_serializable(package="kmtl")
+@ARCHITECTURES.register("cgc")
 class CGC(PLE):
     """Customized Gate Control: one level of task-specific and shared experts
     mixed by per-task gates.

@@ -3,12 +3,13 @@
 import keras
 
 from kmtl._checks import check_rate
-from kmtl._checks import check_task_names
 from kmtl._checks import check_units
+from kmtl.architectures.base import ARCHITECTURES
+from kmtl.architectures.base import Architecture
 
 
-@keras.saving.register_keras_serializable(package="kmtl")
-class SharedBottom(keras.layers.Layer):
+@ARCHITECTURES.register("shared_bottom")
+class SharedBottom(Architecture):
     """Hard parameter sharing: one MLP shared by every task.
 
     Caruana, "Multitask Learning", Machine Learning 28, 1997. Every task reads the
@@ -47,8 +48,7 @@ class SharedBottom(keras.layers.Layer):
 
     def __init__(self, task_names, units=(256, 128), activation="relu", dropout=0.0,
                  kernel_regularizer=None, **kwargs):
-        super().__init__(**kwargs)
-        self.task_names = check_task_names(task_names)
+        super().__init__(task_names, **kwargs)
         self.units = check_units(units, "units")
         self.activation = activation
         self.dropout = check_rate(dropout, "dropout")
@@ -77,13 +77,16 @@ class SharedBottom(keras.layers.Layer):
                 x = self.dropouts[i](x, training=training)
         return {name: x for name in self.task_names}
 
+    def owned_slices(self):
+        """`{}`: every weight is shared by every task."""
+        return {}
+
     def compute_output_shape(self, input_shape):
         return {name: (*input_shape[:-1], self.units[-1]) for name in self.task_names}
 
     def get_config(self):
         return {
             **super().get_config(),
-            "task_names": list(self.task_names),
             "units": list(self.units),
             "activation": self.activation,
             "dropout": self.dropout,

@@ -4,12 +4,12 @@ import keras
 from keras import ops
 
 from kmtl._checks import check_float
+from kmtl.architectures.base import ARCHITECTURES
 from kmtl.architectures.experts import StackedTowers
 from kmtl.architectures.experts import apply_stack
-from kmtl.architectures.task_owned import set_slice_owners
 
 
-@keras.saving.register_keras_serializable(package="kmtl")
+@ARCHITECTURES.register("soft_sharing")
 class SoftSharing(StackedTowers):
     """Soft parameter sharing: one MLP tower per task, pulled together by an L2
     penalty between the towers' kernels.
@@ -33,8 +33,8 @@ class SoftSharing(StackedTowers):
     towers and two tasks it starts near 0.4, the size of a task loss.
 
     The towers are evaluated side by side (stacked kernels `(T, d_in, u)`, one
-    matmul per layer). Tower t's slices are marked as task t's own
-    (`kmtl.architectures.task_owned`), so `MultiTaskModel`'s gradient-based
+    matmul per layer). Tower t's slices are declared task t's own
+    (`owned_slices`), so `MultiTaskModel`'s gradient-based
     weightings give each tower its task's gradient and do not count the towers
     as shared parameters; only the penalty's gradient couples them.
 
@@ -80,11 +80,13 @@ class SoftSharing(StackedTowers):
                          **kwargs)
         self.strength = check_float(strength, "strength", low=0)
 
-    def build(self, input_shape):
-        super().build(input_shape)
-        # Tower t only feeds task t's output (the penalty, a regularization
-        # loss, couples them).
-        set_slice_owners([*self.kernels, *self.biases], self.task_names)
+    def owned_slices(self):
+        """Tower t's slices are task t's: it only feeds task t's output (the
+        penalty, a regularization loss, couples the towers)."""
+        if not self.built:
+            return {}
+        return self.slices_owned_by([*self.kernels, *self.biases],
+                                    self.task_names)
 
     def penalty(self):
         """`strength * sum_l sum_{a<b} ||W_la - W_lb||_F^2`, a float32 scalar: the

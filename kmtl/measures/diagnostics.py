@@ -1,11 +1,12 @@
 """Sharing diagnostics: what a trained model shares between its tasks.
 
 Architectures that share in an inspectable way (MMoE's gates, cross-stitch
-units, ...) implement `layer.diagnostics(inputs)`, which maps the layer's own
-`(batch, features)` input to `{name: (matrix, row_labels, column_labels)}`; layers
-whose sharing does not depend on the input ignore it. This module finds that
-layer in a model, feeds it real batches through the model's own preprocessing,
-averages the matrices into labelled DataFrames, and plots them as heatmaps:
+units, ...) implement `Architecture.diagnostics(inputs)`, which maps the layer's
+own `(batch, features)` input to `{name: (matrix, row_labels, column_labels)}`;
+layers whose sharing does not depend on the input ignore it. This module takes
+the model's architecture (`model.architecture`), feeds it real batches through
+the model's own preprocessing, averages the matrices into labelled DataFrames,
+and plots them as heatmaps:
 
 >>> frames = kmtl.measures.sharing(model, validation_data, batches=4)
 >>> frames["expert_utilisation"]            # tasks x experts, rows sum to 1
@@ -32,40 +33,41 @@ _ENCODERS = weakref.WeakKeyDictionary()
 
 def _inspectable_architectures():
     return [name for name in architectures.list_architectures()
-            if callable(getattr(architectures.get(name), "diagnostics", None))]
+            if architectures.ARCHITECTURES.get_class(name).diagnostics
+            is not architectures.Architecture.diagnostics]
 
 
 def architecture_layer(model):
-    """The layer of `model` that implements `diagnostics` (its architecture).
+    """The architecture of `model` when it has sharing diagnostics to show.
 
     Args:
-        model: a Keras model, e.g. from `kmtl.build_model`.
+        model: a `kmtl.MultiTaskModel`, e.g. from `kmtl.build_model`.
 
     Returns:
-        The `keras.layers.Layer`.
+        `model.architecture`, a `kmtl.architectures.Architecture` that is
+        `inspectable`.
 
     Raises:
-        ValueError: no layer (or more than one) of the model implements
-            `diagnostics`.
+        ValueError: the model has no architecture layer, or its architecture
+            shares nothing inspectable (`shared_bottom`); the message names the
+            architectures that do.
     """
-    found = [layer for layer in model.layers
-             if callable(getattr(layer, "diagnostics", None))]
-    if len(found) == 1:
-        return found[0]
-    if found:
-        raise ValueError(
-            f"Model {model.name!r} has several layers with a `diagnostics` method "
-            f"({[layer.name for layer in found]}); call `diagnostics` on the one "
-            f"you mean directly."
-        )
+    layer = getattr(model, "architecture", None)
     names = _inspectable_architectures()
-    which = f"one of {names}" if names else "a layer with a `diagnostics` method"
-    raise ValueError(
-        f"Model {model.name!r} has no layer with a `diagnostics` method, so there "
-        f"is no sharing to inspect. "
-        f"Build it with an architecture that shares inspectably, {which}, e.g. "
-        f"`kmtl.build_model(features, tasks, architecture='mmoe')`."
-    )
+    which = f"one of {names}" if names else "one that implements `diagnostics`"
+    fix = (f"Build it with an architecture that shares inspectably, {which}, e.g. "
+           f"`kmtl.build_model(features, tasks, architecture='mmoe')`.")
+    if layer is None:
+        raise ValueError(
+            f"Model {model.name!r} has no architecture layer (a "
+            f"`kmtl.architectures.Architecture`), so there is no sharing to "
+            f"inspect. {fix}")
+    if not layer.inspectable:
+        raise ValueError(
+            f"The architecture {layer.name!r} of model {model.name!r} "
+            f"({type(layer).__name__}) has no sharing diagnostics: what it "
+            f"shares is not inspectable. {fix}")
+    return layer
 
 
 def _encoder(model):
@@ -126,8 +128,8 @@ def sharing(model, data=None, batches=1):
     not weigh as much as a full one).
 
     Args:
-        model: a Functional Keras model with an architecture layer that
-            implements `diagnostics` (see `architecture_layer`).
+        model: a `kmtl.MultiTaskModel` whose architecture has diagnostics to
+            show (see `architecture_layer`).
         data: a `tf.data.Dataset` of `(x, y, sample_weight)`, `(x, y)` or `x`
             batches (e.g. `make_dataset(validation, features, tasks, 256)`); a
             dict of feature arrays, or an `(x, y[, w])` tuple of them, used
@@ -141,9 +143,9 @@ def sharing(model, data=None, batches=1):
         experts, the mean gate weight of each expert for each task.
 
     Raises:
-        ValueError: the model has no architecture layer with `diagnostics`, the
-            layer needs inputs and `data` is None, `data` is empty or lacks
-            features, or `batches` is not a positive integer.
+        ValueError: the model has no architecture, or one without
+            diagnostics; the layer needs inputs and `data` is None; `data` is
+            empty or lacks features; `batches` is not a positive integer.
         TypeError: `data` is of an unsupported type.
 
     Example:

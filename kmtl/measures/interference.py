@@ -22,7 +22,6 @@ import keras
 import numpy as np
 import tensorflow as tf
 from keras import ops
-from keras.src.trainers.data_adapters.data_adapter_utils import unpack_x_y_sample_weight
 
 from kmtl._checks import check_positive_int
 from kmtl.models import shared_parameters
@@ -115,7 +114,7 @@ class _Probe:
         """`(Z, valid)` of one batch: `Z[i, j] = 1 - L_j(theta_s - lr g_i) /
         L_j(theta_s)`, valid where tasks i and j are labelled and `L_j > 0`."""
         model = self.model
-        x, y, sample_weight = unpack_x_y_sample_weight(data)
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         variables = model.trainable_variables
         with tf.GradientTape(persistent=True) as tape:
             y_pred = model(x, training=False)
@@ -123,8 +122,8 @@ class _Probe:
         per_task = [tape.gradient(task_losses[n], variables)
                     for n in model.task_names]
         del tape
-        parts = model._gradient_parts(per_task, variables)
-        before = model._stack_losses(task_losses)
+        parts = model.gradient_parts(per_task, variables)
+        before = model.stack_task_losses(task_losses)
         values = [tf.convert_to_tensor(v) for v in variables]
         fixed = [tf.convert_to_tensor(v) for v in model.non_trainable_variables]
         rows = []
@@ -138,10 +137,10 @@ class _Probe:
                 learning_rate * tf.convert_to_tensor(s), v.dtype)
                 for v, s in zip(values, steps)]
             outputs, _ = model.stateless_call(stepped, fixed, x, training=False)
-            rows.append(model._stack_losses(
+            rows.append(model.stack_task_losses(
                 model.compute_task_losses(y, outputs, sample_weight)))
         after = tf.stack(rows)
-        labelled = model._labelled(sample_weight)
+        labelled = model.labelled_tasks(sample_weight)
         valid = labelled[:, None] & (labelled & (before > 0))[None, :]
         if not any(part.shared for part in parts):
             valid = tf.zeros_like(valid)

@@ -5,19 +5,20 @@ that more than one task's loss reaches: the encoder and the shared part of the
 architecture. Two things decide it, both read when a step is traced:
 
 - the graph: a task's gradient of a variable its loss does not reach is None;
-- slice owners (`kmtl.architectures.task_owned`): an architecture layer marks
-  the slices of a stacked variable (MMoE gates, soft-sharing towers, PLE task
-  experts) that only feed its output for one task. Which tasks' predictions
-  depend on that output is read off the model's Functional graph, so a task
-  derived from it (ESMM's CTCVR = CTR x CVR) or a head wired by hand to several
-  of the layer's outputs counts too. A marked layer whose place in the graph
-  cannot be read (nested in a sub-model, or called more than once) keeps every
-  slice shared, the safe side.
+- owned slices: the model's architecture (`model.architecture`) declares in
+  `owned_slices()` the slices of its stacked variables (MMoE gates,
+  soft-sharing towers, PLE task experts) that only feed its output for one
+  task. Which tasks' predictions depend on that output is read off the
+  model's Functional graph, so a task derived from it (ESMM's CTCVR = CTR x
+  CVR) or a head wired by hand to several of the layer's outputs counts too.
+  A model without an architecture layer (wired by hand from other layers), or
+  whose architecture's place in the graph cannot be read (called more than
+  once), keeps every slice shared, the safe side.
 
 A task without a target (ESMM's CVR) never has a loss, so it reaches nothing.
 
-A variable is cut into *parts* along its first axis (one part when it is not
-marked); a part is shared when more than one task reaches it. A shared part's
+A variable is cut into *parts* along its first axis (one part when no slice of
+it is declared); a part is shared when more than one task reaches it. A shared part's
 gradient is the weighting's direction; any other part gets the gradient of the
 one task that reaches it.
 """
@@ -28,9 +29,6 @@ import keras
 import numpy as np
 import tensorflow as tf
 from keras import ops
-
-from kmtl.architectures.task_owned import owner_runs
-from kmtl.architectures.task_owned import slice_owners
 
 
 class Part(NamedTuple):
@@ -62,32 +60,73 @@ def _ancestors(tensor):
     return seen
 
 
+def owner_runs(owners):
+    """Groups consecutive equal owners: `[(owner, start, stop), ...]`.
+
+    >>> owner_runs(("a", "a", "b", None))
+    [('a', 0, 2), ('b', 2, 3), (None, 3, 4)]
+    """
+    runs = []
+    for k, owner in enumerate(owners):
+        if runs and runs[-1][0] == owner:
+            runs[-1] = (owner, runs[-1][1], k + 1)
+        else:
+            runs.append((owner, k, k + 1))
+    return runs
+
+
 def owner_reach(model):
-    """`{id(variable): {owner: frozenset of task indices}}` for the marked
-    variables of `model`'s layers: for each owner (an output key of the layer
-    that marked it), the tasks whose prediction is computed from that output.
+    """`{id(variable): (owners, {owner: frozenset of task indices})}` for the
+    variables with owned slices (`model.architecture.owned_slices()`): the
+    owner of each slice along the first axis, and for each owner (an output key
+    of the architecture layer), the tasks whose prediction is computed from
+    that output.
 
     Args:
         model: a Functional `kmtl.MultiTaskModel`, outputs keyed by task name.
+
+    Returns:
+        The dict; empty when the model has no architecture layer, when its
+        place in the graph cannot be read, or when it owns no slice.
+
+    Raises:
+        ValueError: the architecture declares a variable it does not hold, or
+            owners that do not match the variable's first axis.
     """
+    layer = getattr(model, "architecture", None)
+    if layer is None or len(layer._inbound_nodes) != 1:
+        return {}
+    declared = dict(layer.owned_slices())
+    if not declared:
+        return {}
+    node = layer._inbound_nodes[0]
+    try:
+        by_key = keras.tree.pack_sequence_as({k: 0 for k in layer.task_names},
+                                             node.outputs)
+    except (TypeError, ValueError):
+        return {}
     outputs = model._outputs_struct
     ancestors = [_ancestors(outputs[name]) for name in model.task_names]
+    reaching = {key: frozenset(i for i, seen in enumerate(ancestors)
+                               if id(tensor) in seen)
+                for key, tensor in by_key.items()}
     reach = {}
-    for layer in model.layers:
-        marked = [v for v in layer.trainable_weights if slice_owners(v)]
-        keys = getattr(layer, "task_names", None)
-        if not marked or keys is None or len(layer._inbound_nodes) != 1:
+    for variable in layer.weights:
+        owners = declared.pop(variable.path, None)
+        if owners is None:
             continue
-        node = layer._inbound_nodes[0]
-        try:
-            by_key = keras.tree.pack_sequence_as({k: 0 for k in keys}, node.outputs)
-        except (TypeError, ValueError):
-            continue
-        reaching = {key: frozenset(i for i, seen in enumerate(ancestors)
-                                   if id(tensor) in seen)
-                    for key, tensor in by_key.items()}
-        for variable in marked:
-            reach[id(variable)] = reaching
+        owners = tuple(owners)
+        if not variable.shape or variable.shape[0] != len(owners):
+            raise ValueError(
+                f"{type(layer).__name__}.owned_slices() gives variable "
+                f"'{variable.path}' of shape {tuple(variable.shape)} "
+                f"{len(owners)} slice owners; its first axis must have one "
+                f"entry per owner.")
+        reach[id(variable)] = (owners, reaching)
+    if declared:
+        raise ValueError(
+            f"{type(layer).__name__}.owned_slices() names variables the layer "
+            f"does not hold: {sorted(declared)}.")
     return reach
 
 
@@ -108,10 +147,10 @@ def gradient_parts(per_task, variables, tasks, reach):
     parts = []
     for i, variable in enumerate(variables):
         graph = frozenset(t for t in with_loss if per_task[t][i] is not None)
-        owners, reaching = slice_owners(variable), reach.get(id(variable))
-        if owners is None or reaching is None:
+        if id(variable) not in reach:
             parts.append(Part(i, None, None, graph))
             continue
+        owners, reaching = reach[id(variable)]
         for owner, start, stop in owner_runs(owners):
             tasks_here = (graph if owner not in reaching
                           else graph & reaching[owner])

@@ -56,7 +56,7 @@ def test_every_registered_architecture_is_covered():
 
 def _create(variant, task_names):
     name, options = VARIANTS[variant]
-    return architectures.create(name, task_names, **options)
+    return architectures.get(name, task_names=task_names, **options)
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
@@ -148,7 +148,7 @@ def trained(penguins, prepared):
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_short_fit_lowers_every_task_loss(trained, variant):
     model, before, after = trained(variant)
-    assert model.get_layer(VARIANTS[variant][0]) is not None
+    assert model.architecture is model.get_layer(VARIANTS[variant][0])
     for name in model.task_names:
         assert after[name] < 0.9 * before[name], (name, before, after)
 
@@ -232,7 +232,7 @@ def test_exports_serve_in_a_fresh_process_without_kmtl(trained, penguins, varian
 ])
 def test_bad_option_values_name_the_option(architecture, options, message):
     with pytest.raises(kmtl.ConfigError) as error:
-        architectures.create(architecture, ["a", "b"], **options)
+        architectures.get(architecture, task_names=["a", "b"], **options)
     assert str(error.value).startswith(f"Architecture {architecture!r}: ")
     assert message in str(error.value)
 
@@ -240,11 +240,12 @@ def test_bad_option_values_name_the_option(architecture, options, message):
 def test_more_selectors_than_experts_warns():
     with pytest.warns(UserWarning, match="top_k=8 exceeds the 2 experts each "
                                          "dselect_k gate chooses from"):
-        architectures.create("mmoe", ["a", "b"], gate="dselect_k", num_experts=2,
-                             top_k=8)
+        architectures.get("mmoe", task_names=["a", "b"], gate="dselect_k",
+                          num_experts=2, top_k=8)
     with pytest.warns(UserWarning, match="top_k=3 exceeds the 2 experts"):
-        architectures.create("ple", ["a", "b"], gate="dselect_k", top_k=3)
+        architectures.get("ple", task_names=["a", "b"], gate="dselect_k", top_k=3)
     # One expert: nothing to choose, the default top_k=2 is fine.
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        architectures.create("mmoe", ["a", "b"], gate="dselect_k", num_experts=1)
+        architectures.get("mmoe", task_names=["a", "b"], gate="dselect_k",
+                          num_experts=1)

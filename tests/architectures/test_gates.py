@@ -2,6 +2,7 @@
 option and diagnostics: values derived by hand from the DSelect-k formulas,
 weight counts, rows summing to 1, sparsity, configs and a short fit."""
 
+import json
 import math
 import re
 
@@ -217,12 +218,41 @@ def test_dselect_k_weight_count(num_experts, units, top_k):
 
 def test_get_and_list_gates():
     assert gates.list_gates() == ["dselect_k", "softmax"]
-    gate = gates.get("DSelect_K", top_k=3, gamma=0.5)
+    gate = gates.get("DSelect_K", top_k=3, gamma=0.5, units=(4,))
     assert isinstance(gate, gates.DSelectKGate)
-    assert gate.get_config() == {"top_k": 3, "gamma": 0.5, "entropy_weight": 0.0}
+    assert gate.registered_name == "dselect_k"
+    config = gate.get_config()
+    assert {k: config[k] for k in ("units", "activation", "top_k", "gamma",
+                                   "entropy_weight")} == {
+        "units": [4], "activation": "relu", "top_k": 3, "gamma": 0.5,
+        "entropy_weight": 0.0}
+    # A softmax gate ignores the DSelect-k options an architecture passes on.
     assert isinstance(gates.get("softmax", top_k=3), gates.SoftmaxGate)
-    with pytest.raises(ValueError, match=re.escape("gate='topk'")):
+    assert gates.get("dselect_k(top_k=4)").top_k == 4
+    with pytest.raises(kmtl.ConfigError, match=re.escape(
+            "Unknown gate. Received: gate='topk'. Available: ['dselect_k', "
+            "'softmax'].")):
         gates.get("topk")
+    with pytest.raises(ValueError, match=re.escape("top_k=0")):
+        gates.get("dselect_k", top_k=0)
+
+
+@pytest.mark.parametrize("name", ["softmax", "dselect_k"])
+def test_gate_serialize_round_trip_gives_the_same_weights(name):
+    gate = gates.get(name, units=(3,), activation="tanh", kernel_regularizer="l2",
+                     gamma=0.5)
+    config = json.loads(json.dumps(gates.serialize(gate)))
+    assert config["class_name"] == name
+    copy = gates.deserialize(config)
+    assert type(copy) is type(gate)
+    assert copy.get_config() == gate.get_config()
+    owner, copy_owner = Owner(), Owner()
+    gate.build(owner, "gate", 2, D_IN, 5)
+    copy.build(copy_owner, "gate", 2, D_IN, 5)
+    copy_owner.set_weights(owner.get_weights())
+    x = _inputs()
+    np.testing.assert_allclose(to_numpy(copy(x)[0]), to_numpy(gate(x)[0]),
+                               rtol=1e-6)
 
 
 @pytest.mark.parametrize("argument", [

@@ -266,11 +266,12 @@ def test_config_round_trip(cls, options, num_tasks):
     assert_config_round_trip(cls(names, name="arch", **options), random_inputs())
 
 
-def test_create_by_registered_name():
-    layer = architectures.create("ple", ["a", "b"], num_levels=3, gate="dselect_k")
+def test_get_by_registered_name():
+    layer = architectures.get("ple", task_names=["a", "b"], num_levels=3,
+                              gate="dselect_k")
     assert isinstance(layer, PLE) and layer.name == "ple"
     assert (layer.num_levels, layer.gate) == (3, "dselect_k")
-    cgc = architectures.create("cgc", ["a"], num_shared_experts=2)
+    cgc = architectures.get("cgc", task_names=["a"], num_shared_experts=2)
     assert type(cgc) is CGC and cgc.num_levels == 1
 
 

@@ -132,8 +132,10 @@ def test_bad_strength():
 
 
 def test_registered_and_created_with_options():
-    assert architectures.get("soft_sharing") is SoftSharing
-    layer = architectures.create("soft_sharing", ["a", "b"], units=[4], strength=0.2)
+    assert architectures.ARCHITECTURES.get_class("soft_sharing") is SoftSharing
+    layer = architectures.get("soft_sharing", task_names=["a", "b"], units=[4],
+                              strength=0.2)
+    assert type(layer) is SoftSharing
     assert layer.name == "soft_sharing"
     assert layer.strength == 0.2
 

@@ -15,6 +15,13 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def setup():
+    """Three regression tasks on one linear shared bottom: y, an exact copy of
+    y, and -y. The shared layer starts at zero and every head has the same
+    kernel `w` (bias 0), so every prediction is 0 and, with `z` task y's
+    standardized target and `x` the encoded inputs, task y's gradient of the
+    shared kernel is `-2 mean_i(z_i x_i) w^T` and of its bias `-2 mean(z) w`.
+    The copy has the same gradient (cosine 1), -y the opposite one (cosine
+    -1, as `z` flips sign)."""
     rng = np.random.default_rng(0)
     x = rng.normal(size=(256, 4))
     frame = pd.DataFrame(x, columns=list("abcd"))
@@ -27,31 +34,65 @@ def setup():
     features = [Feature(c, "numeric").fit(frame) for c in "abcd"]
     keras.utils.set_random_seed(0)
     model = kmtl.build_model(features, tasks, "shared_bottom", units=(8,),
-                             tower_units=())
-    # Same tower weights for every task, so the copies have identical gradients.
+                             activation="linear", tower_units=())
+    shared = model.architecture
+    for weight in shared.trainable_weights:
+        weight.assign(np.zeros(weight.shape, "float32"))
     heads = [model.get_layer(f"{t.name}_head") for t in tasks]
     for head in heads[1:]:
         head.set_weights(heads[0].get_weights())
     model.compile(optimizer="sgd")
-    return model, make_dataset(frame, features, tasks, 128)
+    return model, make_dataset(frame, features, tasks, 128), frame
 
 
-def test_task_gradients_shape_and_cosines(setup):
-    model, data = setup
+def _hand_gradient(model, frame):
+    """Task y's gradient of the shared bottom (kernel, then bias, flattened)
+    over the rows of `frame`, from the formula in `setup`."""
+    encoder = keras.Model(model.input, model.architecture.input)
+    x = keras.ops.convert_to_numpy(encoder(
+        {c: frame[c].to_numpy("float32")[:, None] for c in "abcd"}))
+    task = model.tasks[0]
+    z = (frame["y"].to_numpy() - task.target_mean[0]) / task.target_std[0]
+    w = model.get_layer("y_head").get_weights()[0][:, 0]
+    kernel = -2 * np.outer((z[:, None] * x).mean(axis=0), w)
+    bias = -2 * z.mean() * w
+    return np.concatenate([kernel.ravel(), bias])
+
+
+def test_task_gradients_match_the_hand_derived_gradient(setup):
+    model, data, frame = setup
+    batch = next(iter(data.unbatch().batch(256)))
+    gradients, labelled = model.task_gradients(batch)
+    gradients = keras.ops.convert_to_numpy(gradients)
+    assert bool(np.all(labelled))
+    expected = _hand_gradient(model, frame)
+    # 8 encoded inputs (4 normalized values, 4 missing indicators) x 8 units
+    # + 8 biases: only the shared bottom is shared (the numeric encoding has no
+    # weight, each head is its own task's).
+    assert gradients.shape == (3, 8 * 8 + 8)
+    np.testing.assert_allclose(gradients[0], expected, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(gradients[1], expected, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(gradients[2], -expected, rtol=1e-4, atol=1e-6)
+    # z is standardized on these rows: mean 0, so the bias gradient is 0.
+    np.testing.assert_allclose(gradients[:, -8:], 0.0, atol=1e-5)
+
+
+def test_gradient_statistics_log_hand_derived_cosines_and_norms(setup):
+    model, data, frame = setup
     callback = GradientStatistics(data, every=2, batches=2)
     callback.set_model(model)
     logs = {}
     callback.on_epoch_end(0, logs)
     assert logs == {}  # only every second epoch
     callback.on_epoch_end(1, logs)
-    assert logs["grad_cosine_y_y_copy"] == pytest.approx(1.0, abs=1e-5)
-    assert logs["y_grad_norm"] == pytest.approx(logs["y_copy_grad_norm"], rel=1e-5)
-    # Hand check against the matrix: cosine of rows 0 and 2.
-    gradients, labelled = model.task_gradients(next(iter(data)))
-    assert gradients.shape[0] == 3 and bool(np.all(labelled))
-    shared = sum(int(np.prod(w.shape)) for w in model.get_layer(
-        "shared_bottom").trainable_weights)
-    assert gradients.shape[1] == shared
+    # Two batches of 128 rows: their mean gradient is the gradient over all
+    # 256 rows.
+    norm = float(np.linalg.norm(_hand_gradient(model, frame)))
+    assert norm > 0.1
+    assert logs == pytest.approx({
+        "y_grad_norm": norm, "y_copy_grad_norm": norm, "y_neg_grad_norm": norm,
+        "grad_cosine_y_y_copy": 1.0, "grad_cosine_y_y_neg": -1.0,
+        "grad_cosine_y_copy_y_neg": -1.0}, rel=1e-4)
 
 
 def test_bad_every():
@@ -60,6 +101,9 @@ def test_bad_every():
 
 
 def test_training_run_logs_gradient_statistics(tmp_path):
+    """The run adds the callback: one value per epoch for each task's norm and
+    each pair's cosine, finite (the penguin tasks share the MMoE experts), and
+    the norms change as the model trains."""
     from kmtl.runs.config import load_config
     from kmtl.runs.training import train
 
@@ -68,9 +112,16 @@ def test_training_run_logs_gradient_statistics(tmp_path):
     config["export"]["enabled"] = False
     run = train(config, output_dir=str(tmp_path), log=lambda *_: None)
     history = run["history"]
-    assert len(history["grad_cosine_species_sex"]) == 2
-    assert all(-1.0 <= c <= 1.0 for c in history["grad_cosine_sex_body_mass_g"])
-    assert all(n > 0 for n in history["body_mass_g_grad_norm"])
+    names = ["species", "sex", "body_mass_g"]
+    logged = {key for key in history if "grad_" in key}
+    assert logged == {f"{n}_grad_norm" for n in names} | {
+        "grad_cosine_species_sex", "grad_cosine_species_body_mass_g",
+        "grad_cosine_sex_body_mass_g"}
+    for key in logged:
+        assert len(history[key]) == 2 and np.isfinite(history[key]).all(), key
+    for name in names:
+        first, second = history[f"{name}_grad_norm"]
+        assert first > 0 and second > 0 and first != second
 
 
 @pytest.mark.parametrize("architecture, every, written", [

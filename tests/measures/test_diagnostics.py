@@ -15,6 +15,7 @@ from keras import ops
 from matplotlib.figure import Figure
 
 import kmtl
+from kmtl.architectures import Architecture
 from kmtl.callbacks.sharing_diagnostics import SharingDiagnostics
 from kmtl.data import make_dataset
 from kmtl.features import Feature
@@ -25,13 +26,12 @@ EXPERTS = ["expert_0", "expert_1"]
 
 
 @keras.saving.register_keras_serializable(package="kmtl_test")
-class GatedTestLayer(keras.layers.Layer):
+class GatedTestLayer(Architecture):
     """Passes its input to every task; its "gates" are fixed functions of the
     input: task 0 takes `softmax(x[:, 0], x[:, 1])`, task 1 the swapped logits."""
 
-    def __init__(self, task_names, **kwargs):
-        super().__init__(**kwargs)
-        self.task_names = list(task_names)
+    def owned_slices(self):
+        return {}
 
     def call(self, inputs, training=None):
         return {name: inputs for name in self.task_names}
@@ -44,17 +44,14 @@ class GatedTestLayer(keras.layers.Layer):
         gates = ops.mean(ops.softmax(logits, axis=-1), axis=1)
         return {"gate_mean": (gates, self.task_names, EXPERTS)}
 
-    def get_config(self):
-        return {**super().get_config(), "task_names": self.task_names}
-
 
 @keras.saving.register_keras_serializable(package="kmtl_test")
-class MixingTestLayer(keras.layers.Layer):
-    """Input-independent sharing, like cross-stitch units: a `(T, T)` weight."""
+class MixingTestLayer(Architecture):
+    """Input-independent sharing, like cross-stitch units: a `(T, T)` weight
+    whose row t scales task t's output alone."""
 
-    def __init__(self, task_names, **kwargs):
-        super().__init__(**kwargs)
-        self.task_names = list(task_names)
+    def owned_slices(self):
+        return self.slices_owned_by([self.alpha], self.task_names)
 
     def build(self, input_shape):
         self.alpha = self.add_weight(
@@ -70,9 +67,6 @@ class MixingTestLayer(keras.layers.Layer):
 
     def diagnostics(self, inputs):
         return {"alpha": (self.alpha, self.task_names, self.task_names)}
-
-    def get_config(self):
-        return {**super().get_config(), "task_names": self.task_names}
 
 
 # Architecture input = normalized (a, b) with mean 0, variance 1, then two missing
@@ -183,15 +177,30 @@ def test_sharing_errors(gated):
         inspect.sharing(model, "validation.csv")
 
 
-def test_model_without_diagnostics_layer_raises():
+def test_architecture_without_diagnostics_raises():
     model, data = _setup("shared_bottom")
-    message = (r"Model 'shared_bottom_model' has no layer with a `diagnostics` "
-               r"method.*shares inspectably, one of \[.*'mmoe'.*\].*"
-               r"architecture='mmoe'")
+    message = (r"The architecture 'shared_bottom' of model 'shared_bottom_model' "
+               r"\(SharedBottom\) has no sharing diagnostics: .* Build it with an "
+               r"architecture that shares inspectably, one of \['cgc', "
+               r"'cross_stitch', 'mmoe', 'mtan', 'ple', 'soft_sharing'\], e.g. "
+               r"`kmtl.build_model\(features, tasks, architecture='mmoe'\)`.")
     with pytest.raises(ValueError, match=message):
         inspect.architecture_layer(model)
     with pytest.raises(ValueError, match=message):
         inspect.sharing(model, data)
+
+
+def test_model_without_architecture_raises():
+    """A graph wired by hand from plain layers has no architecture to
+    inspect."""
+    inputs = {"a": keras.Input((1,), name="a")}
+    outputs = {"p": keras.layers.Dense(1, name="p")(inputs["a"])}
+    task = kmtl.Task("p", "regression", target="p")
+    task.fit(FRAME)
+    model = kmtl.MultiTaskModel(inputs, outputs, tasks=[task], name="by_hand")
+    with pytest.raises(ValueError, match=r"Model 'by_hand' has no architecture "
+                                         r"layer .* one of \['cgc', "):
+        inspect.architecture_layer(model)
 
 
 # --- SharingDiagnostics --------------------------------------------------------

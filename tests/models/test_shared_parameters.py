@@ -13,11 +13,11 @@ from keras import ops
 
 import kmtl
 from kmtl import architectures
-from kmtl.architectures.task_owned import owner_runs
-from kmtl.architectures.task_owned import set_slice_owners
+from kmtl.architectures import MMoE
 from kmtl.data import make_dataset
 from kmtl.models.shared_parameters import gradient_parts
 from kmtl.models.shared_parameters import owner_reach
+from kmtl.models.shared_parameters import owner_runs
 from kmtl.tasks import Task
 from kmtl.weighting import Weighting
 
@@ -130,8 +130,8 @@ def _build(case, tasks, features, seed=0):
 
 
 def _architecture_layer(model, case):
-    kind = type(architectures.create(ARCHITECTURES[case][0], ["t"]))
-    (layer,) = [layer for layer in model.layers if type(layer) is kind]
+    layer = model.architecture
+    assert layer.name == ARCHITECTURES[case][0]
     return layer
 
 
@@ -249,8 +249,8 @@ def test_hand_wired_heads_are_read_off_the_graph():
     inputs = {n: keras.Input((), name=n) for n in NUMERIC}
     x = keras.layers.Concatenate()([keras.layers.Reshape((1,))(inputs[n])
                                     for n in NUMERIC])
-    rep = architectures.create("mmoe", ["a", "b", "c"], num_experts=3,
-                               expert_units=(4,))(x)
+    rep = architectures.get("mmoe", task_names=["a", "b", "c"], num_experts=3,
+                            expert_units=(4,))(x)
     outputs = {
         "a": keras.layers.Dense(1, activation="sigmoid", name="a")(rep["a"]),
         "b": keras.layers.Dense(1, name="b")(
@@ -295,7 +295,57 @@ def test_owner_runs_and_bad_owner_count():
         ("a", 0, 2), (None, 2, 3), ("b", 3, 5)]
     variable = keras.Variable(np.zeros((3, 2), "float32"), name="stack")
     with pytest.raises(ValueError, match="first axis must have one entry per"):
-        set_slice_owners([variable], ["a", "b"])
+        architectures.Architecture.slices_owned_by([variable], ["a", "b"])
+
+
+class _MisdeclaredMMoE(MMoE):
+    """Declares the experts' kernel with two owners for its three slices
+    (`declare="count"`), or a variable it does not hold (`"elsewhere"`)."""
+
+    def __init__(self, task_names, declare, **kwargs):
+        super().__init__(task_names, expert_units=(4,), **kwargs)
+        self.declare = declare
+
+    def owned_slices(self):
+        if self.declare == "count":
+            return {self.expert_kernels[0].path: ("a", "b")}
+        return {"elsewhere/kernel": ("a",)}
+
+
+@pytest.mark.parametrize("declare, message", [
+    ("count", r"_MisdeclaredMMoE.owned_slices\(\) gives variable "
+              r"'.*/expert_kernel_0' of shape \(3, \d+, 4\) 2 slice owners; its "
+              r"first axis must have one entry per owner."),
+    ("elsewhere", r"_MisdeclaredMMoE.owned_slices\(\) names variables the layer "
+                  r"does not hold: \['elsewhere/kernel'\]")])
+def test_a_wrong_declaration_is_an_error_not_a_silent_split(declare, message):
+    frame = _frame()
+    features, tasks = fit_tasks_and_features(frame, _tasks(), NUMERIC)
+    model = kmtl.build_model(features, tasks,
+                             _MisdeclaredMMoE(["a", "b", "c"], declare))
+    with pytest.raises(ValueError, match=message):
+        owner_reach(model)
+
+
+def test_a_model_without_architecture_shares_every_slice():
+    """Wired by hand from plain layers: no architecture, nothing owned; the
+    graph alone decides (each head is its own task's)."""
+    frame = _frame()
+    features, tasks = fit_tasks_and_features(frame, _tasks(), NUMERIC)
+    inputs = {n: keras.Input((), name=n) for n in NUMERIC}
+    x = keras.layers.Concatenate()([keras.layers.Reshape((1,))(inputs[n])
+                                    for n in NUMERIC])
+    hidden = keras.layers.Dense(4, name="hidden")(x)
+    outputs = {name: keras.layers.Dense(1, name=name)(hidden) for name in "abc"}
+    model = kmtl.MultiTaskModel(inputs, outputs, tasks=tasks)
+    assert model.architecture is None and owner_reach(model) == {}
+    variables, per_task, parts = _parts(
+        model, next(iter(make_dataset(frame, features, tasks, 64))))
+    assert [(variables[p.index].path, p.start, sorted(p.tasks)) for p in parts] == [
+        ("hidden/kernel", None, [0, 1, 2]), ("hidden/bias", None, [0, 1, 2]),
+        ("a/kernel", None, [0]), ("a/bias", None, [0]),
+        ("b/kernel", None, [1]), ("b/bias", None, [1]),
+        ("c/kernel", None, [2]), ("c/bias", None, [2])]
 
 
 def test_nothing_shared_warns_and_logs_the_labelled_tasks():
