@@ -84,6 +84,7 @@ def _baseline_means(report):
 # === The compare directory ===
 
 
+@pytest.mark.slow
 def test_directory_holds_the_report(compared):
     directory = compared["directory"]
     assert directory.parent == compared["root"] / "runs"
@@ -93,6 +94,7 @@ def test_directory_holds_the_report(compared):
     assert f"Report: {directory}/report.md" in compared["out"]
 
 
+@pytest.mark.slow
 def test_runs_cover_every_model_and_seed(compared):
     report = compared["report"]
     assert report["seeds"] == SEEDS
@@ -118,6 +120,7 @@ def test_runs_cover_every_model_and_seed(compared):
     assert all(r["parameters"] < mmoe[0]["parameters"] for r in single)
 
 
+@pytest.mark.slow
 def test_metrics_counted_with_their_directions(compared):
     report = compared["report"]
     assert report["metrics"] == {"species": ["accuracy"],
@@ -125,6 +128,7 @@ def test_metrics_counted_with_their_directions(compared):
     assert report["directions"] == {"accuracy": 1, "mae": -1, "rmse": -1}
 
 
+@pytest.mark.slow
 def test_delta_m_equals_delta_m_recomputed_from_the_runs(compared):
     report = compared["report"]
     baseline = _baseline_means(report)
@@ -147,6 +151,7 @@ def test_delta_m_equals_delta_m_recomputed_from_the_runs(compared):
         assert scores["per_seed"][0] == pytest.approx(50 * (species + mass))
 
 
+@pytest.mark.slow
 def test_verdict_names_the_best_variant(compared):
     report = compared["report"]
     means = {n: report["results"][n]["delta_m"]["mean"] for n in VARIANTS}
@@ -165,6 +170,7 @@ def test_verdict_names_the_best_variant(compared):
     assert (", ".join(f"`{t}`" for t in lost) if lost else "none") in lines[2]
 
 
+@pytest.mark.slow
 def test_markdown_tables_hold_every_model(compared):
     markdown = compared["markdown"]
     assert "| single_task (one model per task) |" in markdown
@@ -172,6 +178,7 @@ def test_markdown_tables_hold_every_model(compared):
         assert f"| {name} |" in markdown and f"| `{name}` |" in markdown
 
 
+@pytest.mark.slow
 def test_plots_are_pngs_referenced_by_relative_path(compared):
     report, directory = compared["report"], compared["directory"]
     plots = report["plots"]
@@ -189,6 +196,7 @@ def test_plots_are_pngs_referenced_by_relative_path(compared):
         Path(p).name for p in paths)
 
 
+@pytest.mark.slow
 def test_interference_matrices(compared):
     for name in VARIANTS:
         matrices = compared["report"]["interference"][name]
@@ -207,6 +215,7 @@ def test_interference_matrices(compared):
 # === The Python API; never overwriting ===
 
 
+@pytest.mark.slow
 def test_python_compare_returns_the_report_in_a_new_directory(compared,
                                                               monkeypatch):
     """`compare()` with a stand-in for the training run (the real one is tested
@@ -283,7 +292,7 @@ def test_python_compare_returns_the_report_in_a_new_directory(compared,
 # === Errors stop the compare before anything is written ===
 
 
-def test_bad_variant_option_exits_2_before_writing(compared, tmp_path):
+def test_bad_variant_option_exits_2_before_writing(tmp_path):
     config = write_config(tmp_path / "bad.yaml", variants=[
         {"name": "bad", "architecture": "mmoe", "options": {"experts": 2}}])
     code, out, err = run_cli("compare", config, "--output-dir", tmp_path / "runs")
