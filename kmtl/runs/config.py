@@ -258,9 +258,12 @@ Spec = str | dict[str, Any]  # a name or spec string, or a Keras-style config
 
 
 class Section(BaseModel):
-    """A config section: a mapping of known keys (null: every default)."""
+    """A config section: a mapping of known keys (null: every default).
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    Sections are immutable: a changed config is a new, validated one
+    (`RunConfig.replace`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     @model_validator(mode="before")
     @classmethod
