@@ -53,7 +53,7 @@ class SharingDiagnostics(keras.callbacks.Callback):
     Raises:
         ValueError: `every` or `batches` is not a positive integer. At the first
             logging epoch, from `kmtl.measures.diagnostics`: the model has no
-            architecture layer with `diagnostics`, or the layer needs inputs and
+            architecture, or one with no diagnostics, or the layer needs inputs and
             `data` is None.
 
     Example:
