@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from kmtl._checks import check_positive_int
 from kmtl.measures.interference import cosine_matrix
 
 
@@ -31,10 +32,8 @@ class GradientStatistics(keras.callbacks.Callback):
 
     def __init__(self, data, every=1, batches=1):
         super().__init__()
-        for name, value in (("every", every), ("batches", batches)):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer. Received: "
-                                 f"{name}={value!r}")
+        check_positive_int(every, "every")
+        check_positive_int(batches, "batches")
         self.data = data.take(batches)
         self.every = every
         self._compute = None

@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import keras
@@ -95,9 +96,13 @@ def test_gradient_statistics_log_hand_derived_cosines_and_norms(setup):
         "grad_cosine_y_copy_y_neg": -1.0}, rel=1e-4)
 
 
-def test_bad_every():
-    with pytest.raises(ValueError, match="every must be a positive integer"):
-        GradientStatistics(None, every=0)
+@pytest.mark.parametrize("argument", [{"every": 0}, {"every": True},
+                                      {"batches": 1.5}])
+def test_bad_every_and_batches(argument):
+    (key, value), = argument.items()
+    with pytest.raises(ValueError, match=re.escape(
+            f"{key} must be a positive integer. Received: {key}={value!r}")):
+        GradientStatistics(None, **argument)
 
 
 def test_training_run_logs_gradient_statistics(tmp_path):
