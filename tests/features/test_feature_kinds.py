@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from feature_kind_case import EXAMPLES
 from feature_kind_case import run_feature_kind_test
+from helpers import fit_tasks_and_features
 
 import kmtl
 from kmtl.errors import ConfigError
@@ -20,6 +21,7 @@ from kmtl.features import infer_kind
 from kmtl.features import resolve_features
 from kmtl.models.feature_encoder import encode_features
 from kmtl.models.feature_encoder import feature_inputs
+from kmtl.tasks import Task
 
 
 @pytest.mark.parametrize("name", kmtl.features.list_feature_kinds())
@@ -162,3 +164,22 @@ def test_resolve_features_declared_and_inferred():
         resolve_features(frame, numeric=["y"], exclude=["y"])
     with pytest.raises(DataError, match=r"\['z'\] not found"):
         resolve_features(frame, numeric=["z"])
+
+
+def test_a_nan_where_training_had_none_is_mean_imputation(tiny_frame):
+    """x1 had a NaN in training (its indicator is learned), x2 had none: a NaN
+    in x2 at prediction time gives exactly the prediction at x2's training
+    mean, while a NaN in x1 differs from x1's mean (the indicator weighs in)."""
+    keras.utils.set_random_seed(0)
+    features, tasks = fit_tasks_and_features(
+        tiny_frame, [Task("price", "regression")], ["x1", "x2"], [])
+    assert [(f.name, f.missing) for f in features] == [("x1", True), ("x2", False)]
+    model = kmtl.build_model(features, tasks, "shared_bottom", units=(4,))
+    means = {f.name: np.float32(f.mean) for f in features}
+
+    def predict(x1, x2):
+        return model.predict({"x1": np.array([x1], "float32"),
+                              "x2": np.array([x2], "float32")}, verbose=0)["price"]
+
+    np.testing.assert_array_equal(predict(3.0, np.nan), predict(3.0, means["x2"]))
+    assert not np.allclose(predict(np.nan, 0.0), predict(means["x1"], 0.0))

@@ -1,5 +1,6 @@
-"""Tests for kmtl's layers and architectures: values against numpy formulas,
-shapes, weight counts, configs, `.keras` saving and a short training run."""
+"""Tests for the SharedBottom and MMoE architecture layers: values against numpy
+formulas, shapes, weight counts, configs, `get` by name, `.keras` saving and a
+short training run. (Architecture tests; they belong in tests/architectures.)"""
 
 import re
 
@@ -16,7 +17,6 @@ from kmtl.data import make_dataset
 from kmtl.datasets import PENGUIN_FEATURES
 from kmtl.datasets import penguin_tasks
 from kmtl.errors import ConfigError
-from kmtl.layers import ImputeMissing
 from kmtl.tasks import Task
 
 D_IN = 5
@@ -37,68 +37,6 @@ def _softmax(x):
 
 def _count(layer):
     return sum(int(np.prod(w.shape)) for w in layer.trainable_weights)
-
-
-# --- ImputeMissing -----------------------------------------------------------
-
-
-def test_impute_missing_values():
-    x = np.array([[1.0, np.nan, 3.0], [np.nan, np.nan, 0.0]], "float32")
-    out = ImputeMissing()(x)
-    assert out.shape == (2, 6)
-    np.testing.assert_array_equal(
-        keras.ops.convert_to_numpy(out),
-        [[1, 0, 3, 0, 1, 0], [0, 0, 0, 1, 1, 0]])
-
-
-def test_impute_missing_fill_value_and_config():
-    layer = ImputeMissing(fill_value=-2.5, name="impute")
-    out = keras.ops.convert_to_numpy(layer(np.array([[np.nan, 4.0]], "float32")))
-    np.testing.assert_array_equal(out, [[-2.5, 4.0, 1.0, 0.0]])
-    config = layer.get_config()
-    assert config["fill_value"] == -2.5
-    clone = ImputeMissing.from_config(config)
-    assert clone.get_config() == config
-    assert layer.compute_output_shape((None, 3)) == (None, 6)
-    assert not layer.trainable_weights
-
-
-def test_impute_missing_indicators_only_where_allowed():
-    layer = ImputeMissing(indicators=[True, False, True])
-    x = np.array([[np.nan, np.nan, np.nan], [1.0, np.nan, 2.0]], "float32")
-    np.testing.assert_array_equal(
-        keras.ops.convert_to_numpy(layer(x)),
-        [[0, 0, 0, 1, 0, 1], [1, 0, 2, 0, 0, 0]])
-    clone = ImputeMissing.from_config(layer.get_config())
-    assert clone.get_config()["indicators"] == [True, False, True]
-    with pytest.raises(ValueError, match="indicators has 3 entries for 2 columns"):
-        ImputeMissing(indicators=[True, False, True])(np.zeros((1, 2), "float32"))
-
-
-def test_a_nan_where_training_had_none_is_mean_imputation(tiny_frame):
-    """x1 had a NaN in training (its indicator is learned), x2 had none: a NaN
-    in x2 at prediction time gives exactly the prediction at x2's training
-    mean, while a NaN in x1 differs from x1's mean (the indicator weighs in)."""
-    keras.utils.set_random_seed(0)
-    features, tasks = fit_tasks_and_features(
-        tiny_frame, [Task("price", "regression")], ["x1", "x2"], [])
-    assert [(f.name, f.missing) for f in features] == [("x1", True), ("x2", False)]
-    model = kmtl.build_model(features, tasks, "shared_bottom", units=(4,))
-    means = {f.name: np.float32(f.mean) for f in features}
-
-    def predict(x1, x2):
-        return model.predict({"x1": np.array([x1], "float32"),
-                              "x2": np.array([x2], "float32")}, verbose=0)["price"]
-
-    np.testing.assert_array_equal(predict(3.0, np.nan), predict(3.0, means["x2"]))
-    assert not np.allclose(predict(np.nan, 0.0), predict(means["x1"], 0.0))
-
-
-def test_impute_missing_without_nan_is_identity_plus_zeros():
-    x = _inputs(rows=3)
-    out = keras.ops.convert_to_numpy(ImputeMissing()(x))
-    np.testing.assert_array_equal(out[:, :D_IN], x)
-    np.testing.assert_array_equal(out[:, D_IN:], 0.0)
 
 
 # --- SharedBottom ------------------------------------------------------------
@@ -249,12 +187,15 @@ def test_task_names_must_be_distinct(cls):
 
 
 def test_get_by_name():
-    assert architectures.get("mmoe") is MMoE
-    assert architectures.get("MMoE") is MMoE
-    assert architectures.get("shared_bottom") is SharedBottom
+    layer = architectures.get("mmoe", task_names=["a", "b"])
+    assert type(layer) is MMoE and layer.task_names == ["a", "b"]
+    assert layer.name == "mmoe"
+    assert type(architectures.get("MMoE", task_names=["a"])) is MMoE
+    assert type(architectures.get("shared_bottom", task_names=["a"])) is SharedBottom
+    assert architectures.ARCHITECTURES.get_class("mmoe") is MMoE
     assert architectures.list_architectures() == [
         "cgc", "cross_stitch", "mmoe", "mtan", "ple", "shared_bottom", "soft_sharing"]
-    assert architectures.get(MMoE) is MMoE
+    assert type(architectures.get(MMoE, task_names=["a"])) is MMoE
     layer = MMoE(["a"])
     assert architectures.get(layer) is layer
 

@@ -1,0 +1,48 @@
+"""Tests for `kmtl.layers.ImputeMissing`: mean imputation (a 0 after
+normalization) with a 0/1 missing indicator per column."""
+
+import keras
+import numpy as np
+import pytest
+
+from kmtl.layers import ImputeMissing
+
+
+def test_impute_missing_values():
+    x = np.array([[1.0, np.nan, 3.0], [np.nan, np.nan, 0.0]], "float32")
+    out = ImputeMissing()(x)
+    assert out.shape == (2, 6)
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(out),
+        [[1, 0, 3, 0, 1, 0], [0, 0, 0, 1, 1, 0]])
+
+
+def test_impute_missing_fill_value_and_config():
+    layer = ImputeMissing(fill_value=-2.5, name="impute")
+    out = keras.ops.convert_to_numpy(layer(np.array([[np.nan, 4.0]], "float32")))
+    np.testing.assert_array_equal(out, [[-2.5, 4.0, 1.0, 0.0]])
+    config = layer.get_config()
+    assert config["fill_value"] == -2.5
+    clone = ImputeMissing.from_config(config)
+    assert clone.get_config() == config
+    assert layer.compute_output_shape((None, 3)) == (None, 6)
+    assert not layer.trainable_weights
+
+
+def test_impute_missing_indicators_only_where_allowed():
+    layer = ImputeMissing(indicators=[True, False, True])
+    x = np.array([[np.nan, np.nan, np.nan], [1.0, np.nan, 2.0]], "float32")
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(layer(x)),
+        [[0, 0, 0, 1, 0, 1], [1, 0, 2, 0, 0, 0]])
+    clone = ImputeMissing.from_config(layer.get_config())
+    assert clone.get_config()["indicators"] == [True, False, True]
+    with pytest.raises(ValueError, match="indicators has 3 entries for 2 columns"):
+        ImputeMissing(indicators=[True, False, True])(np.zeros((1, 2), "float32"))
+
+
+def test_impute_missing_without_nan_is_identity_plus_zeros():
+    x = np.random.default_rng(0).normal(size=(3, 5)).astype("float32")
+    out = keras.ops.convert_to_numpy(ImputeMissing()(x))
+    np.testing.assert_array_equal(out[:, :5], x)
+    np.testing.assert_array_equal(out[:, 5:], 0.0)
