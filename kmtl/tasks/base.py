@@ -115,6 +115,14 @@ class Task:
     #: A task of this type may be declared without target column (`target=[]`).
     allows_no_target = False
 
+    def check_target(self):
+        """Checks (and completes) the declared target and classes; a type that
+        needs a particular target overrides it.
+
+        Raises:
+            ConfigError: the target does not fit the type.
+        """
+
     def metric_factories(self):
         """`{short name: constructor(name) -> keras.metrics.Metric}`: the metrics
         a task of this type can log. Called before `fit`, so a factory reads
@@ -241,14 +249,6 @@ class Task:
         self.target_mean = target_mean
         self.target_std = target_std
         self.derived_from = check_derived_from(self, derived_from)
-
-    def check_target(self):
-        """Checks (and completes) the declared target and classes; a type that
-        needs a particular target overrides it.
-
-        Raises:
-            ConfigError: the target does not fit the type.
-        """
 
     @property
     def type(self):
