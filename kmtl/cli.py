@@ -24,31 +24,30 @@ def _read_input(path, config):
     return read_table(path, **options)
 
 
-def _read_config(path, overrides, sources):
-    """The config file with the command line's overrides, validated together."""
+def _read_config(path, overrides=()):
+    """The config file with the command line's overrides, validated together.
+
+    Args:
+        overrides: `(key path, flag, value)` triples; a None value is no override.
+    """
     from kmtl.runs.config import read_config
 
-    given = {key: value for key, value in overrides.items() if value is not None}
-    return read_config(path, overrides=given,
-                       sources={key: sources[key] for key in given})
+    given = [(key, flag, value) for key, flag, value in overrides
+             if value is not None]
+    return read_config(path, overrides={key: value for key, _, value in given},
+                       sources={key: flag for key, flag, _ in given})
 
 
 def cmd_train(args):
     from kmtl.runs.training import train
 
-    config = _read_config(args.config, {
-        "training.epochs": args.epochs,
-        "training.seed": args.seed,
-        "data.split.seed": args.seed,
-        "export.dir": args.export_dir,
-        "training.weighting": args.weighting,
-    }, {
-        "training.epochs": "--epochs",
-        "training.seed": "--seed",
-        "data.split.seed": "--seed",
-        "export.dir": "--export-dir",
-        "training.weighting": "--weighting",
-    })
+    config = _read_config(args.config, [
+        ("training.epochs", "--epochs", args.epochs),
+        ("training.seed", "--seed", args.seed),
+        ("data.split.seed", "--seed", args.seed),
+        ("export.dir", "--export-dir", args.export_dir),
+        ("training.weighting", "--weighting", args.weighting),
+    ])
     train(config, data_dir=args.data_dir, output_dir=args.output_dir)
 
 
@@ -116,8 +115,7 @@ def cmd_export(args):
 def cmd_compare(args):
     from kmtl.runs.comparison import compare
 
-    config = _read_config(args.config, {"training.epochs": args.epochs},
-                          {"training.epochs": "--epochs"})
+    config = _read_config(args.config, [("training.epochs", "--epochs", args.epochs)])
     compare(config, data_dir=args.data_dir, output_dir=args.output_dir,
             seeds=args.seeds)
 
@@ -149,8 +147,9 @@ def build_parser():
     train = commands.add_parser(
         "train", help="train a model from a YAML config",
         description="Train a multi-task model from a YAML config. Creates a fresh run "
-        "directory (config.yaml, model.keras, metrics.json, logs/) and exports a "
-        "SavedModel; the last line printed names the run directory.")
+        "directory (config.yaml, split.json, model.keras, metrics.json, logs/) and "
+        "exports a SavedModel; the last line printed names the run directory. "
+        "Nothing is written when the config or the data fails a check.")
     train.add_argument("config", help="path of the YAML config (see docs/config.md)")
     train.add_argument("--data-dir", help="folder that relative data paths and "
                        "built-in data sets are read from (default: KMTL_DATA_DIR)")
@@ -169,7 +168,7 @@ def build_parser():
     evaluate = commands.add_parser(
         "evaluate", help="per-task metrics of a trained run",
         description="Print per-task metrics of a run's model on DATA, or on the "
-        "validation and test splits of its config.")
+        "validation and test rows stored in the run directory (split.json).")
     evaluate.add_argument("run_dir", metavar="RUN_DIR")
     evaluate.add_argument("data", metavar="DATA", nargs="?",
                           help="a CSV/Parquet file with features and labels")
