@@ -19,6 +19,7 @@ Entry points:
 """
 
 import copy
+import math
 import os
 from typing import Annotated
 from typing import Any
@@ -177,7 +178,7 @@ def _real(value):
 def _positive_real(example):
     def check(value):
         value = _real(value)
-        if not _is_real(value) or not value > 0:
+        if not _is_real(value) or not 0 < value < math.inf:
             raise _Invalid("{path} must be a positive number, e.g. " + example
                            + ". Received: {value}")
         return value
