@@ -321,6 +321,21 @@ def test_evaluate_uses_the_stored_split_not_the_config_seed(run_dir, tmp_path,
                                                          abs=1e-6)
 
 
+def test_evaluate_a_run_directory_without_split_json(run_dir, tmp_path, capsys):
+    """A run directory from before splits were stored: the split is cut again
+    with data.split (the same seed gives the same rows), and a note says so."""
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    (copy / "split.json").unlink()
+    code, out, err = run_main(capsys, "evaluate", copy, "--json")
+    assert code == 0, err
+    assert err.startswith(f"kmtl evaluate: note: {copy} has no split.json")
+    printed = json.loads("{" + out.partition("\n{")[2])
+    saved = json.loads((run_dir / "metrics.json").read_text())
+    assert printed["test"]["species"] == pytest.approx(saved["test"]["species"],
+                                                       rel=1e-5, abs=1e-6)
+
+
 @pytest.mark.parametrize("present, missing", [
     ((), "model.keras"), (("model.keras",), "config.yaml")])
 def test_evaluate_a_directory_that_is_not_a_run(tmp_path, capsys, present,
