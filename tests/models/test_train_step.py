@@ -1,6 +1,10 @@
 """The train step's two paths (loss weighting, per-task gradient aggregation)
 agree where the math says they must."""
 
+import io
+import zipfile
+
+import h5py
 import keras
 import numpy as np
 import pytest
@@ -11,6 +15,7 @@ from kmtl.data import make_dataset
 from kmtl.datasets import PENGUIN_FEATURES
 from kmtl.datasets import penguin_tasks
 from kmtl.features import resolve_features
+from kmtl.models import steps
 from kmtl.weighting import Weighting
 
 
@@ -98,3 +103,48 @@ def test_representation_gradients_need_one_shared_representation(fitted):
         model.compile(weighting=SumOfGradients(), gradients="representation")
     with pytest.raises(kmtl.ConfigError, match="Unknown gradients='weights'"):
         model.compile(gradients="weights")
+
+
+@pytest.mark.parametrize("weighting, gradients, strategy", [
+    ("ew", "parameters", steps.LossWeightingStep),
+    ("uncertainty", "representation", steps.LossWeightingStep),
+    ("pcgrad", "parameters", steps.ParameterGradientStep),
+    ("mgda", "representation", steps.RepresentationGradientStep),
+])
+def test_compile_picks_the_step_strategy(fitted, weighting, gradients, strategy):
+    _, features, tasks = fitted
+    model = kmtl.build_model(features, tasks, "shared_bottom", units=(8,))
+    model.compile(weighting=weighting, gradients=gradients)
+    assert type(model.step_strategy) is strategy
+
+
+def _saved_weight_paths(model, path):
+    """The groups and datasets of the weights file inside a `.keras` file, but
+    the optimizer's (built by a fit)."""
+    model.save(path)
+    with zipfile.ZipFile(path) as archive:
+        weights = archive.read("model.weights.h5")
+    names = []
+    with h5py.File(io.BytesIO(weights), "r") as handle:
+        handle.visit(names.append)
+    return [name for name in names if not name.startswith("optimizer")]
+
+
+def test_the_representation_model_is_not_tracked(fitted, tmp_path):
+    """The sub-model `inputs -> (outputs, representation)` shares the model's
+    layers. Tracked by Keras, it would be saved a second time (a group of its
+    own in the weights file); it must not be."""
+    frame, features, tasks = fitted
+    model = kmtl.build_model(features, tasks, "shared_bottom", units=(8,))
+    model.compile(weighting=SumOfGradients(), gradients="parameters")
+    plain = _saved_weight_paths(model, str(tmp_path / "plain.keras"))
+    model.compile(weighting=SumOfGradients(), gradients="representation")
+    model.fit(make_dataset(frame.iloc[:64], features, tasks, 64), epochs=1,
+              verbose=0)
+    path = str(tmp_path / "model.keras")
+    assert _saved_weight_paths(model, path) == plain
+    restored = keras.saving.load_model(path, custom_objects={
+        "SumOfGradients": SumOfGradients})
+    assert type(restored.step_strategy) is steps.RepresentationGradientStep
+    for got, saved in zip(restored.weights, model.weights):
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(saved))
