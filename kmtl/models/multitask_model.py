@@ -39,7 +39,9 @@ class MultiTaskModel(keras.Model):
     batch in which a task has no labels adds exactly 0 for that task. The total
     loss combines the task losses with static loss weights:
     `sum_t w_t L_t` (`loss_combination="sum"`) or
-    `sum_t w_t L_t / sum_t w_t` (`"mean"`), plus any regularization losses.
+    `sum_t w_t L_t / sum_t w_t` (`"mean"`), plus any regularization losses, or
+    by the weighting method given to `compile` (a loss weighting, or a method
+    that combines the task gradients; see `kmtl.models.steps`).
 
     Args:
         inputs: dict of `keras.Input`, keyed by feature name.
@@ -53,10 +55,10 @@ class MultiTaskModel(keras.Model):
             by name, kind and dtype only.
         **kwargs: passed to `keras.Model` (`name`, ...).
 
-    Logs (and so TensorBoard): `loss`, `<task>_loss` and `<task>_<metric>` for each
-    task metric, e.g. `income_loss`, `income_auc`; and `sharing_penalty` when a
-    layer has a `penalty()` method (soft parameter sharing): the summed
-    penalties, the part of `loss` they add.
+    Logs (and so TensorBoard): `loss`, `<task>_loss`, `<task>_weight` (the
+    effective task weight) and `<task>_<metric>` for each task metric, e.g.
+    `income_loss`, `income_auc`; and `sharing_penalty` when the architecture
+    adds a penalty (soft parameter sharing): the part of `loss` it adds.
 
     Raises:
         ConfigError: the output keys differ from the task names.
@@ -157,13 +159,18 @@ class MultiTaskModel(keras.Model):
                 in `shared_bottom`): one cheap backward pass per task through the
                 towers, then one through the shared layers with the aggregated
                 direction (Sener and Koltun's MGDA-UB).
+                The weighting and `gradients` choose the step strategy
+                (`model.step_strategy`, see `kmtl.models.steps`).
             **kwargs: `run_eagerly`, `steps_per_execution`, `jit_compile`,
                 `auto_scale_loss`, as in `keras.Model.compile`. Losses and metrics
                 belong to the tasks, so `loss` and `metrics` are not accepted.
 
         Raises:
             ConfigError: unknown task in `loss_weights`, a negative weight, an
-                unknown `loss_combination`, or `loss`/`metrics` given.
+                unknown `loss_combination` or `gradients`, `loss`/`metrics`
+                given, or `gradients="representation"` for a gradient-based
+                weighting on a model whose architecture does not share one
+                representation.
         """
         for key in ("loss", "metrics", "weighted_metrics"):
             if kwargs.get(key) is not None:
