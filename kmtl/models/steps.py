@@ -102,6 +102,15 @@ class TrainStep:
                   representation):
         """The gradients of `model.trainable_weights`, after the tape.
 
+        Args:
+            model: the `MultiTaskModel`.
+            tape: the `tf.GradientTape` that recorded the forward pass, the
+                task losses and `loss` (persistent when `self.persistent`).
+            step_loss: what `loss` returned.
+            task_losses: dict `{task: scalar}`, as given to `loss`.
+            labelled: `(tasks,)` bool.
+            representation: what `forward` returned with the outputs.
+
         Returns:
             `(gradients, step_loss)`: a list aligned with
             `model.trainable_weights` (scaled as Keras's trainer scales them),
