@@ -216,8 +216,14 @@ def test_dropout_only_in_training():
 def test_regularizer_adds_losses():
     layer = MTAN(["a", "b"], units=(6, 4), kernel_regularizer="l2")
     layer(random_inputs())
-    # One l2 term per kernel: 2 trunk, 1 shared extractor, 2 levels x (g, h).
+    # One l2 term per kernel: 2 trunk, 1 shared extractor, 2 levels x (g, h),
+    # each 0.01 (Keras's default l2 factor) times the kernel's sum of squares.
     assert len(layer.losses) == 2 + 1 + 4
+    kernels = [w for w in layer.trainable_weights if w.path.endswith("_kernel")]
+    assert len(kernels) == 7
+    expected = 0.01 * sum(float(np.sum(np.square(to_numpy(k)))) for k in kernels)
+    assert float(sum(to_numpy(loss) for loss in layer.losses)) == pytest.approx(
+        expected, rel=1e-5)
 
 
 @pytest.mark.parametrize("kwargs, message", [
