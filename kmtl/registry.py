@@ -51,6 +51,14 @@ def parse_spec(spec):
                       f"...), e.g. 'static(mean=True)' or 'cagrad(c=0.4)'.")
 
 
+# Arguments every Keras layer takes through `**kwargs`.
+LAYER_ARGUMENTS = frozenset({"name", "dtype", "trainable"})
+
+
+def _article(word):
+    return "an" if word[:1].lower() in "aeiou" else "a"
+
+
 def options_of(cls):
     """The keyword arguments `cls.__init__` takes by name (not `self`, `*args`,
     `**kwargs`)."""
@@ -94,11 +102,13 @@ class Registry:
             ValueError: no name, or a name already taken by another class.
         """
         if not names:
-            raise ValueError(f"Register a {self.kind} under at least one name.")
+            raise ValueError(f"Register {_article(self.kind)} {self.kind} under at "
+                             f"least one name.")
 
         def decorate(cls):
             if not (isinstance(cls, type) and issubclass(cls, self.base)):
-                raise TypeError(f"A {self.kind} must subclass "
+                raise TypeError(f"{_article(self.kind).capitalize()} {self.kind} "
+                                f"must subclass "
                                 f"{self.base.__name__}. Received: {cls!r}")
             for name in names:
                 taken = self._classes.get(name)
@@ -169,16 +179,18 @@ class Registry:
             name, options = parse_spec(identifier)
             cls = self.get_class(name)
             return self._create(cls, name, {**options, **arguments})
-        raise ConfigError(f"Cannot interpret a {self.kind} from {identifier!r}. "
+        raise ConfigError(f"Cannot interpret {_article(self.kind)} {self.kind} from "
+                          f"{identifier!r}. "
                           f"Give a name from {self.names()}.")
 
     def _create(self, cls, label, arguments):
         allowed = options_of(cls)
-        takes_any = any(p.kind == p.VAR_KEYWORD for p in
-                        inspect.signature(cls.__init__).parameters.values())
-        unknown = sorted(set(arguments) - set(allowed))
-        if unknown and not (takes_any and issubclass(cls, keras.layers.Layer)
-                            and set(unknown) <= {"name", "dtype", "trainable"}):
+        unknown = set(arguments) - set(allowed)
+        if issubclass(cls, keras.layers.Layer):
+            # Every Keras layer takes these through **kwargs.
+            unknown -= LAYER_ARGUMENTS
+        unknown = sorted(unknown)
+        if unknown:
             listed = [o for o in allowed if o not in self.fixed]
             raise ConfigError(f"The {self.kind} {label!r} does not take option(s) "
                               f"{unknown}. Its options are {listed}.")
@@ -209,7 +221,8 @@ class Registry:
         if self.keras_serializable:
             obj = keras.saving.deserialize_keras_object(config)
             if not isinstance(obj, self.base):
-                raise ConfigError(f"{config['class_name']!r} is not a {self.kind}.")
+                raise ConfigError(f"{config['class_name']!r} is not "
+                                  f"{_article(self.kind)} {self.kind}.")
             return obj
         cls = self.get_class(config["class_name"])
         return cls.from_config(dict(config.get("config") or {}))

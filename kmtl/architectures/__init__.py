@@ -82,12 +82,6 @@ def get(identifier, task_names=None, **options):
     return ARCHITECTURES.get(identifier, task_names=list(task_names), **options)
 
 
-def create(identifier, task_names, **options):
-    """`get(identifier, task_names=task_names, **options)` (kept for the
-    builder; prefer `get`)."""
-    return get(identifier, task_names=task_names, **options)
-
-
 def serialize(layer):
     """The layer's Keras config dict."""
     return ARCHITECTURES.serialize(layer)
@@ -112,7 +106,6 @@ __all__ = [
     "PLE",
     "SharedBottom",
     "SoftSharing",
-    "create",
     "deserialize",
     "get",
     "list_architectures",

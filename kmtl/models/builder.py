@@ -120,7 +120,8 @@ def build_model(features, tasks, architecture="shared_bottom", tower_units=(64,)
 
     # === Shared part ===
     headed = [t for t in ordered if not t.derived_from]
-    layer = architectures.create(architecture, [t.name for t in headed], **options)
+    layer = architectures.get(architecture, task_names=[t.name for t in headed],
+                              **options)
     representations = layer(encoded)
 
     # === Towers and heads ===

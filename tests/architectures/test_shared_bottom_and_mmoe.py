@@ -1,6 +1,6 @@
 """Tests for the SharedBottom and MMoE architecture layers: values against numpy
 formulas, shapes, weight counts, configs, `get` by name, `.keras` saving and a
-short training run. (Architecture tests; they belong in tests/architectures.)"""
+short training run."""
 
 import re
 
@@ -206,22 +206,22 @@ def test_get_unknown_lists_available():
         architectures.get("moe")
 
 
-def test_create():
-    layer = architectures.create("mmoe", ["a", "b"], num_experts=4)
-    assert isinstance(layer, MMoE)
+def test_get_with_task_names_and_options_builds_a_named_layer():
+    layer = architectures.get("mmoe", task_names=["a", "b"], num_experts=4)
+    assert isinstance(layer, MMoE) and layer.name == "mmoe"
     assert layer.num_experts == 4 and layer.task_names == ["a", "b"]
 
 
-def test_create_unknown_option_lists_options():
+def test_get_unknown_option_lists_options():
     with pytest.raises(ConfigError,
-                       match=r"does not take option\(s\) \['num_expert'\].*"
-                             r"'num_experts'"):
-        architectures.create("mmoe", ["a"], num_expert=4)
+                       match=r"does not take option\(s\) \['num_expert'\]\. "
+                             r"Its options are \[.*'num_experts'"):
+        architectures.get("mmoe", task_names=["a"], num_expert=4)
 
 
-def test_create_bad_value_is_config_error():
+def test_get_bad_value_is_config_error():
     with pytest.raises(ConfigError, match="num_experts=0"):
-        architectures.create("mmoe", ["a"], num_experts=0)
+        architectures.get("mmoe", task_names=["a"], num_experts=0)
 
 
 # --- Models: .keras round trip and training ----------------------------------
