@@ -21,8 +21,8 @@ import math
 
 import numpy as np
 
-# Short metric names (as in `kmtl.tasks._metric_factories`, plus the common Keras
-# names) by direction: +1 when higher is better, -1 when lower is better.
+# Short metric names (as in each task type's `Task.metric_factories()`, plus the
+# common Keras names) by direction: +1 when higher is better, -1 when lower is better.
 HIGHER_IS_BETTER = (
     "auc", "prc", "accuracy", "binary_accuracy", "categorical_accuracy",
     "sparse_categorical_accuracy", "top_k_accuracy", "top_k_categorical_accuracy",

@@ -36,7 +36,10 @@ from pydantic import model_serializer
 from pydantic import model_validator
 
 from kmtl import datasets
+from kmtl import tasks as tasks_module
+from kmtl.data import SPLIT_METHODS
 from kmtl.errors import ConfigError
+from kmtl.features import CATEGORICAL_ENCODINGS
 
 __all__ = [
     "AVERAGES",
@@ -63,12 +66,10 @@ __all__ = [
     "resolve_config",
 ]
 
-SPLIT_METHODS = ("random", "per_task", "stratified")
 AVERAGES = ("task", "flat")
 VERDICT_SPLITS = ("validation", "test")
 LOSS_COMBINATIONS = ("sum", "mean")
 GRADIENT_MODES = ("parameters", "representation")
-CATEGORICAL_ENCODINGS = ("embedding", "one_hot")
 VERBOSITY = (0, 1, 2, "auto")
 DIRECTIONS = {1: 1, -1: -1, "higher": 1, "lower": -1}
 SINGLE_TASK = "single_task"
@@ -368,7 +369,8 @@ class TaskConfig(BaseModel):
     name: _key(str, _text("a task name (a Python identifier)"),
                description="the output name and log prefix")
     type: _key(str, _text("a task type such as 'binary'"),
-               description="binary, multiclass, multilabel or regression")
+               description="a registered task type: "
+               + ", ".join(tasks_module.list_task_types()))
 
     @model_validator(mode="before")
     @classmethod

@@ -207,7 +207,8 @@ def prepare(config, train, tasks):
         exclude.add(config.data.key)
     features = resolve_features(train, section.numeric, section.categorical, exclude)
     for feature in features:
-        feature.fit(train, section.max_vocabulary, section.min_frequency)
+        feature.fit(train, max_vocabulary=section.max_vocabulary,
+                    min_frequency=section.min_frequency)
     return features
 
 
