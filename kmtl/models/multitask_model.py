@@ -391,11 +391,6 @@ class MultiTaskModel(keras.Model):
         return shared_parameters.gradient_parts(
             per_task, variables, self.tasks, shared_parameters.owner_reach(self))
 
-    # Old private names, used by kmtl.measures until it moves to the public ones.
-    _gradient_parts = gradient_parts
-    _stack_losses = stack_task_losses
-    _labelled = labelled_tasks
-
     def test_step(self, data):
         x, y, sample_weight = unpack_x_y_sample_weight(data)
         y_pred = self(x, training=False)

@@ -40,6 +40,8 @@ from kmtl import tasks as tasks_module
 from kmtl.data import SPLIT_METHODS
 from kmtl.errors import ConfigError
 from kmtl.features import CATEGORICAL_ENCODINGS
+from kmtl.models.multitask_model import GRADIENT_MODES
+from kmtl.models.multitask_model import LOSS_COMBINATIONS
 
 __all__ = [
     "AVERAGES",
@@ -68,8 +70,6 @@ __all__ = [
 
 AVERAGES = ("task", "flat")
 VERDICT_SPLITS = ("validation", "test")
-LOSS_COMBINATIONS = ("sum", "mean")
-GRADIENT_MODES = ("parameters", "representation")
 VERBOSITY = (0, 1, 2, "auto")
 DIRECTIONS = {1: 1, -1: -1, "higher": 1, "lower": -1}
 SINGLE_TASK = "single_task"

@@ -102,7 +102,7 @@ def test_get_errors_name_the_architecture_and_the_options():
     with pytest.raises(kmtl.ConfigError, match="Architecture 'mmoe': give the "
                                                "task_names"):
         architectures.get("mmoe")
-    with pytest.raises(kmtl.ConfigError, match="is not a architecture|Cannot"):
+    with pytest.raises(kmtl.ConfigError, match="is not an architecture"):
         architectures.deserialize(keras.layers.serialize(keras.layers.Dense(2)))
 
 
