@@ -27,7 +27,7 @@ from benchmarks.common import census_dir  # noqa: E402
 from benchmarks.common import median  # noqa: E402
 from kmtl import weighting  # noqa: E402
 from kmtl.runs.config import read_config  # noqa: E402
-from kmtl.runs.training import prepare_data  # noqa: E402
+from kmtl.runs.data import prepare_data  # noqa: E402
 from kmtl.runs.training import run_model  # noqa: E402
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")

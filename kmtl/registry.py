@@ -105,6 +105,12 @@ class Registry:
             raise ValueError(f"Register {_article(self.kind)} {self.kind} under at "
                              f"least one name.")
 
+        for name in names:
+            if not isinstance(name, str) or name != name.lower() or not name:
+                raise ValueError(f"{self.kind.capitalize()} names are lower case "
+                                 f"(look-ups are case-insensitive). Received: "
+                                 f"{name!r}")
+
         def decorate(cls):
             if not (isinstance(cls, type) and issubclass(cls, self.base)):
                 raise TypeError(f"{_article(self.kind).capitalize()} {self.kind} "
@@ -170,6 +176,12 @@ class Registry:
         if identifier is None and self.default is not None:
             identifier = self.default
         if isinstance(identifier, self.base):
+            if arguments:
+                article = _article(self.kind).capitalize()
+                raise ConfigError(
+                    f"{article} {self.kind} instance is used as it is; it takes "
+                    f"no arguments. Received: {sorted(arguments)}. Pass a name "
+                    f"or a class instead.")
             return identifier
         if isinstance(identifier, dict):
             return self.deserialize(identifier)
@@ -213,16 +225,31 @@ class Registry:
         """The instance `serialize` described.
 
         Raises:
-            ConfigError: the dict is not a serialized member of this family.
+            ConfigError: the dict is not a serialized member of this family, or
+                its arguments are refused.
         """
         if not isinstance(config, dict) or "class_name" not in config:
             raise ConfigError(f"A serialized {self.kind} is a dict with "
                               f"'class_name' and 'config'. Received: {config!r}")
-        if self.keras_serializable:
+        name = config["class_name"]
+        # Keras writes `module` and `registered_name`; a dict written by hand
+        # (`{class_name: pcgrad, config: {}}` in a run config) names the member.
+        written_by_keras = "module" in config or "registered_name" in config
+        if not self.keras_serializable or (name in self and not written_by_keras):
+            cls = self.get_class(name)
+            try:
+                return cls.from_config(dict(config.get("config") or {}))
+            except (TypeError, ValueError) as error:
+                raise ConfigError(f"{self.kind.capitalize()} {name!r}: "
+                                  f"{error}") from None
+        try:
             obj = keras.saving.deserialize_keras_object(config)
-            if not isinstance(obj, self.base):
-                raise ConfigError(f"{config['class_name']!r} is not "
-                                  f"{_article(self.kind)} {self.kind}.")
-            return obj
-        cls = self.get_class(config["class_name"])
-        return cls.from_config(dict(config.get("config") or {}))
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"Cannot read {_article(self.kind)} {self.kind} "
+                              f"from {config!r} ({error}). Give a name from "
+                              f"{self.names()}, or a dict that `serialize` "
+                              f"wrote.") from None
+        if not isinstance(obj, self.base):
+            raise ConfigError(f"{name!r} is not {_article(self.kind)} "
+                              f"{self.kind}.")
+        return obj

@@ -65,6 +65,26 @@ FRESH_PROCESS = textwrap.dedent("""\
 """)
 
 
+def assert_export_serves(model, columns, folder):
+    """Exports `model` for TF Serving into `folder`, loads the SavedModel back
+    and checks that its `serving_default` signature, fed the raw `columns`
+    (`{feature: (rows,) array}`, as a client sends them), returns every task's
+    `model.predict` output under the task's name."""
+    import tensorflow as tf
+
+    path = kmtl.export_saved_model(model, str(folder))
+    serving = tf.saved_model.load(path).signatures["serving_default"]
+    served = serving(**{name: tf.constant(value) for name, value in
+                        columns.items()})
+    expected = model.predict({name: value[:, None] for name, value in
+                              columns.items()}, verbose=0)
+    assert sorted(served) == sorted(model.task_names)
+    for task in model.task_names:
+        np.testing.assert_allclose(served[task].numpy(), expected[task],
+                                   rtol=1e-5, atol=1e-6)
+    return path
+
+
 def raw_columns(model, frame):
     """`{feature: (rows,) array}` straight from the table, as a client sends it."""
     columns = {}

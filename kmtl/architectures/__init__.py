@@ -49,7 +49,7 @@ def get(identifier, task_names=None, **options):
         identifier: a registered name or spec string (`"mmoe"`,
             `"mmoe(num_experts=4)"`), an `Architecture` subclass, a config dict
             (`serialize`'s output) or an `Architecture` instance (returned as
-            is; `task_names` and `options` are then ignored).
+            is; it must serve `task_names` when they are given).
         task_names: list of str. The tasks, for a name or a class.
         **options: the architecture's own arguments, e.g. `num_experts=4`.
 
@@ -60,10 +60,22 @@ def get(identifier, task_names=None, **options):
 
     Raises:
         ConfigError: unknown architecture, an option it does not take (the
-            message lists the options it takes), a value it refuses, or no
-            `task_names` for a name or a class.
+            message lists the options it takes), a value it refuses, no
+            `task_names` for a name or a class, or an instance given options or
+            other tasks.
     """
-    if isinstance(identifier, (Architecture, dict)):
+    if isinstance(identifier, Architecture):
+        if options:
+            raise ConfigError(f"Architecture instance {identifier.name!r} is used "
+                              f"as it is; it takes no options. Received: "
+                              f"{sorted(options)}.")
+        if task_names is not None and list(task_names) != identifier.task_names:
+            raise ConfigError(f"Architecture instance {identifier.name!r} serves "
+                              f"the tasks {identifier.task_names}, but the model's "
+                              f"tasks are {list(task_names)}. Build it with those "
+                              f"task_names, or pass the architecture's name.")
+        return identifier
+    if isinstance(identifier, dict):
         return ARCHITECTURES.get(identifier)
     if isinstance(identifier, str):
         name, spec_options = parse_spec(identifier)

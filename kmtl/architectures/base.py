@@ -58,6 +58,7 @@ class Architecture(keras.layers.Layer):
     """
 
     shares_representation = False
+    inspectable = False
 
     def __init__(self, task_names, **kwargs):
         super().__init__(**kwargs)
@@ -71,11 +72,12 @@ class Architecture(keras.layers.Layer):
         """What the layer shares, or `{}` when it has nothing learned to show."""
         return {}
 
-    @property
-    def inspectable(self):
-        """Whether `diagnostics` shows something: the class overrides the base's
-        (MMoE's expert utilisation, cross-stitch units, ...)."""
-        return type(self).diagnostics is not Architecture.diagnostics
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        # Whether `diagnostics` shows something: the class overrides the base's
+        # (MMoE's expert utilisation, cross-stitch units, ...). A class
+        # attribute, so it is known without building a layer.
+        cls.inspectable = cls.diagnostics is not Architecture.diagnostics
 
     def owned_slices(self):
         """`{variable.path: owners}`: for each weight that stacks per-task parts

@@ -7,7 +7,7 @@ import numpy as np
 import tensorflow as tf
 
 from kmtl._checks import check_positive_int
-from kmtl.measures import diagnostics as inspect
+from kmtl.measures import diagnostics
 
 DIAGNOSTICS_RUN = "diagnostics"
 
@@ -85,7 +85,7 @@ class SharingDiagnostics(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.every:
             return
-        frames = inspect.sharing(self.model, self.data, self.batches)
+        frames = diagnostics.sharing(self.model, self.data, self.batches)
         scalars = {
             f"{name}/{row}/{column}": float(value)
             for name, frame in frames.items()
@@ -102,7 +102,7 @@ class SharingDiagnostics(keras.callbacks.Callback):
             for tag, value in scalars.items():
                 tf.summary.scalar(tag, value)
             if self.images:
-                for name, figure in inspect.plot_sharing(frames).items():
+                for name, figure in diagnostics.plot_sharing(frames).items():
                     figure.canvas.draw()
                     pixels = np.asarray(figure.canvas.buffer_rgba())
                     tf.summary.image(name, pixels[None])

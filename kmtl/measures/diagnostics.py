@@ -33,8 +33,7 @@ _ENCODERS = weakref.WeakKeyDictionary()
 
 def _inspectable_architectures():
     return [name for name in architectures.list_architectures()
-            if architectures.ARCHITECTURES.get_class(name).diagnostics
-            is not architectures.Architecture.diagnostics]
+            if architectures.ARCHITECTURES.get_class(name).inspectable]
 
 
 def architecture_layer(model):

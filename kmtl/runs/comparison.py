@@ -54,11 +54,11 @@ from kmtl.runs.config import SINGLE_TASK
 from kmtl.runs.config import BaselineConfig
 from kmtl.runs.config import VariantConfig
 from kmtl.runs.config import as_run_config
+from kmtl.runs.data import prepare_data
 from kmtl.runs.report import write_report
+from kmtl.runs.run_dir import RunDir
 from kmtl.runs.training import build_run_model
-from kmtl.runs.training import new_run_dir
 from kmtl.runs.training import precision_policy
-from kmtl.runs.training import prepare_data
 from kmtl.runs.training import run_model
 from kmtl.tasks import Task
 
@@ -404,7 +404,7 @@ def _compare(config, data_dir, output_dir, seeds, log):
     interference = section.interference
     probe = (_probe_data(data, interference.batches)
              if interference.enabled else None)
-    directory = new_run_dir(output_dir, f"{config.name}-compare")
+    directory = RunDir.create(output_dir, f"{config.name}-compare").path
 
     started = time.perf_counter()
     baselines = baseline_tasks(data.tasks)

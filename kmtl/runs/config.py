@@ -21,6 +21,7 @@ Entry points:
 import copy
 import math
 import os
+import warnings
 from typing import Annotated
 from typing import Any
 from typing import Literal
@@ -64,6 +65,7 @@ __all__ = [
     "as_run_config",
     "load_config",
     "parse_config",
+    "parse_stored_config",
     "read_config",
     "resolve_config",
 ]
@@ -206,7 +208,8 @@ def _text(what):
 
 def _choice(kind, options):
     def check(value):
-        if isinstance(value, bool) or value not in options:
+        # 1.0 == 1 and True == 1 in Python: a choice must be the option itself.
+        if not any(type(value) is type(o) and value == o for o in options):
             raise _Invalid("{path}: unknown " + kind + " {value}. Use one of "
                            + repr(tuple(options)) + ".")
         return value
@@ -742,6 +745,54 @@ def parse_config(raw, name=None, overrides=None, sources=None):
         return RunConfig.model_validate(raw)
     except ValidationError as error:
         raise _config_error(error, sources) from None
+
+
+def parse_stored_config(raw):
+    """A run directory's stored config, read so that an older kmtl's run stays
+    usable: a key that today's validation refuses (a loose value an earlier
+    version accepted, such as `epochs: true`) falls back to its default, with
+    a warning naming it. The model in the run directory does not depend on it.
+
+    Raises:
+        ConfigError: the config is invalid in a way defaults cannot repair (a
+            missing task name, no data source).
+    """
+    try:
+        return parse_config(raw)
+    except ConfigError:
+        if not isinstance(raw, dict):
+            raise
+    raw = copy.deepcopy(raw)
+    dropped = []
+    while True:
+        try:
+            config = RunConfig.model_validate(raw)
+            break
+        except ValidationError as error:
+            removed = [loc for loc in (item["loc"] for item in error.errors())
+                       if _delete_path(raw, loc)]
+            if not removed:
+                raise _config_error(error) from None
+            dropped.extend(".".join(map(str, loc)) for loc in removed)
+    warnings.warn(f"The stored config holds value(s) this kmtl refuses, read as "
+                  f"their defaults: {dropped}.", stacklevel=2)
+    return config
+
+
+def _delete_path(mapping, loc):
+    """Deletes `mapping[loc[0]][loc[1]]...`; False when it is not there."""
+    *parents, last = loc
+    for key in parents:
+        if not isinstance(mapping, (dict, list)):
+            return False
+        try:
+            mapping = mapping[key]
+        except (KeyError, IndexError, TypeError):
+            return False
+    if isinstance(mapping, dict) and last in mapping:
+        del mapping[last]
+        return True
+    return False
 
 
 def as_run_config(config):

@@ -23,6 +23,7 @@ import yaml
 
 from kmtl.errors import DataError
 from kmtl.runs.config import parse_config
+from kmtl.runs.config import parse_stored_config
 
 CONFIG_FILE = "config.yaml"
 SPLIT_FILE = "split.json"
@@ -154,7 +155,9 @@ class RunDir:
         return resolved
 
     def read_config(self):
-        """The stored config as a `RunConfig`.
+        """The stored config as a `RunConfig` (`parse_stored_config`: values an
+        older kmtl accepted and this one refuses fall back to their defaults,
+        with a warning).
 
         Raises:
             DataError: `config.yaml` is missing or not YAML.
@@ -169,7 +172,7 @@ class RunDir:
                             f"{CONFIG_FILE} is missing.") from None
         except yaml.YAMLError as error:
             raise DataError(f"{path!r} is not valid YAML: {error}") from None
-        return parse_config(raw)
+        return parse_stored_config(raw)
 
     # === split.json ===
 

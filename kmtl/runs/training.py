@@ -19,6 +19,8 @@ import time
 import keras
 import pandas as pd
 
+from kmtl import architectures
+from kmtl import weighting as weighting_module
 from kmtl.callbacks.gradient_statistics import GradientStatistics
 from kmtl.callbacks.sharing_diagnostics import SharingDiagnostics
 from kmtl.errors import ConfigError
@@ -27,41 +29,19 @@ from kmtl.measures.diagnostics import architecture_layer
 from kmtl.models import build_model
 from kmtl.models.export import export_saved_model
 from kmtl.runs.config import as_run_config
-from kmtl.runs.data import SPLITS
-from kmtl.runs.data import PreparedData
-from kmtl.runs.data import build_tasks
-from kmtl.runs.data import load_splits
-from kmtl.runs.data import prepare
 from kmtl.runs.data import prepare_data
-from kmtl.runs.data import split_datasets
-from kmtl.runs.run_dir import CONFIG_FILE
-from kmtl.runs.run_dir import LOG_DIR
-from kmtl.runs.run_dir import METRICS_FILE
-from kmtl.runs.run_dir import MODEL_FILE
 from kmtl.runs.run_dir import RunDir
 
 __all__ = [
-    "CONFIG_FILE",
-    "LOG_DIR",
-    "METRICS_FILE",
-    "MODEL_FILE",
-    "SPLITS",
-    "PreparedData",
     "RunResult",
     "build_run_model",
-    "build_tasks",
     "check_writable",
     "evaluate_splits",
-    "load_splits",
     "metrics_table",
     "model_from_config",
     "nested_metrics",
-    "new_run_dir",
     "precision_policy",
-    "prepare",
-    "prepare_data",
     "run_model",
-    "split_datasets",
     "train",
 ]
 
@@ -78,16 +58,6 @@ def model_from_config(config, features, tasks):
         categorical_encoding=section.categorical_encoding,
         embedding_dim=section.embedding_dim,
         name=config.name, **section.options)
-
-
-def new_run_dir(output_dir, name):
-    """Creates a fresh directory `output_dir/<name>-<timestamp>[-n]` and returns
-    its path (`RunDir.create`).
-
-    Raises:
-        DataError: `output_dir` cannot be created or written.
-    """
-    return RunDir.create(output_dir, name).path
 
 
 def check_writable(directory, what, fix="Choose a writable directory."):
@@ -194,6 +164,27 @@ def precision_policy(config):
         keras.mixed_precision.set_global_policy(policy)
 
 
+def check_plugins(config, task_names):
+    """Looks up the config's architecture (with its options) and weighting, so
+    that a bad name or option is an error naming its key before anything is
+    built or written.
+
+    Raises:
+        ConfigError: `model.architecture` / `model.options` or
+            `training.weighting` is refused; the message starts with the key.
+    """
+    config = as_run_config(config)
+    try:
+        architectures.get(config.model.architecture, task_names=list(task_names),
+                          **config.model.options)
+    except ConfigError as error:
+        raise ConfigError(f"model.architecture / model.options: {error}") from None
+    try:
+        weighting_module.get(config.training.weighting)
+    except ConfigError as error:
+        raise ConfigError(f"training.weighting: {error}") from None
+
+
 def build_run_model(config, data, tasks=None):
     """Seeds Keras with `training.seed`, builds the config's model for `tasks`
     (default: every task of `data`) and compiles it with the config's optimizer,
@@ -203,10 +194,11 @@ def build_run_model(config, data, tasks=None):
         ConfigError: unknown architecture, option, optimizer or weighting.
     """
     config = as_run_config(config)
+    tasks = data.tasks if tasks is None else tasks
+    check_plugins(config, [t.name for t in tasks if not t.derived_from])
     training = config.training
     keras.utils.set_random_seed(training.seed)
-    model = model_from_config(config, data.features,
-                              data.tasks if tasks is None else tasks)
+    model = model_from_config(config, data.features, tasks)
     model.compile(optimizer=_optimizer(training),
                   loss_combination=training.loss_combination,
                   weighting=training.weighting,

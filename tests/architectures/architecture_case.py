@@ -22,12 +22,17 @@ import tempfile
 
 import keras
 import numpy as np
+import pandas as pd
 import tensorflow as tf
+from helpers import assert_export_serves
 from keras import ops
 
+import kmtl
 from kmtl import architectures
 from kmtl.architectures import ARCHITECTURES
 from kmtl.architectures import Architecture
+from kmtl.features import Feature
+from kmtl.tasks import Task
 
 TASKS = ("a", "b", "c")
 FEATURES = 6
@@ -192,3 +197,20 @@ def run_architecture_test(name, *, registry=ARCHITECTURES, task_names=TASKS,
             revived.owned_slices().items()} == {
         path: tuple(owners) for path, owners in layer.owned_slices().items()}
     return layer
+
+
+def check_export(name, folder, *, registry=ARCHITECTURES, task_names=TASKS,
+                 **options):
+    """A model built on the `name` architecture (`kmtl.build_model`, numeric
+    features) exports for TF Serving, and the served outputs equal `predict`."""
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(ROWS, FEATURES)).astype("float32"),
+                         columns=[f"x{i}" for i in range(FEATURES)])
+    features = [Feature(column, "numeric").fit(frame) for column in frame]
+    tasks = [Task(task, "regression", target_mean=[0.0], target_std=[1.0])
+             for task in task_names]
+    keras.utils.set_random_seed(0)
+    layer = make_architecture(name, task_names, registry, **options)
+    model = kmtl.build_model(features, tasks, layer, tower_units=(3,))
+    assert model.architecture is layer
+    assert_export_serves(model, {c: frame[c].to_numpy() for c in frame}, folder)

@@ -6,6 +6,7 @@ when an architecture forgets to declare a slice or declares a wrong owner."""
 import keras
 import pytest
 from architecture_case import TASKS
+from architecture_case import check_export
 from architecture_case import make_architecture
 from architecture_case import owned_slice_errors
 from architecture_case import random_inputs
@@ -57,6 +58,11 @@ VARIANTS = {name: (name, SMALL.get(name, {}))
 def test_registered_architecture(variant):
     name, options = VARIANTS[variant]
     run_architecture_test(name, **options)
+
+
+@pytest.mark.parametrize("name", architectures.list_architectures())
+def test_registered_architecture_exports_for_serving(name, tmp_path):
+    check_export(name, tmp_path / "serving", **SMALL.get(name, {}))
 
 
 # === The registry ===

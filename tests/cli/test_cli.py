@@ -27,7 +27,7 @@ import kmtl
 from kmtl.cli import main
 from kmtl.models.export import existing_versions
 from kmtl.runs.config import resolve_config
-from kmtl.runs.training import load_splits
+from kmtl.runs.data import load_splits
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "penguins.yaml"

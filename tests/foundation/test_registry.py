@@ -111,3 +111,41 @@ def test_parse_spec_reads_literals_only():
     assert parse_spec(" cagrad(c=0.4, rescale=1) ") == ("cagrad", {"c": 0.4,
                                                                   "rescale": 1})
     assert parse_spec("ew") == ("ew", {})
+
+
+def test_names_are_registered_in_lower_case():
+    with pytest.raises(ValueError, match=r"Shape names are lower case.*'Hexagon'"):
+        SHAPES.register("Hexagon")
+
+
+def test_an_instance_takes_no_arguments():
+    with pytest.raises(ConfigError, match=r"A shape instance is used as it is; it "
+                                          r"takes no arguments\. Received: "
+                                          r"\['size'\]"):
+        SHAPES.get(Octagon(), size=3)
+
+
+def test_a_hand_written_dict_names_the_member_and_bad_ones_are_config_errors():
+    import kmtl
+
+    pcgrad = kmtl.weighting.get({"class_name": "PCGrad", "config": {"seed": 3}})
+    assert type(pcgrad).__name__ == "PCGrad" and pcgrad.seed == 3
+    with pytest.raises(ConfigError, match=r"Weighting 'pcgrad': .*'nope'"):
+        kmtl.weighting.get({"class_name": "pcgrad", "config": {"nope": 1}})
+    with pytest.raises(ConfigError, match=r"Cannot read a weighting from "):
+        kmtl.weighting.get({"class_name": "NoSuchMethod", "config": {}})
+    with pytest.raises(ConfigError, match=r"Unknown shape 'hexagon'"):
+        SHAPES.deserialize({"class_name": "hexagon", "config": {}})
+
+
+def test_an_architecture_instance_must_serve_the_model_tasks():
+    from kmtl import architectures
+
+    layer = architectures.get("mmoe", task_names=["a", "b"], num_experts=2)
+    assert architectures.get(layer, task_names=["a", "b"]) is layer
+    with pytest.raises(ConfigError, match=r"serves the tasks \['a', 'b'\], but the "
+                                          r"model's tasks are \['x'\]"):
+        architectures.get(layer, task_names=["x"])
+    with pytest.raises(ConfigError, match=r"takes no options\. Received: "
+                                          r"\['num_experts'\]"):
+        architectures.get(layer, num_experts=3)

@@ -19,7 +19,7 @@ from kmtl.architectures import Architecture
 from kmtl.callbacks.sharing_diagnostics import SharingDiagnostics
 from kmtl.data import make_dataset
 from kmtl.features import Feature
-from kmtl.measures import diagnostics as inspect
+from kmtl.measures import diagnostics
 from kmtl.plotting.heatmap import plot_heatmap
 
 EXPERTS = ["expert_0", "expert_1"]
@@ -106,17 +106,17 @@ def mixing():
     return _setup(MixingTestLayer(["p", "q"], name="mixing"))
 
 
-# --- inspect.sharing ---------------------------------------------------------
+# --- diagnostics.sharing ---------------------------------------------------------
 
 
 def test_architecture_layer_finds_the_diagnostics_layer(gated):
     model, _ = gated
-    assert inspect.architecture_layer(model) is model.get_layer("gated")
+    assert diagnostics.architecture_layer(model) is model.get_layer("gated")
 
 
 def test_sharing_first_batch_hand_computed(gated):
     model, data = gated
-    frames = inspect.sharing(model, data)
+    frames = diagnostics.sharing(model, data)
     assert list(frames) == ["gate_mean"]
     pd.testing.assert_frame_equal(
         frames["gate_mean"], _frame(FIRST_BATCH, ["p", "q"], EXPERTS), rtol=1e-6)
@@ -129,24 +129,24 @@ def test_sharing_averages_over_rows_not_batches(gated):
     # of the two batch means (0.5125).
     for batches in (2, 5):
         pd.testing.assert_frame_equal(
-            inspect.sharing(model, data, batches=batches)["gate_mean"], expected,
+            diagnostics.sharing(model, data, batches=batches)["gate_mean"], expected,
             rtol=1e-6)
     # A dict of arrays is one batch; extra columns are ignored.
     arrays = {n: FRAME[n].to_numpy("float32") for n in ("a", "b", "p")}
     pd.testing.assert_frame_equal(
-        inspect.sharing(model, arrays)["gate_mean"], expected, rtol=1e-6)
+        diagnostics.sharing(model, arrays)["gate_mean"], expected, rtol=1e-6)
     # An (x, y, w) tuple is one batch of x.
     pd.testing.assert_frame_equal(
-        inspect.sharing(model, next(iter(data)))["gate_mean"],
+        diagnostics.sharing(model, next(iter(data)))["gate_mean"],
         _frame(FIRST_BATCH, ["p", "q"], EXPERTS), rtol=1e-6)
 
 
 def test_encoder_is_built_once_per_model(gated):
     model, data = gated
-    inspect.sharing(model, data)
-    layer, encoder = inspect._ENCODERS[model]
-    inspect.sharing(model, data)
-    assert inspect._ENCODERS[model][1] is encoder and layer.name == "gated"
+    diagnostics.sharing(model, data)
+    layer, encoder = diagnostics._ENCODERS[model]
+    diagnostics.sharing(model, data)
+    assert diagnostics._ENCODERS[model][1] is encoder and layer.name == "gated"
     # The encoder stops at the architecture input: (a, b, missing_a, missing_b).
     x = next(iter(data))[0]
     np.testing.assert_allclose(
@@ -157,24 +157,24 @@ def test_encoder_is_built_once_per_model(gated):
 def test_sharing_input_independent_layer_without_data(mixing):
     model, data = mixing
     expected = _frame([[0.9, 0.1], [0.2, 0.8]], ["p", "q"], ["p", "q"])
-    pd.testing.assert_frame_equal(inspect.sharing(model)["alpha"], expected,
+    pd.testing.assert_frame_equal(diagnostics.sharing(model)["alpha"], expected,
                                   rtol=1e-6)
-    pd.testing.assert_frame_equal(inspect.sharing(model, data, 2)["alpha"],
+    pd.testing.assert_frame_equal(diagnostics.sharing(model, data, 2)["alpha"],
                                   expected, rtol=1e-6)
 
 
 def test_sharing_errors(gated):
     model, data = gated
     with pytest.raises(ValueError, match="'gated' depend on its inputs: pass `data`"):
-        inspect.sharing(model, None)
+        diagnostics.sharing(model, None)
     with pytest.raises(ValueError, match=r"lacks the model's feature\(s\) \['b'\]"):
-        inspect.sharing(model, {"a": np.zeros(3, "float32")})
+        diagnostics.sharing(model, {"a": np.zeros(3, "float32")})
     with pytest.raises(ValueError, match="batches must be a positive integer"):
-        inspect.sharing(model, data, batches=0)
+        diagnostics.sharing(model, data, batches=0)
     with pytest.raises(ValueError, match="no rows"):
-        inspect.sharing(model, data.take(0))
+        diagnostics.sharing(model, data.take(0))
     with pytest.raises(TypeError, match="Received: str"):
-        inspect.sharing(model, "validation.csv")
+        diagnostics.sharing(model, "validation.csv")
 
 
 def test_architecture_without_diagnostics_raises():
@@ -185,9 +185,9 @@ def test_architecture_without_diagnostics_raises():
                r"'cross_stitch', 'mmoe', 'mtan', 'ple', 'soft_sharing'\], e.g. "
                r"`kmtl.build_model\(features, tasks, architecture='mmoe'\)`.")
     with pytest.raises(ValueError, match=message):
-        inspect.architecture_layer(model)
+        diagnostics.architecture_layer(model)
     with pytest.raises(ValueError, match=message):
-        inspect.sharing(model, data)
+        diagnostics.sharing(model, data)
 
 
 def test_model_without_architecture_raises():
@@ -200,7 +200,7 @@ def test_model_without_architecture_raises():
     model = kmtl.MultiTaskModel(inputs, outputs, tasks=[task], name="by_hand")
     with pytest.raises(ValueError, match=r"Model 'by_hand' has no architecture "
                                          r"layer .* one of \['cgc', "):
-        inspect.architecture_layer(model)
+        diagnostics.architecture_layer(model)
 
 
 # --- SharingDiagnostics --------------------------------------------------------
@@ -214,7 +214,7 @@ def test_callback_adds_sharing_values_to_logs(gated):
     callback.on_epoch_end(0, logs)
     assert logs == {"loss": 1.0}  # only every second epoch
     callback.on_epoch_end(1, logs)
-    frame = inspect.sharing(model, data, batches=2)["gate_mean"]
+    frame = diagnostics.sharing(model, data, batches=2)["gate_mean"]
     expected = {f"gate_mean/{row}/{column}": frame.loc[row, column]
                 for row in ("p", "q") for column in EXPERTS}
     assert logs == {"loss": 1.0, **expected}
@@ -318,9 +318,9 @@ def test_plot_heatmap_errors():
 
 def test_plot_sharing_saves_one_png_per_matrix(gated, tmp_path):
     model, data = gated
-    frames = inspect.sharing(model, data)
+    frames = diagnostics.sharing(model, data)
     frames["per level/0"] = frames["gate_mean"].T
-    figures = inspect.plot_sharing(frames, str(tmp_path / "plots"),
+    figures = diagnostics.plot_sharing(frames, str(tmp_path / "plots"),
                                    value_format=".3f")
     assert list(figures) == ["gate_mean", "per level/0"]
     assert sorted(os.listdir(tmp_path / "plots")) == ["gate_mean.png",
@@ -330,9 +330,10 @@ def test_plot_sharing_saves_one_png_per_matrix(gated, tmp_path):
     image = matplotlib.image.imread(tmp_path / "plots" / "per_level_0.png")
     assert image.shape == (250, 430, 4)
     # A layer's raw output plots the same.
-    layer = inspect.architecture_layer(model)
+    layer = diagnostics.architecture_layer(model)
     raw = layer.diagnostics(tf.constant([[0.0, math.log(3.0), 0, 0]]))
-    texts = [t.get_text() for t in inspect.plot_sharing(raw)["gate_mean"].axes[0].texts]
+    figure = diagnostics.plot_sharing(raw)["gate_mean"]
+    texts = [t.get_text() for t in figure.axes[0].texts]
     assert texts == ["0.25", "0.75", "0.75", "0.25"]
 
 
@@ -352,7 +353,7 @@ def test_mmoe_expert_utilisation_is_the_mean_gate_weight():
                              expert_units=(4,), tower_units=())
     data = make_dataset(frame, features, tasks, batch_size=16)  # 16 + 16 + 8 rows
 
-    utilisation = inspect.sharing(model, data, batches=3)["expert_utilisation"]
+    utilisation = diagnostics.sharing(model, data, batches=3)["expert_utilisation"]
     assert list(utilisation.index) == ["p", "q"]
     assert list(utilisation.columns) == ["expert_0", "expert_1", "expert_2"]
     np.testing.assert_allclose(utilisation.sum(axis=1), [1.0, 1.0], rtol=1e-6)
@@ -365,4 +366,4 @@ def test_mmoe_expert_utilisation_is_the_mean_gate_weight():
     np.testing.assert_allclose(utilisation.to_numpy(), gates.mean(axis=1), rtol=1e-5)
     assert not np.allclose(gates.mean(axis=1), 1 / 3, atol=1e-3)  # not a trivial 1/3
     with pytest.raises(ValueError, match="'mmoe' depend on its inputs"):
-        inspect.sharing(model)
+        diagnostics.sharing(model)

@@ -472,3 +472,39 @@ def test_schema_declares_types_and_defaults():
     assert schema["$defs"]["SplitConfig"]["properties"]["method"]["default"] == (
         "stratified")
     assert schema["$defs"]["TaskConfig"]["required"] == ["name", "type"]
+
+
+@pytest.mark.parametrize("value", [1.0, True])
+def test_a_choice_is_the_option_itself_not_an_equal_number(value):
+    with pytest.raises(ConfigError, match=rf"training.verbose: unknown verbosity "
+                                          rf"{value!r}\. Use one of \(0, 1, 2, "
+                                          rf"'auto'\)"):
+        parse_config(_minimal(training={"verbose": value}))
+
+
+@pytest.mark.parametrize("section, value, message", [
+    ("model", {"architecture": "nope"},
+     r"model\.architecture / model\.options: Unknown architecture 'nope'"),
+    ("model", {"architecture": "mmoe", "options": {"experts": 2}},
+     r"model\.architecture / model\.options: The architecture 'mmoe' does not "
+     r"take option\(s\) \['experts'\]"),
+    ("training", {"weighting": "pcgrd"},
+     r"training\.weighting: Unknown weighting 'pcgrd'"),
+    ("training", {"weighting": {"class_name": "PCGrad", "config": {"c": 1}}},
+     r"training\.weighting: Weighting 'PCGrad': "),
+])
+def test_plugin_names_and_options_are_checked_with_their_key(section, value,
+                                                              message):
+    from kmtl.runs.training import check_plugins
+
+    with pytest.raises(ConfigError, match=message):
+        check_plugins(parse_config(_minimal(**{section: value})), ["species"])
+
+
+def test_a_weighting_written_as_a_dict_is_accepted():
+    from kmtl.runs.training import check_plugins
+
+    config = parse_config(_minimal(training={
+        "weighting": {"class_name": "pcgrad", "config": {"seed": 1}}}))
+    check_plugins(config, ["species"])  # no error
+    assert kmtl.weighting.get(config.training.weighting).seed == 1

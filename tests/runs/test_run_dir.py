@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from kmtl.errors import ConfigError
 from kmtl.errors import DataError
 from kmtl.runs.config import parse_config
 from kmtl.runs.data import content_hash
@@ -171,3 +172,20 @@ def test_split_json_is_plain_json(table, tmp_path):
     run = RunDir(tmp_path)
     run.write_split(record)
     assert json.loads((tmp_path / "split.json").read_text()) == record
+
+
+def test_a_stored_config_with_values_an_older_kmtl_accepted_stays_readable():
+    from kmtl.runs.config import parse_stored_config
+
+    raw = {"name": "old", "data": {"dataset": "penguins"},
+           "tasks": [{"name": "species", "type": "multiclass"}],
+           "training": {"epochs": True, "mixed_precision": "false",
+                        "batch_size": 32}}
+    with pytest.warns(UserWarning, match=r"\['training\.epochs', "
+                                         r"'training\.mixed_precision'\]"):
+        config = parse_stored_config(raw)
+    assert config.training.epochs == 10 and config.training.mixed_precision is False
+    assert config.training.batch_size == 32
+    assert raw["training"]["epochs"] is True  # the caller's mapping is untouched
+    with pytest.raises(ConfigError, match="tasks"):
+        parse_stored_config({"name": "old", "data": {"dataset": "penguins"}})

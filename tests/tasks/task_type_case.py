@@ -26,6 +26,7 @@ import json
 import keras
 import numpy as np
 import pandas as pd
+from helpers import assert_export_serves
 
 import kmtl
 from kmtl.features import Feature
@@ -250,6 +251,8 @@ def check_model(name, folder):
     assert [t.get_config() for t in loaded.tasks] == [t.get_config() for t in tasks]
     again = keras.ops.convert_to_numpy(loaded(_inputs(frame))["y"])
     np.testing.assert_array_equal(again, predictions)
+    assert_export_serves(loaded, {"x": frame["x"].to_numpy("float32")},
+                         folder / f"{name}_serving")
 
 
 def check_masking(name):

@@ -20,6 +20,7 @@ import kmtl
 from kmtl import tasks as tasks_module
 from kmtl.data import make_dataset
 from kmtl.errors import ConfigError
+from kmtl.runs import data as run_data
 from kmtl.runs import training
 from kmtl.runs.config import resolve_config
 from kmtl.tasks import Task
@@ -158,11 +159,11 @@ def test_yaml_task_mappings_reach_task(frames, tmp_path):
         model: {{options: {{units: [8]}}, tower_units: [4]}}
     """
     config = resolve_config(yaml.safe_load(text))
-    tasks = training.build_tasks(config)
+    tasks = run_data.build_tasks(config)
     assert [t.derived_from for t in tasks] == [None, None, ["ctr", "cvr"]]
     assert tasks[1].target_columns == []
-    train_frame, _, _ = training.load_splits(config, tasks=tasks)
-    features = training.prepare(config, train_frame, tasks)
+    train_frame, _, _ = run_data.load_splits(config, tasks=tasks)
+    features = run_data.prepare(config, train_frame, tasks)
     assert [f.name for f in features] == NUMERIC
     model = training.model_from_config(config, features, tasks)
     assert sorted(model.output_names) == ["ctcvr", "ctr", "cvr"]

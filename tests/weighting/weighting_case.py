@@ -88,8 +88,13 @@ def _check_keras_round_trip(model, path):
     assert len(restored.weighting.weights) == len(weighting.weights)
     for got, saved in zip(restored.weighting.weights, weighting.weights):
         np.testing.assert_array_equal(np.asarray(got), np.asarray(saved))
+    assert len(restored.trainable_variables) == len(model.trainable_variables)
     for got, saved in zip(restored.trainable_variables, model.trainable_variables):
         np.testing.assert_array_equal(np.asarray(got), np.asarray(saved))
+    x = {"x": np.random.default_rng(1).normal(size=(5, 4)).astype("float32")}
+    expected, got = model.predict(x, verbose=0), restored.predict(x, verbose=0)
+    for task in TASKS:
+        np.testing.assert_array_equal(got[task], expected[task])
 
 
 def run_weighting_test(name, tmp_path):
