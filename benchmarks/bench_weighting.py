@@ -56,7 +56,9 @@ def _epoch_seconds(model, data):
 
 
 def run(rounds=ROUNDS):
-    methods = [m for m in weighting_module.list_weightings() if m not in ("uw",)]
+    # `ew` (the reference) and every registered method; `static` is the same
+    # computation as `ew`, so its ratio shows the noise floor.
+    methods = ["ew"] + weighting_module.list_weightings()
     # Gradient methods again with gradients of the shared representation.
     methods += [f"{m}+representation" for m in methods
                 if weighting_module.get(m).gradient_based]
