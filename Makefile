@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.kmtl-installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install demo test bench lint clean
+.PHONY: install demo test bench lint docs clean
 
 $(STAMP): setup.cfg setup.py pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -42,5 +42,9 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check kmtl tests benchmarks examples
 	$(VENV)/bin/lint-imports --no-cache
 
+## Build the documentation site into site/ (a broken link or a missing API object fails).
+docs: $(STAMP)
+	$(VENV)/bin/mkdocs build --strict
+
 clean:
-	rm -rf $(VENV) .venv-deepctr build *.egg-info .pytest_cache
+	rm -rf $(VENV) .venv-deepctr build site *.egg-info .pytest_cache
