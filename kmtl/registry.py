@@ -6,13 +6,14 @@ looked up as `keras.losses.get` looks up a loss (a name, a spec string, a config
 dict or an instance), serialized to and from config dicts, and listed, so that
 the test suite can loop over every member of a family:
 
->>> WEIGHTINGS = Registry("weighting", Weighting)
->>> @WEIGHTINGS.register("pcgrad")
-... class PCGrad(Weighting): ...
->>> WEIGHTINGS.get("pcgrad")                 # an instance
->>> WEIGHTINGS.get("cagrad(c=0.4)")          # a spec, parsed with ast.literal_eval
->>> WEIGHTINGS.list()
-['pcgrad']
+Examples:
+    >>> WEIGHTINGS = Registry("weighting", Weighting)
+    >>> @WEIGHTINGS.register("pcgrad")
+    ... class PCGrad(Weighting): ...
+    >>> WEIGHTINGS.get("pcgrad")                 # an instance
+    >>> WEIGHTINGS.get("cagrad(c=0.4)")          # a spec, parsed with ast.literal_eval
+    >>> WEIGHTINGS.list()
+    ['pcgrad']
 
 Keras objects (layers: architectures, weightings) are also registered with
 `keras.saving.register_keras_serializable(package="kmtl")`, so `.keras` files

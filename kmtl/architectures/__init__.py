@@ -8,11 +8,12 @@ maps `(batch, features)` to a dict `{task_name: (batch, units)}`. Towers and
 heads are added on top by `kmtl.build_model`. Look one up as `keras.losses.get`
 looks up a loss:
 
->>> layer = kmtl.architectures.get("mmoe", task_names=["a", "b"], num_experts=4)
->>> layer.name, layer.num_experts
-('mmoe', 4)
->>> kmtl.architectures.list_architectures()
-['cgc', 'cross_stitch', 'mmoe', 'mtan', 'ple', 'shared_bottom', 'soft_sharing']
+Examples:
+    >>> layer = kmtl.architectures.get("mmoe", task_names=["a", "b"], num_experts=4)
+    >>> layer.name, layer.num_experts
+    ('mmoe', 4)
+    >>> kmtl.architectures.list_architectures()
+    ['cgc', 'cross_stitch', 'mmoe', 'mtan', 'ple', 'shared_bottom', 'soft_sharing']
 
 A new architecture is one file: a subclass of `Architecture` decorated with
 `@kmtl.architectures.register("name")`; `tests/architectures` then checks it

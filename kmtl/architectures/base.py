@@ -39,22 +39,21 @@ class Architecture(keras.layers.Layer):
     Raises:
         ValueError: empty or repeated `task_names`.
 
-    Example:
-
-    >>> @ARCHITECTURES.register("linear_towers")
-    ... class LinearTowers(Architecture):
-    ...     '''One linear map per task, stacked: `(T, d, 4)`.'''
-    ...     def build(self, input_shape):
-    ...         self.kernel = self.add_weight(
-    ...             shape=(len(self.task_names), input_shape[-1], 4), name="kernel")
-    ...     def call(self, inputs):
-    ...         h = keras.ops.einsum("bd,tdu->tbu", inputs, self.kernel)
-    ...         return {name: h[t] for t, name in enumerate(self.task_names)}
-    ...     def owned_slices(self):
-    ...         # Slice t of the kernel only feeds task t's output.
-    ...         return self.slices_owned_by([self.kernel], self.task_names)
-    ...     def compute_output_shape(self, input_shape):
-    ...         return {name: (*input_shape[:-1], 4) for name in self.task_names}
+    Examples:
+        >>> @ARCHITECTURES.register("linear_towers")
+        ... class LinearTowers(Architecture):
+        ...     '''One linear map per task, stacked: `(T, d, 4)`.'''
+        ...     def build(self, input_shape):
+        ...         self.kernel = self.add_weight(
+        ...             shape=(len(self.task_names), input_shape[-1], 4), name="kernel")
+        ...     def call(self, inputs):
+        ...         h = keras.ops.einsum("bd,tdu->tbu", inputs, self.kernel)
+        ...         return {name: h[t] for t, name in enumerate(self.task_names)}
+        ...     def owned_slices(self):
+        ...         # Slice t of the kernel only feeds task t's output.
+        ...         return self.slices_owned_by([self.kernel], self.task_names)
+        ...     def compute_output_shape(self, input_shape):
+        ...         return {name: (*input_shape[:-1], 4) for name in self.task_names}
     """
 
     shares_representation = False

@@ -74,14 +74,13 @@ class CrossStitch(StackedTowers):
         ValueError: empty `task_names`, non-positive units, dropout outside
             [0, 1), `self_weight` outside [0, 1].
 
-    Example:
-
-    >>> layer = CrossStitch(["a", "b"], units=(8, 4))
-    >>> {k: v.shape for k, v in layer(np.ones((2, 5))).items()}
-    {'a': (2, 4), 'b': (2, 4)}
-    >>> alpha = keras.ops.convert_to_numpy(layer.alphas[0]).astype("float64")
-    >>> alpha.round(2).tolist()
-    [[0.9, 0.1], [0.1, 0.9]]
+    Examples:
+        >>> layer = CrossStitch(["a", "b"], units=(8, 4))
+        >>> {k: v.shape for k, v in layer(np.ones((2, 5))).items()}
+        {'a': (2, 4), 'b': (2, 4)}
+        >>> alpha = keras.ops.convert_to_numpy(layer.alphas[0]).astype("float64")
+        >>> alpha.round(2).tolist()
+        [[0.9, 0.1], [0.1, 0.9]]
     """
 
     def __init__(self, task_names, units=(256, 128), activation="relu", dropout=0.0,

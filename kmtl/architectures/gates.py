@@ -13,10 +13,11 @@ architecture layer that owns it, so a model saved with MMoE's softmax gates keep
 the weight layout it always had. They are registered in `GATES`; look one up by
 name with `get`, list them with `list_gates`:
 
->>> get("dselect_k", top_k=3)
-<kmtl.architectures.gates.DSelectKGate object at ...>
->>> list_gates()
-['dselect_k', 'softmax']
+Examples:
+    >>> get("dselect_k", top_k=3)
+    <kmtl.architectures.gates.DSelectKGate object at ...>
+    >>> list_gates()
+    ['dselect_k', 'softmax']
 """
 
 import math
@@ -180,9 +181,9 @@ class DSelectKGate(Gate):
             step: smaller saturates sooner.
         entropy_weight: float >= 0, default 0 (the regularizer is optional in the
             paper).
-        units, activation, kernel_initializer, kernel_regularizer: as `Gate`;
-            hidden layers (if any) read the input, the selector logits read the
-            last hidden layer.
+        **kwargs: the `Gate` arguments (`units`, `activation`,
+            `kernel_initializer`, `kernel_regularizer`); hidden layers (if any)
+            read the input, the selector logits read the last hidden layer.
 
     Trainable weights per gate:
         `sum(d_in * u + u)` over `units`, then `(h + 1) * k * (m + 1)`: selector

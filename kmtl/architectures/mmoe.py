@@ -62,11 +62,10 @@ class MMoE(MixtureOfExperts):
         ValueError: empty `task_names`, `num_experts < 1`, non-positive units,
             unknown `gate`, bad DSelect-k options.
 
-    Example:
-
-    >>> layer = MMoE(["a", "b"], num_experts=4, expert_units=(8,))
-    >>> {k: v.shape for k, v in layer(np.ones((2, 5))).items()}
-    {'a': (2, 8), 'b': (2, 8)}
+    Examples:
+        >>> layer = MMoE(["a", "b"], num_experts=4, expert_units=(8,))
+        >>> {k: v.shape for k, v in layer(np.ones((2, 5))).items()}
+        {'a': (2, 8), 'b': (2, 8)}
     """
 
     def __init__(self, task_names, num_experts=3, expert_units=(256, 128),

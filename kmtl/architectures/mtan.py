@@ -83,11 +83,10 @@ class MTAN(Architecture):
         ValueError: empty or repeated `task_names`, non-positive units, an
             `attention_units` list of the wrong length, dropout outside [0, 1).
 
-    Example:
-
-    >>> layer = MTAN(["a", "b"], units=(8, 4))
-    >>> {k: v.shape for k, v in layer(np.ones((2, 5))).items()}
-    {'a': (2, 4), 'b': (2, 4)}
+    Examples:
+        >>> layer = MTAN(["a", "b"], units=(8, 4))
+        >>> {k: v.shape for k, v in layer(np.ones((2, 5))).items()}
+        {'a': (2, 4), 'b': (2, 4)}
     """
 
     def __init__(self, task_names, units=(256, 128), attention_units=None,

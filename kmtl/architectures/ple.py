@@ -71,8 +71,11 @@ class PLE(MixtureOfExperts):
         dropout: float in [0, 1), default 0. Dropout on the experts' outputs.
         kernel_initializer: default `"glorot_uniform"`, applied per expert.
         kernel_regularizer: Keras regularizer identifier or None.
-        top_k, gamma, entropy_weight: DSelect-k options (defaults 2, 1.0, 0),
-            ignored by softmax gates.
+        top_k: int, default 2. DSelect-k only: number of selectors (at most k
+            experts per example).
+        gamma: float, default 1.0. DSelect-k only: width of the smooth step.
+        entropy_weight: float, default 0. DSelect-k only: weight of the
+            selectors' entropy penalty.
 
     Input shape:
         `(batch, features)`.
@@ -95,11 +98,10 @@ class PLE(MixtureOfExperts):
             or none at all, non-positive units, dropout outside [0, 1), unknown
             `gate`, bad DSelect-k options.
 
-    Example:
-
-    >>> layer = PLE(["a", "b"], num_levels=2, expert_units=(8,))
-    >>> {k: v.shape for k, v in layer(np.ones((2, 5))).items()}
-    {'a': (2, 8), 'b': (2, 8)}
+    Examples:
+        >>> layer = PLE(["a", "b"], num_levels=2, expert_units=(8,))
+        >>> {k: v.shape for k, v in layer(np.ones((2, 5))).items()}
+        {'a': (2, 8), 'b': (2, 8)}
     """
 
     def __init__(self, task_names, num_levels=2, num_task_experts=1,
@@ -294,7 +296,11 @@ class CGC(PLE):
         dropout: float in [0, 1), default 0. Dropout on the experts' outputs.
         kernel_initializer: default `"glorot_uniform"`, applied per expert.
         kernel_regularizer: Keras regularizer identifier or None.
-        top_k, gamma, entropy_weight: DSelect-k options (defaults 2, 1.0, 0).
+        top_k: int, default 2. DSelect-k only: number of selectors (at most k
+            experts per example).
+        gamma: float, default 1.0. DSelect-k only: width of the smooth step.
+        entropy_weight: float, default 0. DSelect-k only: weight of the
+            selectors' entropy penalty.
 
     Input shape:
         `(batch, features)`.
@@ -308,11 +314,10 @@ class CGC(PLE):
     Raises:
         ValueError: as `PLE`.
 
-    Example:
-
-    >>> layer = CGC(["a", "b"], num_task_experts=2, expert_units=(8,))
-    >>> {k: v.shape for k, v in layer(np.ones((2, 5))).items()}
-    {'a': (2, 8), 'b': (2, 8)}
+    Examples:
+        >>> layer = CGC(["a", "b"], num_task_experts=2, expert_units=(8,))
+        >>> {k: v.shape for k, v in layer(np.ones((2, 5))).items()}
+        {'a': (2, 8), 'b': (2, 8)}
     """
 
     def __init__(self, task_names, num_task_experts=1, num_shared_experts=1,

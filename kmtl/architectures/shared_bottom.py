@@ -35,11 +35,10 @@ class SharedBottom(Architecture):
     Raises:
         ValueError: empty `task_names`, non-positive units, dropout outside [0, 1).
 
-    Example:
-
-    >>> layer = SharedBottom(["a", "b"], units=(8,))
-    >>> {k: v.shape for k, v in layer(np.ones((2, 4))).items()}
-    {'a': (2, 8), 'b': (2, 8)}
+    Examples:
+        >>> layer = SharedBottom(["a", "b"], units=(8,))
+        >>> {k: v.shape for k, v in layer(np.ones((2, 4))).items()}
+        {'a': (2, 8), 'b': (2, 8)}
     """
 
     # Every task reads the same tensor: gradients with respect to it are

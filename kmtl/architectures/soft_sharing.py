@@ -61,13 +61,12 @@ class SoftSharing(StackedTowers):
         ValueError: empty `task_names`, non-positive units, dropout outside
             [0, 1), negative `strength`.
 
-    Example:
-
-    >>> layer = SoftSharing(["a", "b"], units=(8,), strength=0.01)
-    >>> {k: v.shape for k, v in layer(np.ones((2, 5))).items()}
-    {'a': (2, 8), 'b': (2, 8)}
-    >>> float(layer.penalty()) > 0
-    True
+    Examples:
+        >>> layer = SoftSharing(["a", "b"], units=(8,), strength=0.01)
+        >>> {k: v.shape for k, v in layer(np.ones((2, 5))).items()}
+        {'a': (2, 8), 'b': (2, 8)}
+        >>> float(layer.penalty()) > 0
+        True
     """
 
     # The penalty is taken on the float32 kernels under mixed precision; `call`

@@ -34,14 +34,13 @@ class DeltaM(keras.callbacks.Callback):
             `fit` got no `validation_data`, or `validation_freq` skipped this
             epoch).
 
-    Example:
-
-    ```python
-    baselines = {"income": {"auc": 0.94}, "marital": {"auc": 0.98}}
-    model.fit(train, validation_data=val, epochs=10,
-              callbacks=[kmtl.callbacks.DeltaM(baselines),
-                         keras.callbacks.TensorBoard("logs")])
-    ```
+    Examples:
+        ```python
+        baselines = {"income": {"auc": 0.94}, "marital": {"auc": 0.98}}
+        model.fit(train, validation_data=val, epochs=10,
+                  callbacks=[kmtl.callbacks.DeltaM(baselines),
+                             keras.callbacks.TensorBoard("logs")])
+        ```
     """
 
     def __init__(self, baselines, metrics=None, directions=None, average="task",

@@ -56,12 +56,11 @@ class SharingDiagnostics(keras.callbacks.Callback):
             architecture, or one with no diagnostics, or the layer needs inputs and
             `data` is None.
 
-    Example:
-
-    >>> model.fit(train, validation_data=val, epochs=20, callbacks=[
-    ...     SharingDiagnostics(val),                      # before TensorBoard
-    ...     keras.callbacks.TensorBoard("logs")])
-    >>> model.history.history["expert_utilisation/income/expert_0"]
+    Examples:
+        >>> model.fit(train, validation_data=val, epochs=20, callbacks=[
+        ...     SharingDiagnostics(val),                      # before TensorBoard
+        ...     keras.callbacks.TensorBoard("logs")])
+        >>> model.history.history["expert_utilisation/income/expert_0"]
     """
 
     def __init__(self, data=None, every=1, batches=1, log_dir=None,

@@ -44,13 +44,12 @@ class TaskInterference(keras.callbacks.Callback):
         ValueError: `every` or `batches` is not a positive integer, or
             `learning_rate` is not positive.
 
-    Example:
-
-    ```python
-    interference = kmtl.callbacks.TaskInterference(probe, every=5, batches=2)
-    model.fit(train, epochs=50, callbacks=[interference])
-    interference.affinity          # (T, T), averaged over the recorded epochs
-    ```
+    Examples:
+        ```python
+        interference = kmtl.callbacks.TaskInterference(probe, every=5, batches=2)
+        model.fit(train, epochs=50, callbacks=[interference])
+        interference.affinity          # (T, T), averaged over the recorded epochs
+        ```
     """
 
     def __init__(self, data, every=1, batches=1, learning_rate=None):

@@ -45,7 +45,10 @@ def split_frame(frame, tasks, method="stratified", validation=0.1, test=0.1, see
         tasks: list of `kmtl.Task` (their target columns define the strata).
         method: str. One of `"random"`, `"per_task"`, `"stratified"` (default,
             the run config's default too).
-        validation, test: float in [0, 1). Fractions of rows; 0 gives an empty split.
+        validation: float in [0, 1). The fraction of rows for validation; 0
+            gives an empty split.
+        test: float in [0, 1). The fraction of rows for test; 0 gives an empty
+            split.
         seed: int. Same seed, same split.
 
     Returns:

@@ -87,12 +87,11 @@ def make_synthetic_tasks(num_samples=10000, num_features=100, correlation=0.5,
     Raises:
         ValueError: an argument outside its range.
 
-    Example:
-
-    >>> frame, weights = make_synthetic_tasks(1000, correlation=0.9,
-    ...                                       return_weights=True)
-    >>> frame.shape, round(float(weights["w1"] @ weights["w2"]), 6)
-    ((1000, 102), 0.9)
+    Examples:
+        >>> frame, weights = make_synthetic_tasks(1000, correlation=0.9,
+        ...                                       return_weights=True)
+        >>> frame.shape, round(float(weights["w1"] @ weights["w2"]), 6)
+        ((1000, 102), 0.9)
     """
     _check(isinstance(num_samples, int) and num_samples >= 1,
            "num_samples must be a positive integer.", num_samples=num_samples)

@@ -44,18 +44,18 @@ class Feature:
         dtype: str. The raw dtype the model takes, one of the kind's `dtypes`:
             `"float32"` for numeric, `"string"` or `"int64"` for categorical.
             Default: the kind's first.
-        **statistics: the kind's fitted statistics (numeric: `mean`,
-            `variance`, `missing`; categorical: `vocabulary`), as `fit` sets
-            them and `get_config` lists them.
+
+    A kind's class also takes the kind's fitted statistics as keyword arguments
+    (numeric: `mean`, `variance`, `missing`; categorical: `vocabulary`), as
+    `fit` sets them and `get_config` lists them.
 
     Raises:
         ConfigError: unknown or reserved kind, or a dtype the kind does not take.
 
-    Example:
-
-    >>> feature = Feature("island", "categorical").fit(frame)
-    >>> type(feature).__name__, feature.vocabulary
-    ('CategoricalFeature', ['Biscoe', 'Dream', 'Torgersen'])
+    Examples:
+        >>> feature = Feature("island", "categorical").fit(frame)
+        >>> type(feature).__name__, feature.vocabulary
+        ('CategoricalFeature', ['Biscoe', 'Dream', 'Torgersen'])
     """
 
     # === The contract: what a feature kind sets or overrides ===
@@ -199,8 +199,9 @@ FEATURE_KINDS = Registry("feature kind", Feature, keras_serializable=False)
 def register(*names):
     """Class decorator registering a `Feature` subclass as a feature kind:
 
-    >>> @kmtl.features.register("text")
-    ... class TextFeature(Feature): ...
+    Examples:
+        >>> @kmtl.features.register("text")
+        ... class TextFeature(Feature): ...
     """
     return FEATURE_KINDS.register(*names)
 

@@ -45,11 +45,10 @@ class CategoricalFeature(Feature):
     Raises:
         ConfigError: a dtype other than string or int64.
 
-    Example:
-
-    >>> frame = pd.DataFrame({"island": ["Dream", "Biscoe", "Dream", None]})
-    >>> Feature("island", "categorical").fit(frame).vocabulary
-    ['Dream', '', 'Biscoe']
+    Examples:
+        >>> frame = pd.DataFrame({"island": ["Dream", "Biscoe", "Dream", None]})
+        >>> Feature("island", "categorical").fit(frame).vocabulary
+        ['Dream', '', 'Biscoe']
     """
 
     dtypes = ("string", "int64")

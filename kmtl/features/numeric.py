@@ -26,8 +26,9 @@ class NumericFeature(Feature):
         name: str. The column and input name.
         kind: `"numeric"` or None.
         dtype: `"float32"` (default; the only one).
-        mean, variance: float. The training mean and variance (`fit`); a
-            variance of 0 (a constant column) is stored as 1.
+        mean: float. The training mean (`fit`).
+        variance: float. The training variance (`fit`); a variance of 0 (a
+            constant column) is stored as 1.
         missing: bool or None. Whether the training column had missing values
             (`fit`; None: unknown, the indicator is kept).
 
@@ -40,11 +41,11 @@ class NumericFeature(Feature):
     Raises:
         ConfigError: a dtype other than float32.
 
-    Example:
-
-    >>> feature = Feature("x", "numeric").fit(pd.DataFrame({"x": [1.0, np.nan, 3.0]}))
-    >>> feature.mean, feature.variance, feature.missing
-    (2.0, 1.0, True)
+    Examples:
+        >>> frame = pd.DataFrame({"x": [1.0, np.nan, 3.0]})
+        >>> feature = Feature("x", "numeric").fit(frame)
+        >>> feature.mean, feature.variance, feature.missing
+        (2.0, 1.0, True)
     """
 
     dtypes = ("float32",)

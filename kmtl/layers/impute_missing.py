@@ -30,10 +30,9 @@ class ImputeMissing(keras.layers.Layer):
     Output shape:
         `(batch, 2 * features)`: the filled values, then the indicators.
 
-    Example:
-
-    >>> ImputeMissing()(np.array([[1.0, np.nan]])).numpy().tolist()
-    [[1.0, 0.0, 0.0, 1.0]]
+    Examples:
+        >>> ImputeMissing()(np.array([[1.0, np.nan]])).numpy().tolist()
+        [[1.0, 0.0, 0.0, 1.0]]
     """
 
     def __init__(self, fill_value=0.0, indicators=None, **kwargs):

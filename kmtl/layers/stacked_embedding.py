@@ -33,11 +33,10 @@ class StackedEmbedding(layers.Layer):
     Raises:
         ValueError: empty `input_dims` or a non-positive size.
 
-    Example:
-
-    >>> layer = StackedEmbedding([3, 5], 2)
-    >>> layer([np.array([[0]]), np.array([[4]])]).shape
-    (1, 4)
+    Examples:
+        >>> layer = StackedEmbedding([3, 5], 2)
+        >>> layer([np.array([[0]]), np.array([[4]])]).shape
+        (1, 4)
     """
 
     def __init__(self, input_dims, output_dim, embeddings_initializer="uniform",

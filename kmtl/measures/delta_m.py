@@ -56,10 +56,9 @@ def metric_direction(metric, directions=None):
         ValueError: the metric is unknown and not in `directions`, or an override
             is not +1 or -1.
 
-    Example:
-
-    >>> metric_direction("auc"), metric_direction("mae")
-    (1, -1)
+    Examples:
+        >>> metric_direction("auc"), metric_direction("mae")
+        (1, -1)
     """
     if directions and metric in directions:
         value = directions[metric]
@@ -152,10 +151,9 @@ def relative_changes(results, baselines, metrics=None, directions=None):
             is not finite, a metric's direction is unknown, or nothing is left to
             compare.
 
-    Example:
-
-    >>> relative_changes({"a": {"auc": 0.75}}, {"a": {"auc": 0.5}})
-    {'a': {'auc': 50.0}}
+    Examples:
+        >>> relative_changes({"a": {"auc": 0.75}}, {"a": {"auc": 0.5}})
+        {'a': {'auc': 50.0}}
     """
     changes = {}
     for task, names in _counted_metrics(results, metrics).items():
@@ -209,11 +207,10 @@ def delta_m(results, baselines, metrics=None, directions=None, average="task"):
     Raises:
         ValueError: an unknown `average`, or as `relative_changes`.
 
-    Example:
-
-    >>> delta_m({"a": {"auc": 0.75}, "b": {"mae": 2.0}},
-    ...         {"a": {"auc": 0.5}, "b": {"mae": 1.0}})
-    -25.0
+    Examples:
+        >>> delta_m({"a": {"auc": 0.75}, "b": {"mae": 2.0}},
+        ...         {"a": {"auc": 0.5}, "b": {"mae": 1.0}})
+        -25.0
     """
     if average not in AVERAGES:
         raise ValueError(f"Unknown average {average!r}. Use one of {AVERAGES}.")
@@ -241,10 +238,9 @@ def summarize_runs(runs):
     Raises:
         ValueError: `runs` is empty.
 
-    Example:
-
-    >>> summarize_runs([{"a": {"auc": 0.7}}, {"a": {"auc": 0.9}}])["a"]["auc"]["n"]
-    2
+    Examples:
+        >>> summarize_runs([{"a": {"auc": 0.7}}, {"a": {"auc": 0.9}}])["a"]["auc"]["n"]
+        2
     """
     if isinstance(runs, dict):
         runs = [runs]
@@ -300,12 +296,11 @@ def negative_transfer(multi_task_runs, single_task_runs, metrics=None,
     Raises:
         ValueError: as `relative_changes` or `summarize_runs`.
 
-    Example:
-
-    >>> flags = negative_transfer([{"a": {"auc": 0.70}}, {"a": {"auc": 0.72}}],
-    ...                           [{"a": {"auc": 0.80}}, {"a": {"auc": 0.82}}])
-    >>> flags["a"]["negative"]
-    True
+    Examples:
+        >>> flags = negative_transfer([{"a": {"auc": 0.70}}, {"a": {"auc": 0.72}}],
+        ...                           [{"a": {"auc": 0.80}}, {"a": {"auc": 0.82}}])
+        >>> flags["a"]["negative"]
+        True
     """
     multi = summarize_runs(multi_task_runs)
     single = summarize_runs(single_task_runs)

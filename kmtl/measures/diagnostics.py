@@ -8,9 +8,10 @@ the model's architecture (`model.architecture`), feeds it real batches through
 the model's own preprocessing, averages the matrices into labelled DataFrames,
 and plots them as heatmaps:
 
->>> frames = kmtl.measures.sharing(model, validation_data, batches=4)
->>> frames["expert_utilisation"]            # tasks x experts, rows sum to 1
->>> kmtl.measures.plot_sharing(frames, "plots/")   # plots/expert_utilisation.png
+Examples:
+    >>> frames = kmtl.measures.sharing(model, validation_data, batches=4)
+    >>> frames["expert_utilisation"]            # tasks x experts, rows sum to 1
+    >>> kmtl.measures.plot_sharing(frames, "plots/")   # plots/expert_utilisation.png
 
 `kmtl.callbacks.SharingDiagnostics` logs the same numbers every epoch.
 """
@@ -147,13 +148,12 @@ def sharing(model, data=None, batches=1):
             empty or lacks features; `batches` is not a positive integer.
         TypeError: `data` is of an unsupported type.
 
-    Example:
-
-    >>> frames = sharing(model, make_dataset(val, features, tasks, 256), 4)
-    >>> frames["expert_utilisation"].round(2)
-              expert_0  expert_1  expert_2
-    income        0.71      0.05      0.24
-    marital       0.12      0.80      0.08
+    Examples:
+        >>> frames = sharing(model, make_dataset(val, features, tasks, 256), 4)
+        >>> frames["expert_utilisation"].round(2)
+                  expert_0  expert_1  expert_2
+        income        0.71      0.05      0.24
+        marital       0.12      0.80      0.08
     """
     if isinstance(batches, bool) or not isinstance(batches, int) or batches < 1:
         raise ValueError(f"batches must be a positive integer. Received: "
@@ -206,11 +206,10 @@ def plot_sharing(diagnostics, path=None, **options):
     Returns:
         dict `{name: matplotlib.figure.Figure}`, in the order of `diagnostics`.
 
-    Example:
-
-    >>> figures = plot_sharing(sharing(model, data), "plots")
-    >>> sorted(os.listdir("plots"))
-    ['expert_utilisation.png']
+    Examples:
+        >>> figures = plot_sharing(sharing(model, data), "plots")
+        >>> sorted(os.listdir("plots"))
+        ['expert_utilisation.png']
     """
     figures = {}
     for name, matrix in diagnostics.items():

@@ -199,12 +199,11 @@ def gradient_cosines(model, data, batches=1):
     Raises:
         ValueError: `batches` is not a positive integer or `data` is empty.
 
-    Example:
-
-    ```python
-    cosines = gradient_cosines(model, make_dataset(val, features, tasks, 256),
-                               batches=4)
-    ```
+    Examples:
+        ```python
+        cosines = gradient_cosines(model, make_dataset(val, features, tasks, 256),
+                                   batches=4)
+        ```
     """
     return _probe(model).cosines(data, batches)
 
@@ -250,11 +249,10 @@ def lookahead_affinity(model, data, learning_rate=None, batches=1):
         ValueError: `learning_rate` is not positive, or None and the model has no
             optimizer; `batches` is not a positive integer; `data` is empty.
 
-    Example:
-
-    ```python
-    affinity = lookahead_affinity(model, probe, learning_rate=0.01)
-    # affinity[i, j] > 0: a step on task i's loss helps task j.
-    ```
+    Examples:
+        ```python
+        affinity = lookahead_affinity(model, probe, learning_rate=0.01)
+        # affinity[i, j] > 0: a step on task i's loss helps task j.
+        ```
     """
     return _probe(model).affinity(data, batches, learning_rate)

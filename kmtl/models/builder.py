@@ -76,16 +76,15 @@ def build_model(features, tasks, architecture="shared_bottom", tower_units=(64,)
             input, bad `derived_from` (unknown or non-binary task, a cycle), no
             feature and no encoder, or an encoder whose input shape is unknown.
 
-    Example:
-
-    >>> cnn = keras.Sequential([keras.Input((8, 8, 1)),
-    ...                         keras.layers.Conv2D(8, 3, activation="relu"),
-    ...                         keras.layers.GlobalAveragePooling2D()], name="cnn")
-    >>> model = kmtl.build_model([], [kmtl.Task("digit", "multiclass",
-    ...                                         classes=list(range(10)))],
-    ...                          encoders={"image": cnn}, units=(16,))
-    >>> model.input["image"].shape
-    (None, 8, 8, 1)
+    Examples:
+        >>> cnn = keras.Sequential([keras.Input((8, 8, 1)),
+        ...                         keras.layers.Conv2D(8, 3, activation="relu"),
+        ...                         keras.layers.GlobalAveragePooling2D()], name="cnn")
+        >>> model = kmtl.build_model([], [kmtl.Task("digit", "multiclass",
+        ...                                         classes=list(range(10)))],
+        ...                          encoders={"image": cnn}, units=(16,))
+        >>> model.input["image"].shape
+        (None, 8, 8, 1)
     """
     tasks = [tasks_module.get(t) for t in tasks]
     names = [t.name for t in tasks]

@@ -63,8 +63,9 @@ def _ancestors(tensor):
 def owner_runs(owners):
     """Groups consecutive equal owners: `[(owner, start, stop), ...]`.
 
-    >>> owner_runs(("a", "a", "b", None))
-    [('a', 0, 2), ('b', 2, 3), (None, 3, 4)]
+    Examples:
+        >>> owner_runs(("a", "a", "b", None))
+        [('a', 0, 2), ('b', 2, 3), (None, 3, 4)]
     """
     runs = []
     for k, owner in enumerate(owners):

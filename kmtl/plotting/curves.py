@@ -72,11 +72,10 @@ def plot_curves(histories, key, title=None, ylabel=None, ax=None):
     Raises:
         ValueError: no history holds `key`.
 
-    Example:
-
-    >>> fig = plot_curves({"mmoe": [{"val_loss": [0.9, 0.7, 0.6]}],
-    ...                    "single_task": [{"val_loss": [1.0, 0.8]}]}, "val_loss")
-    >>> fig.savefig("val_loss.png")
+    Examples:
+        >>> fig = plot_curves({"mmoe": [{"val_loss": [0.9, 0.7, 0.6]}],
+        ...                    "single_task": [{"val_loss": [1.0, 0.8]}]}, "val_loss")
+        >>> fig.savefig("val_loss.png")
     """
     figure, ax = _axes(ax, (6.0, 3.8))
     drawn = 0
@@ -123,9 +122,8 @@ def plot_delta_m(names, means, stds, title="Δm against single-task baselines",
     Raises:
         ValueError: the three lists differ in length or are empty.
 
-    Example:
-
-    >>> fig = plot_delta_m(["mmoe_ew", "mmoe_pcgrad"], [0.4, -0.2], [0.1, 0.3])
+    Examples:
+        >>> fig = plot_delta_m(["mmoe_ew", "mmoe_pcgrad"], [0.4, -0.2], [0.1, 0.3])
     """
     if not names or not len(names) == len(means) == len(stds):
         raise ValueError(f"names, means and stds must be non-empty and of equal "
@@ -165,10 +163,9 @@ def plot_task_weights(histories, task_names, title=None, ax=None):
     Raises:
         ValueError: no history holds a `<task>_weight` log.
 
-    Example:
-
-    >>> fig = plot_task_weights([{"a_weight": [1.0, 1.2], "b_weight": [1.0, 0.8]}],
-    ...                         ["a", "b"])
+    Examples:
+        >>> fig = plot_task_weights([{"a_weight": [1.0, 1.2], "b_weight": [1.0, 0.8]}],
+        ...                         ["a", "b"])
     """
     weights = {task: [{"weight": h[f"{task}_weight"]} for h in histories
                       if f"{task}_weight" in h] for task in task_names}

@@ -47,9 +47,11 @@ def plot_heatmap(matrix, row_labels=None, column_labels=None, title=None, ax=Non
         value_format: a format spec (default `".2f"`; `".0%"`, `".1e"`, ...) or a
             callable `value -> str` for the cell annotations.
         cmap: a matplotlib colormap name or object, default `"viridis"`.
-        vmin, vmax: float or None. The colour scale limits (default: the data's
-            range). Give both for matrices that must be compared on one scale,
-            e.g. `vmin=-1, vmax=1` for cosines.
+        vmin: float or None. The colour scale's lower limit (default: the
+            data's minimum). Give `vmin` and `vmax` for matrices that must be
+            compared on one scale, e.g. `vmin=-1, vmax=1` for cosines.
+        vmax: float or None. The colour scale's upper limit (default: the
+            data's maximum).
 
     Returns:
         The `matplotlib.figure.Figure` drawn on (the new one, or `ax`'s).
@@ -58,11 +60,10 @@ def plot_heatmap(matrix, row_labels=None, column_labels=None, title=None, ax=Non
         ValueError: the matrix is not 2-D, or a label list does not match its
             shape.
 
-    Example:
-
-    >>> fig = plot_heatmap([[0.9, 0.1], [0.3, 0.7]], ["income", "marital"],
-    ...                    ["expert_0", "expert_1"], title="expert_utilisation")
-    >>> fig.savefig("experts.png")
+    Examples:
+        >>> fig = plot_heatmap([[0.9, 0.1], [0.3, 0.7]], ["income", "marital"],
+        ...                    ["expert_0", "expert_1"], title="expert_utilisation")
+        >>> fig.savefig("experts.png")
     """
     frame_rows = getattr(matrix, "index", None)
     frame_columns = getattr(matrix, "columns", None)

@@ -373,11 +373,10 @@ def compare(config, data_dir=None, output_dir="runs", seeds=None, log=print):
     Raises:
         ConfigError, DataError: bad config or data, before anything is written.
 
-    Example:
-
-    >>> config = kmtl.runs.config.read_config("examples/penguins_compare.yaml")
-    >>> report = compare(config, seeds=2)
-    >>> report["verdict"]["best"], report["directory"]
+    Examples:
+        >>> config = kmtl.runs.config.read_config("examples/penguins_compare.yaml")
+        >>> report = compare(config, seeds=2)
+        >>> report["verdict"]["best"], report["directory"]
     """
     config = as_run_config(config)
     with precision_policy(config):

@@ -639,12 +639,12 @@ def _task_list(value):
 class RunConfig(Section):
     """A whole run configuration (a YAML file; `docs/config.md`).
 
-    Example:
-
-    >>> config = parse_config({"data": {"dataset": "penguins"},
-    ...                        "tasks": [{"name": "species", "type": "multiclass"}]})
-    >>> config.training.epochs
-    10
+    Examples:
+        >>> config = parse_config({
+        ...     "data": {"dataset": "penguins"},
+        ...     "tasks": [{"name": "species", "type": "multiclass"}]})
+        >>> config.training.epochs
+        10
     """
 
     name: _key(str, _run_name, description="names the run directory, the Keras "

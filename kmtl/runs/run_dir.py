@@ -67,11 +67,10 @@ class RunDir:
     Args:
         path: str or path-like, the directory.
 
-    Example:
-
-    >>> run = RunDir.create("runs", "penguins")       # runs/penguins-<time>/
-    >>> run.write_config(config, data.tasks, data.features)
-    >>> RunDir.open(run.path).read_config().training.epochs
+    Examples:
+        >>> run = RunDir.create("runs", "penguins")       # runs/penguins-<time>/
+        >>> run.write_config(config, data.tasks, data.features)
+        >>> RunDir.open(run.path).read_config().training.epochs
     """
 
     def __init__(self, path):

@@ -70,11 +70,14 @@ class Task:
             regression: mae, rmse, mse). Defaults (`default_metrics`): binary
             auc + accuracy; multiclass accuracy; multilabel auc; regression
             mae + rmse.
-        target_mean, target_std: floats or lists (regression only). The training
-            labels' mean and standard deviation. The model's regression head outputs
-            label units (`z * std + mean`) and the loss is taken on standardized
-            values, so a target in grams does not swamp a cross-entropy. Filled in
-            by `fit` when not given.
+        target_mean: float or list of float (regression only). The training
+            labels' mean, one per target column. The model's regression head
+            outputs label units (`z * std + mean`) and the loss is taken on
+            standardized values, so a target in grams does not swamp a
+            cross-entropy. Filled in by `fit` when not given.
+        target_std: float or list of float (regression only). The training
+            labels' standard deviation, one per target column; filled in by
+            `fit` when not given.
         derived_from: list of str or None. Binary tasks whose predicted
             probabilities, multiplied, are this binary task's prediction: it has
             no tower or head of its own, but its own label, loss, metrics and
@@ -88,17 +91,16 @@ class Task:
             target that is not binary; `derived_from` on a non-binary task, with
             fewer than two distinct names, or naming the task itself.
 
-    Example:
-
-    >>> task = Task("income", "binary", target="income_50k", positive="50000+.")
-    >>> type(task).__name__, task.units
-    ('BinaryTask', 1)
-    >>> esmm = [Task("ctr", "binary", target="click"),
-    ...         Task("cvr", "binary", target=[]),
-    ...         Task("ctcvr", "binary", target="purchase",
-    ...              derived_from=["ctr", "cvr"])]
-    >>> [t.name for t in kmtl.tasks.derivation_order(esmm)]
-    ['ctr', 'cvr', 'ctcvr']
+    Examples:
+        >>> task = Task("income", "binary", target="income_50k", positive="50000+.")
+        >>> type(task).__name__, task.units
+        ('BinaryTask', 1)
+        >>> esmm = [Task("ctr", "binary", target="click"),
+        ...         Task("cvr", "binary", target=[]),
+        ...         Task("ctcvr", "binary", target="purchase",
+        ...              derived_from=["ctr", "cvr"])]
+        >>> [t.name for t in kmtl.tasks.derivation_order(esmm)]
+        ['ctr', 'cvr', 'ctcvr']
     """
 
     # === The contract: what a task type sets or overrides ===
@@ -452,8 +454,9 @@ TASK_TYPES = Registry("task type", Task, keras_serializable=False)
 def register(*names):
     """Class decorator registering a `Task` subclass as a task type:
 
-    >>> @kmtl.tasks.register("ordinal")
-    ... class OrdinalTask(Task): ...
+    Examples:
+        >>> @kmtl.tasks.register("ordinal")
+        ... class OrdinalTask(Task): ...
     """
     return TASK_TYPES.register(*names)
 

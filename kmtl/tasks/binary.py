@@ -21,10 +21,9 @@ class BinaryTask(Task):
     Output shape:
         `(batch, 1)`: the probability of `positive`.
 
-    Example:
-
-    >>> task = Task("sex", "binary", positive="female")
-    >>> task.fit(frame).encode(frame)  # ([[1.], [0.], [0.]], [1., 1., 0.])
+    Examples:
+        >>> task = Task("sex", "binary", positive="female")
+        >>> task.fit(frame).encode(frame)  # ([[1.], [0.], [0.]], [1., 1., 0.])
     """
 
     default_loss = "BinaryCrossentropy"

@@ -23,11 +23,10 @@ class MulticlassTask(Task):
     Raises:
         ConfigError: `units` before the classes are known (declare them or fit).
 
-    Example:
-
-    >>> task = Task("species", "multiclass").fit(frame)
-    >>> task.classes
-    ['Adelie', 'Chinstrap', 'Gentoo']
+    Examples:
+        >>> task = Task("species", "multiclass").fit(frame)
+        >>> task.classes
+        ['Adelie', 'Chinstrap', 'Gentoo']
     """
 
     default_loss = "SparseCategoricalCrossentropy"

@@ -24,11 +24,10 @@ class MultilabelTask(Task):
     Raises:
         ConfigError: a single target column.
 
-    Example:
-
-    >>> task = Task("tags", "multilabel", target=["sports", "news"])
-    >>> task.units
-    2
+    Examples:
+        >>> task = Task("tags", "multilabel", target=["sports", "news"])
+        >>> task.units
+        2
     """
 
     default_loss = "BinaryCrossentropy"

@@ -23,11 +23,10 @@ class RegressionTask(Task):
     Output shape:
         `(batch, len(target))`, in label units.
 
-    Example:
-
-    >>> task = Task("body_mass_g", "regression").fit(frame)
-    >>> task.target_mean, task.target_std
-    ([4201.75...], [801.25...])
+    Examples:
+        >>> task = Task("body_mass_g", "regression").fit(frame)
+        >>> task.target_mean, task.target_std
+        ([4201.75...], [801.25...])
     """
 
     default_loss = "MeanSquaredError"

@@ -3,10 +3,11 @@
 Look a method up by its standard name, as `keras.losses.get` does, or parse a
 command-line spec such as `"static(mean=True)"`:
 
->>> kmtl.weighting.get("static")
-<StaticWeighting ...>
->>> kmtl.weighting.list_weightings()[:4]
-['aligned_mtl', 'cagrad', 'dwa', 'gls']
+Examples:
+    >>> kmtl.weighting.get("static")
+    <StaticWeighting ...>
+    >>> kmtl.weighting.list_weightings()[:4]
+    ['aligned_mtl', 'cagrad', 'dwa', 'gls']
 """
 
 from kmtl.registry import parse_spec

@@ -81,9 +81,8 @@ class AlignedMTL(Weighting):
     Raises:
         ValueError: unknown `scale_mode`.
 
-    Example:
-
-    >>> model.compile(optimizer="adam", weighting="aligned_mtl")
+    Examples:
+        >>> model.compile(optimizer="adam", weighting="aligned_mtl")
     """
 
     gradient_based = True

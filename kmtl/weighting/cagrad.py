@@ -112,9 +112,8 @@ class CAGrad(Weighting):
     Raises:
         ValueError: negative `c` or `iterations`, or `rescale` not 0, 1 or 2.
 
-    Example:
-
-    >>> model.compile(optimizer="adam", weighting="cagrad(c=0.4)")
+    Examples:
+        >>> model.compile(optimizer="adam", weighting="cagrad(c=0.4)")
     """
 
     gradient_based = True

@@ -49,10 +49,9 @@ class DWA(Weighting):
     Raises:
         ValueError: `temperature` is not positive.
 
-    Example:
-
-    >>> model.compile(optimizer="adam", weighting="dwa(temperature=2.0)")
-    >>> model.fit(data, epochs=10)  # equal weights for epochs 1 and 2
+    Examples:
+        >>> model.compile(optimizer="adam", weighting="dwa(temperature=2.0)")
+        >>> model.fit(data, epochs=10)  # equal weights for epochs 1 and 2
     """
 
     def __init__(self, temperature=2.0, **kwargs):

@@ -34,9 +34,8 @@ class GLS(Weighting):
     Raises:
         ValueError: `epsilon` is not positive.
 
-    Example:
-
-    >>> model.compile(optimizer="adam", weighting="gls")
+    Examples:
+        >>> model.compile(optimizer="adam", weighting="gls")
     """
 
     def __init__(self, epsilon=1e-8, **kwargs):

@@ -52,9 +52,8 @@ class GradDrop(Weighting):
         ValueError: a leak outside [0, 1], or a leak list whose length is not
             the number of tasks (at `compile`).
 
-    Example:
-
-    >>> model.compile(optimizer="adam", weighting="graddrop(leak=0.0, seed=0)")
+    Examples:
+        >>> model.compile(optimizer="adam", weighting="graddrop(leak=0.0, seed=0)")
     """
 
     gradient_based = True

@@ -70,9 +70,8 @@ class GradNorm(Weighting):
     Raises:
         ValueError: `alpha` is negative or `learning_rate` is not positive.
 
-    Example:
-
-    >>> model.compile(optimizer="adam", weighting="gradnorm(alpha=1.5)")
+    Examples:
+        >>> model.compile(optimizer="adam", weighting="gradnorm(alpha=1.5)")
     """
 
     gradient_based = True

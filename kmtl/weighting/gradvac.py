@@ -59,9 +59,8 @@ class GradVac(Weighting):
     Raises:
         ValueError: `beta` outside [0, 1].
 
-    Example:
-
-    >>> model.compile(optimizer="adam", weighting="gradvac(beta=0.01)")
+    Examples:
+        >>> model.compile(optimizer="adam", weighting="gradvac(beta=0.01)")
     """
 
     gradient_based = True

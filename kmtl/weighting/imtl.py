@@ -73,9 +73,8 @@ class IMTL(Weighting):
     Output shape:
         `(parameters,)` direction and `(tasks,)` weights.
 
-    Example:
-
-    >>> model.compile(optimizer="adam", weighting="imtl")
+    Examples:
+        >>> model.compile(optimizer="adam", weighting="imtl")
     """
 
     gradient_based = True

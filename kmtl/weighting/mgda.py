@@ -55,9 +55,8 @@ class MGDA(Weighting):
     Raises:
         ValueError: unknown `normalization` or negative `iterations`.
 
-    Example:
-
-    >>> model.compile(optimizer="adam", weighting="mgda(normalization='l2')")
+    Examples:
+        >>> model.compile(optimizer="adam", weighting="mgda(normalization='l2')")
     """
 
     gradient_based = True

@@ -133,9 +133,8 @@ class NashMTL(Weighting):
         ValueError: `update_weights_every < 1`, negative `max_norm` or
             `iterations`.
 
-    Example:
-
-    >>> model.compile(optimizer="adam", weighting="nash_mtl(max_norm=1.0)")
+    Examples:
+        >>> model.compile(optimizer="adam", weighting="nash_mtl(max_norm=1.0)")
     """
 
     gradient_based = True

@@ -43,9 +43,8 @@ class PCGrad(Weighting):
     Output shape:
         `(parameters,)` direction and `(tasks,)` weights.
 
-    Example:
-
-    >>> model.compile(optimizer="adam", weighting="pcgrad(seed=0)")
+    Examples:
+        >>> model.compile(optimizer="adam", weighting="pcgrad(seed=0)")
     """
 
     gradient_based = True

@@ -34,9 +34,8 @@ class RLW(Weighting):
     Raises:
         ValueError: unknown `distribution`.
 
-    Example:
-
-    >>> model.compile(optimizer="adam", weighting="rlw(seed=0)")
+    Examples:
+        >>> model.compile(optimizer="adam", weighting="rlw(seed=0)")
     """
 
     def __init__(self, distribution="normal", seed=None, **kwargs):

@@ -16,9 +16,8 @@ class StaticWeighting(Weighting):
     Args:
         mean: bool, default False. Divide by `sum_t w_t` (a weighted mean).
 
-    Example:
-
-    >>> model.compile(optimizer="adam", weighting="static")
+    Examples:
+        >>> model.compile(optimizer="adam", weighting="static")
     """
 
     def __init__(self, mean=False, **kwargs):

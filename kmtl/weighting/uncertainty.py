@@ -48,10 +48,9 @@ class UncertaintyWeighting(Weighting):
     Raises:
         ValueError: `initial_log_variance` is not a finite number.
 
-    Example:
-
-    >>> model.compile(optimizer="adam", weighting="uncertainty")
-    >>> model.weighting.log_variances  # (tasks,), trained with the model
+    Examples:
+        >>> model.compile(optimizer="adam", weighting="uncertainty")
+        >>> model.weighting.log_variances  # (tasks,), trained with the model
     """
 
     def __init__(self, initial_log_variance=0.0, **kwargs):
