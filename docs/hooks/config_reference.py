@@ -184,7 +184,8 @@ def _section_table(model, path):
         child = _section_model(field.annotation)
         if child is not None:
             anchor = key.replace(".", "").replace("[]", "")
-            meaning = (field.description or _doc(child)) + f" ([keys](#{anchor}))"
+            summary = _doc(child).removeprefix(f"`{key}`: ")
+            meaning = (field.description or summary) + f" ([keys](#{anchor}))"
             rows.append((_code(key), _field_type(field), _default(field), meaning))
         else:
             rows.append((_code(key), _field_type(field), _default(field),

@@ -291,15 +291,17 @@ class SplitConfig(Section):
     """`data.split`: how held-out rows are cut from the training table."""
 
     method: _key(Literal[SPLIT_METHODS], _choice("split method", SPLIT_METHODS),
-                 description="random; per_task: stratified by which tasks a row "
-                 "is labelled for; stratified: also by the label values of "
-                 "binary and multiclass tasks") = "stratified"
+                 description="`random`; `per_task`: stratified by which tasks "
+                 "a row is labelled for; `stratified`: also by the label values "
+                 "of binary and multiclass tasks") = "stratified"
     validation: _key(Fraction, _fraction, description="fraction of rows for "
-                     "validation (when data.validation is absent)") = 0.1
-    test: _key(Fraction, _fraction, description="fraction of rows for test "
-               "(when data.test is absent)") = 0.1
+                     "validation, used only when `data.validation` is "
+                     "absent") = 0.1
+    test: _key(Fraction, _fraction, description="fraction of rows for test, "
+               "used only when `data.test` is absent; `validation + test` must "
+               "be < 1") = 0.1
     seed: _key(Count, _count(" (the split's seed)"),
-               description="the split's seed; --seed overrides it") = 0
+               description="the split's seed; `--seed` overrides it") = 0
 
     @model_validator(mode="after")
     def _check_sum(self):
@@ -314,26 +316,42 @@ class DataConfig(Section):
     """`data`: where the rows come from (a built-in data set, files or one
     table per task) and how held-out rows are cut."""
 
-    dataset: str | None = Field(None, description="a built-in data set "
-                                   "(kmtl.datasets.list_datasets())")
+    dataset: str | None = Field(None, description="a built-in data set instead "
+                                "of files, one of "
+                                "`kmtl.datasets.list_datasets()`: `penguins` "
+                                "(embedded, 344 rows) or `census_income` (read "
+                                "from `--data-dir` / `KMTL_DATA_DIR`; split by "
+                                "the paper's protocol)")
     train: _key(str | None, _optional(_text("a file path")),
-                description="the training table, CSV or Parquet") = None
+                description="the training table, CSV (optionally `.gz`) or "
+                "Parquet (`.parquet`, `.pq`). A relative path is read from "
+                "`--data-dir` when given, else from the working "
+                "directory") = None
     validation: _key(str | None, _optional(_text("a file path")),
-                     description="a validation table; default: cut from train "
-                     "by split") = None
+                     description="a validation table; when absent, cut from "
+                     "`train` by `split`") = None
     test: _key(str | None, _optional(_text("a file path")),
-               description="a test table; default: cut from train by split") = None
+               description="a test table; when absent, cut from `train` by "
+               "`split`") = None
     read_options: _key(dict[str, Any], _null_is(dict, _mapping(
         "pandas reader arguments, e.g. {sep: ';'}")),
-        description="passed to pandas.read_csv / read_parquet") = Field(
+        description="passed to `pandas.read_csv` / `read_parquet` for every "
+        "file: `header`, `names`, `sep`, `skipinitialspace`, `na_values`, "
+        "...") = Field(
             default_factory=dict)
     task_tables: _key(dict[str, str] | None,
                       _optional(_mapping("task name -> file path")),
-                      description="{task: path}: one table per task") = None
+                      description="`{task: path}`: one table per task instead "
+                      "of `train`; each holds the features and a "
+                      "`label_column`. Rows are combined into one frame in which "
+                      "every row is labelled for its own task only (the others "
+                      "are masked)") = None
     label_column: _key(str, _text("a column name"), description="the label "
                        "column of each task table") = "label"
     key: _key(str | None, _optional(_text("a column name")),
-              description="an id column joining rows of the task tables") = None
+              description="an id column: rows of different task tables with "
+              "the same key become one example labelled for several "
+              "tasks") = None
     split: SplitConfig = Field(default_factory=SplitConfig)
 
     @field_validator("dataset", mode="before")
@@ -350,17 +368,28 @@ class FeaturesConfig(Section):
     """`features`: the input columns, one list per feature kind."""
 
     numeric: _key(list[str] | None, _optional(_names(
-        "column names")), description="numeric columns") = None
+        "column names")), description="numeric columns (float32; a missing "
+        "value is NaN, imputed by the training mean plus a 0/1 missing "
+        "indicator inside the model; the indicator stays 0 for a feature that "
+        "had no missing value in training). When neither `numeric` nor "
+        "`categorical` is given, every column that is not a task target (nor "
+        "excluded) is a feature: numeric if pandas reads it as numbers, "
+        "categorical otherwise") = None
     categorical: _key(list[str] | None, _optional(_names(
-        "column names")), description="categorical columns") = None
+        "column names")), description="categorical columns: integer columns "
+        "stay integer codes (`IntegerLookup`), others are strings "
+        "(`StringLookup`); a missing value is the category `\"\"`, an unseen "
+        "value the out-of-vocabulary index") = None
     exclude: _key(list[str], _null_is(list, _names("column names")),
-                  description="columns never used as features") = Field(
+                  description="columns never used as features (ids, "
+                  "leaks)") = Field(
                       default_factory=list)
     max_vocabulary: _key(PositiveInt | None, _optional(_positive_int()),
                          description="keep only the most frequent categories "
                          "per feature") = None
     min_frequency: _key(PositiveInt, _positive_int(), description="drop "
-                        "categories seen fewer times in training") = 1
+                        "categories seen fewer times in training (they become "
+                        "out-of-vocabulary)") = 1
 
 
 class TaskConfig(BaseModel):
@@ -370,7 +399,8 @@ class TaskConfig(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     name: _key(str, _text("a task name (a Python identifier)"),
-               description="the output name and log prefix")
+               description="the output name, label key and log prefix "
+               "(`<name>_loss`, `<name>_auc`); a Python identifier")
     type: _key(str, _text("a task type such as 'binary'"),
                description="a registered task type: "
                + ", ".join(tasks_module.list_task_types()))
@@ -400,24 +430,31 @@ class ModelConfig(Section):
 
     architecture: _key(str, _text("an architecture name such as 'mmoe'"),
                        description="a registered architecture "
-                       "(kmtl.architectures.list_architectures())") = "shared_bottom"
+                       "(`kmtl.architectures.list_architectures()`; each "
+                       "one's options are under `model.options` "
+                       "below)") = "shared_bottom"
     options: _key(dict[str, Any], _mapping(
         "architecture arguments, e.g. {num_experts: 3}"),
-        description="the architecture's own arguments") = Field(
+        description="the architecture's own arguments, e.g. `{num_experts: "
+        "4}` for `mmoe`") = Field(
             default_factory=dict)
     tower_units: _key(list[PositiveInt], _units,
-                      description="hidden units of each task's tower") = Field(
+                      description="hidden units of each task's tower; `[]` for "
+                      "none") = Field(
             default_factory=lambda: [64])
     tower_activation: _key(str, _text("a Keras activation name such as 'relu'"),
-                           description="the towers' activation") = "relu"
+                           description="the towers' activation, a Keras "
+                           "activation name") = "relu"
     tower_dropout: _key(Fraction, _fraction,
                         description="dropout rate in the towers") = 0.0
     categorical_encoding: _key(Literal[CATEGORICAL_ENCODINGS], _choice(
         "categorical encoding", CATEGORICAL_ENCODINGS),
-        description="embedding or one_hot") = "embedding"
+        description="how categorical features enter the model: `embedding` "
+        "(one trainable vector per category) or `one_hot`") = "embedding"
     embedding_dim: _key(PositiveInt | None, _optional(_positive_int()),
                         description="one size for every categorical embedding; "
-                        "default per feature") = None
+                        "null: per feature, `min(16, ceil(6 * categories ** "
+                        "0.25))`") = None
 
 
 def _optimizer(value):
@@ -443,36 +480,59 @@ class TrainingConfig(Section):
     batch_size: _key(PositiveInt, _positive_int(),
                      description="rows per batch") = 256
     optimizer: _key(Spec, _optimizer,
-                    description="a Keras optimizer name or config") = "adam"
+                    description="a Keras optimizer name or config "
+                    "(`keras.optimizers.get`)") = "adam"
     learning_rate: _key(PositiveReal, _positive_real("0.001"),
-                        description="used with an optimizer name") = 0.001
+                        description="used with an optimizer name (`1e-3` is "
+                        "read as a number too)") = 0.001
     loss_combination: _key(Literal[LOSS_COMBINATIONS], _choice(
-        "loss combination", LOSS_COMBINATIONS), description="sum: sum_t w_t L_t; "
-        "mean: divided by sum_t w_t") = "sum"
+        "loss combination", LOSS_COMBINATIONS), description="`sum`: "
+        "`sum_t w_t L_t`; `mean`: `sum_t w_t L_t / sum_t w_t`") = "sum"
     weighting: _key(Spec | None, _weighting,
                     description="a loss-weighting or gradient method by name or "
-                    "spec (kmtl.weighting.list_weightings()); null: static "
-                    "weights") = None
+                    "spec, e.g. `static(mean=True)` "
+                    "(`kmtl.weighting.list_weightings()`; their arguments are "
+                    "under `training.weighting` below); null: static weights "
+                    "(each task's `loss_weight`); `--weighting` overrides "
+                    "it") = None
     gradients: _key(Literal[GRADIENT_MODES], _choice(
-        "gradient mode", GRADIENT_MODES), description="what a gradient-based "
-        "weighting takes task gradients of") = "parameters"
+        "gradient mode", GRADIENT_MODES), description="for a gradient-based "
+        "`weighting`: take task gradients of the shared `parameters`, or of the "
+        "shared `representation` (MGDA-UB style; cheaper; needs "
+        "`shared_bottom`)") = "parameters"
     gradient_statistics_every: _key(Count, _null_is(int, _count()),
-                                    description="log gradient norms and cosines "
-                                    "every N epochs (0: off)") = 0
+                                    description="every N epochs, log each task's "
+                                    "gradient norm (`<task>_grad_norm`) and the "
+                                    "pairwise gradient cosines "
+                                    "(`grad_cosine_<a>_<b>`) of the shared "
+                                    "parameters, on one validation batch "
+                                    "(`kmtl.callbacks.GradientStatistics`); 0: "
+                                    "off") = 0
     diagnostics_every: _key(Count | None, _optional(_count()),
-                            description="write sharing diagnostics every N epochs "
-                            "(0: off; null: every epoch when the architecture "
-                            "has some)") = None
+                            description="every N epochs, write the "
+                            "architecture's sharing matrices (MMoE/CGC/PLE "
+                            "expert utilisation, cross-stitch units, "
+                            "soft-sharing tower distances, MTAN attention) on "
+                            "one validation batch to TensorBoard: scalars "
+                            "`<matrix>/<row>/<column>` and a heatmap image per "
+                            "matrix in the `diagnostics` run "
+                            "(`kmtl.callbacks.SharingDiagnostics`). 0: off; "
+                            "null: every epoch when the architecture has "
+                            "diagnostics; N > 0 with an architecture without "
+                            "diagnostics (`shared_bottom`) is an error") = None
     early_stopping_patience: _key(Count, _count(
         " (epochs without a lower validation loss before stopping)"),
-        description="epochs without a lower validation loss before stopping") = 3
+        description="epochs without a lower validation loss before stopping; "
+        "the best epoch's weights are restored") = 3
     seed: _key(Count, _count(" (the training seed)"), description="seeds Keras, "
-               "NumPy and the batch order; --seed overrides it") = 0
+               "NumPy and the batch order; `--seed` overrides it (and "
+               "`data.split.seed`)") = 0
     mixed_precision: _key(bool, _boolean, description="train with the "
-                          "mixed_float16 policy") = False
+                          "`mixed_float16` policy (heads stay float32); a YAML "
+                          "boolean, not a string") = False
     verbose: _key(Literal[VERBOSITY], _choice("verbosity", VERBOSITY),
-                  description="Keras fit verbosity: 0 silent, 1 progress bar, "
-                  "2 one line per epoch") = 1
+                  description="Keras `fit` verbosity: 0 silent, 1 progress "
+                  "bar, 2 one line per epoch, or `auto`") = 1
 
 
 class ExportConfig(Section):
@@ -481,8 +541,9 @@ class ExportConfig(Section):
     enabled: _key(bool, _boolean, description="export a SavedModel after "
                   "training") = True
     dir: _key(str | None, _optional(_text("a folder path")),
-              description="the TF Serving base path; default "
-              "saved_models/<name>") = None
+              description="the TF Serving base path; each export adds the "
+              "next integer version. null: `saved_models/<name>`; "
+              "`--export-dir` overrides it") = None
 
 
 def _variant_name(value):
@@ -513,20 +574,30 @@ class VariantConfig(Section):
     only the keys given are kept (an explicit null `weighting` means static
     weights, an absent one `training.weighting`)."""
 
-    name: _key(str | None, _variant_name, description="the variant's name "
-               "in the report; default <architecture>_<weighting>") = None
+    name: _key(str | None, _variant_name, description="names the variant in "
+               "the report and its plot files: letters, digits, `_`, `.`, `-`; "
+               "`single_task` is reserved. null: "
+               "`<architecture>_<weighting name>` (`static` without "
+               "one)") = None
     architecture: _key(str | None, _optional(_text(
-        "an architecture name such as 'mmoe'")), description="default "
-        "model.architecture") = None
+        "an architecture name such as 'mmoe'")), description="a registered "
+        "architecture; null: `model.architecture`") = None
     options: _key(dict[str, Any] | None, _optional(_mapping(
-        "architecture arguments, e.g. {num_experts: 3}")), description="default "
-        "model.options for the model's architecture, else {}") = None
+        "architecture arguments, e.g. {num_experts: 3}")), description="the "
+        "architecture's own arguments; null: `model.options` if the "
+        "architecture is the model's, else `{}`") = None
     weighting: _key(Spec | list[Spec | None] | None, _variant_weighting,
-                    description="a weighting, or a list of them (a grid); "
-                    "default training.weighting") = None
+                    description="a weighting name or spec, e.g. `ew`, "
+                    "`uncertainty`, `pcgrad`, `cagrad(c=0.4)`; or a list of "
+                    "them, a grid: one variant per weighting, named `<name or "
+                    "architecture>_<weighting name and arguments>` (e.g. "
+                    "`{architecture: mmoe, weighting: [ew, pcgrad, "
+                    "\"cagrad(c=0.2)\"]}` gives `mmoe_ew`, `mmoe_pcgrad` and "
+                    "`mmoe_cagrad_c0.2`). Absent: `training.weighting`; an "
+                    "explicit null: static weights") = None
     gradients: _key(Literal[GRADIENT_MODES] | None, _optional(_choice(
-        "gradient mode", GRADIENT_MODES)), description="default "
-        "training.gradients") = None
+        "gradient mode", GRADIENT_MODES)), description="`parameters` or "
+        "`representation`; null: `training.gradients`") = None
 
     @model_serializer(mode="wrap")
     def _given_keys_only(self, handler):
@@ -537,17 +608,22 @@ class BaselineConfig(Section):
     """`compare.baseline`: the single-task models' architecture."""
 
     architecture: _key(str | None, _optional(_text(
-        "an architecture name such as 'mlp'")), description="default "
-        "model.architecture") = None
+        "an architecture name such as 'mlp'")), description="the single-task "
+        "models' architecture, for an architecture that needs several tasks; "
+        "null: `model.architecture`") = None
     options: _key(dict[str, Any] | None, _optional(_mapping(
-        "architecture arguments, e.g. {units: [64]}")), description="default as "
-        "for a variant") = None
+        "architecture arguments, e.g. {units: [64]}")), description="the "
+        "architecture's own arguments; null: as for a variant") = None
 
 
 class InterferenceConfig(Section):
     """`compare.interference`: the task-interference probe."""
 
-    enabled: _key(bool, _boolean, description="measure task interference") = True
+    enabled: _key(bool, _boolean, description="measure task interference "
+                  "(gradient cosines and lookahead affinity, "
+                  "`kmtl.callbacks.TaskInterference`) during each variant's "
+                  "first seed, on probe batches drawn once (seed 0) from the "
+                  "training split") = True
     batches: _key(PositiveInt, _positive_int(), description="probe batches of "
                   "training.batch_size rows") = 2
     every: _key(PositiveInt, _positive_int(), description="measure every N "
@@ -597,24 +673,35 @@ class CompareConfig(Section):
     `kmtl compare` only)."""
 
     variants: _key(list[VariantConfig] | None, _variant_list,
-                   description="the multi-task variants; null: the config's own "
-                   "model") = None
+                   description="the multi-task variants, each a mapping of "
+                   "the keys of `compare.variants[]`; null: one variant, the "
+                   "config's own `model` and `training.weighting`") = None
     seeds: _key(PositiveInt, _positive_int(" (the number of seeds per model)"),
-                description="how many seeds from training.seed on") = 3
+                description="how many seeds: `training.seed`, "
+                "`training.seed + 1`, ...; `--seeds` overrides it") = 3
     metrics: _key(dict[str, MetricNames] | None, _metric_lists,
-                  description="{task: [metric, ...]} counted in Δm; null: every "
-                  "metric of every task") = None
+                  description="`{task: [metric, ...]}`: only these count in Δm "
+                  "and in the tables; tasks not listed do not count (they "
+                  "still train); `loss` may be listed. null: every metric of "
+                  "every task (its `metrics`, not its loss)") = None
     directions: _key(dict[str, Direction], _mapping(
         "metric -> 1 (higher is better) or -1 (lower is better)"),
-        description="{metric: 1 or higher, -1 or lower}") = Field(
+        description="`{metric: 1 or higher, -1 or lower}` for a metric whose "
+        "direction kmtl does not know "
+        "(`kmtl.measures.metric_direction`)") = Field(
             default_factory=dict)
     average: _key(Literal[AVERAGES], _choice("average", AVERAGES),
-                  description="task: mean over tasks of each task's mean; flat: "
-                  "mean over all (task, metric) pairs") = "task"
+                  description="`task`: Δm is the mean over tasks of each "
+                  "task's mean over its metrics (each task counts once); "
+                  "`flat`: the mean over all (task, metric) pairs (LibMTL, "
+                  "Nash-MTL)") = "task"
     split: _key(Literal[VERDICT_SPLITS], _choice("split", VERDICT_SPLITS),
-                description="the split that is scored") = "test"
+                description="the split that is scored: `test` or "
+                "`validation`. The validation split always drives early "
+                "stopping and the curves") = "test"
     baseline: BaselineConfig | None = Field(
-        None, description="{architecture, options} of the single-task models")
+        None, description="`{architecture, options}` of the single-task "
+        "models; null: the `model` section")
     interference: InterferenceConfig = Field(default_factory=InterferenceConfig)
 
 
@@ -637,7 +724,11 @@ def _task_list(value):
 
 
 class RunConfig(Section):
-    """A whole run configuration (a YAML file; `docs/config.md`).
+    """A whole run configuration: one YAML file, one pydantic model per section.
+
+    `parse_config` and `read_config` make one; sections are immutable
+    (`replace` returns a validated copy). The keys, their types, defaults and
+    meanings are listed in the config reference, generated from this class.
 
     Examples:
         >>> config = parse_config({
@@ -647,13 +738,16 @@ class RunConfig(Section):
         10
     """
 
-    name: _key(str, _run_name, description="names the run directory, the Keras "
-               "model and the default export folder; default the config file's "
-               "name") = "kmtl"
+    name: _key(str, _run_name, description="names the run directory "
+               "(`runs/<name>-<timestamp>/`), the Keras model and the default "
+               "export folder (`saved_models/<name>/`); a folder name: no `/` "
+               "or `\\`, not `.` or `..`. Default: the config file's name "
+               "without suffix") = "kmtl"
     data: DataConfig = Field(default_factory=DataConfig)
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)
-    tasks: _key(list[TaskConfig], _task_list, description="the tasks: "
-                "kmtl.Task configs (name, type, target, ...)")
+    tasks: _key(list[TaskConfig], _task_list, description="the tasks, a "
+                "non-empty list of `kmtl.Task` configs (name, type, target, "
+                "...)")
     model: ModelConfig = Field(default_factory=ModelConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
