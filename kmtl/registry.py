@@ -32,6 +32,15 @@ def parse_spec(spec):
     """`"cagrad(c=0.4)"` -> `("cagrad", {"c": 0.4})`, read with `ast.literal_eval`
     (no code runs).
 
+    Args:
+        spec: str. A name, or a name with keyword arguments whose values are
+            Python literals: `"pcgrad"`, `"cagrad(c=0.4)"`,
+            `"static(mean=True)"`.
+
+    Returns:
+        `(name, options)`: the name as written and a dict of the arguments
+        (empty for a bare name).
+
     Raises:
         ConfigError: the spec is not `name` or `name(key=literal, ...)`.
     """
@@ -61,8 +70,15 @@ def _article(word):
 
 
 def options_of(cls):
-    """The keyword arguments `cls.__init__` takes by name (not `self`, `*args`,
-    `**kwargs`)."""
+    """The keyword arguments `cls.__init__` takes by name.
+
+    Args:
+        cls: a class.
+
+    Returns:
+        list of str: the names of `cls.__init__`'s parameters in order, without
+        `self`, `*args` and `**kwargs`.
+    """
     parameters = inspect.signature(cls.__init__).parameters.values()
     return [p.name for p in parameters if p.name != "self"
             and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
@@ -97,6 +113,13 @@ class Registry:
         """Class decorator: registers a subclass of `base` under `names` (the
         field's standard names, lower case; the first is its canonical name,
         `cls.registered_name`).
+
+        Args:
+            *names: str. The names, lower case; the others are aliases.
+
+        Returns:
+            The decorator; it returns the class (registered with Keras too when
+            the family is Keras-serializable).
 
         Raises:
             TypeError: the class does not subclass `base`.
@@ -157,7 +180,11 @@ class Registry:
         return self._classes[key]
 
     def options(self, name):
-        """The named arguments of the `name` class, without the fixed ones."""
+        """The named arguments of the `name` class, without the fixed ones.
+
+        Raises:
+            ConfigError: `name` is not registered.
+        """
         return [o for o in options_of(self.get_class(name)) if o not in self.fixed]
 
     def get(self, identifier, **arguments):
@@ -169,6 +196,9 @@ class Registry:
                 the family, or a config dict (`serialize`'s output).
             **arguments: passed to the constructor with the spec's options (an
                 architecture's `task_names` and options).
+
+        Returns:
+            An instance of a registered class.
 
         Raises:
             ConfigError: unknown name, an option the class does not take, or a

@@ -39,7 +39,12 @@ _LAYER_ARGUMENTS = ("name", "dtype", "trainable")
 
 
 def list_architectures():
-    """The registered architecture names, sorted."""
+    """The registered architecture names, sorted.
+
+    Returns:
+        list of str: one canonical name per architecture, e.g. `["cgc",
+        "cross_stitch", "mmoe", ...]`.
+    """
     return ARCHITECTURES.names()
 
 
@@ -96,12 +101,26 @@ def get(identifier, task_names=None, **options):
 
 
 def serialize(layer):
-    """The layer's Keras config dict."""
+    """The layer's Keras config dict.
+
+    Args:
+        layer: an `Architecture` instance.
+
+    Returns:
+        dict: `keras.saving.serialize_keras_object(layer)`, which `deserialize`
+        reads back.
+    """
     return ARCHITECTURES.serialize(layer)
 
 
 def deserialize(config):
     """The layer `serialize` described.
+
+    Args:
+        config: dict, `serialize`'s output.
+
+    Returns:
+        An `Architecture` instance.
 
     Raises:
         ConfigError: `config` does not describe an architecture.

@@ -36,6 +36,13 @@ class Architecture(keras.layers.Layer):
         task_names: list of str, distinct, not empty.
         **kwargs: `keras.layers.Layer` arguments (`name`, `dtype`).
 
+    Input shape:
+        `(batch, features)`: the encoded inputs.
+
+    Output shape:
+        dict `{task_name: (batch, units)}`, one entry per task in `task_names`
+        order; `units` is the subclass's.
+
     Raises:
         ValueError: empty or repeated `task_names`.
 

@@ -45,7 +45,22 @@ def _stack_features(frame, features):
 
 
 def encode_labels(frame, tasks):
-    """`(labels, sample_weights)` dicts keyed by task name (see `Task.encode`)."""
+    """Encodes every task's labels of `frame` for training.
+
+    Args:
+        frame: pandas DataFrame holding the tasks' target columns.
+        tasks: list of fitted `kmtl.Task`.
+
+    Returns:
+        `(labels, sample_weights)`: two dicts keyed by task name, each value as
+        `Task.encode` returns it (labels `(rows, units)` float32 or `(rows,)`
+        int32 class indices; sample weights `(rows,)` float32, 0 where the row
+        has no label for the task).
+
+    Raises:
+        DataError: a target column is absent or a label does not fit its task's
+            type.
+    """
     labels, weights = {}, {}
     for task in tasks:
         labels[task.name], weights[task.name] = task.encode(frame)

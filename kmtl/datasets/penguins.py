@@ -11,8 +11,13 @@ PENGUIN_FEATURES = {
 
 
 def penguin_tasks():
-    """The three penguin tasks: species (multiclass), sex (binary, 11 rows without
-    a label) and body_mass_g (regression, in grams)."""
+    """The three penguin tasks.
+
+    Returns:
+        list of unfitted `kmtl.Task`: `species` (multiclass), `sex` (binary,
+        positive `"female"`; 11 rows without a label) and `body_mass_g`
+        (regression, in grams).
+    """
     return [
         Task("species", "multiclass"),
         Task("sex", "binary", positive="female"),

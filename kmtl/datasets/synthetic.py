@@ -14,12 +14,24 @@ SYNTHETIC_TARGETS = ("y1", "y2")
 
 
 def synthetic_feature_names(num_features=100):
-    """The feature columns of `make_synthetic_tasks`: `x0`, `x1`, ..."""
+    """The feature columns of `make_synthetic_tasks`.
+
+    Args:
+        num_features: int, default 100. The number of input columns.
+
+    Returns:
+        list of str: `["x0", "x1", ..., f"x{num_features - 1}"]`.
+    """
     return [f"x{i}" for i in range(num_features)]
 
 
 def synthetic_tasks():
-    """The two regression tasks of `make_synthetic_tasks`, on columns `y1`, `y2`."""
+    """The two regression tasks of `make_synthetic_tasks`.
+
+    Returns:
+        list of two unfitted `kmtl.Task`s of type `"regression"`, on the
+        columns `y1` and `y2`.
+    """
     return [Task(name, "regression") for name in SYNTHETIC_TARGETS]
 
 

@@ -197,7 +197,17 @@ FEATURE_KINDS = Registry("feature kind", Feature, keras_serializable=False)
 
 
 def register(*names):
-    """Class decorator registering a `Feature` subclass as a feature kind:
+    """Class decorator registering a `Feature` subclass as a feature kind.
+
+    Args:
+        *names: str. The kind's names, lower case (the first is canonical).
+
+    Returns:
+        The decorator.
+
+    Raises:
+        TypeError: the class does not subclass `Feature`.
+        ValueError: no name, or a name taken by another class.
 
     Examples:
         >>> @kmtl.features.register("text")
@@ -207,23 +217,51 @@ def register(*names):
 
 
 def list_feature_kinds():
-    """The registered feature kinds, sorted: `["categorical", "numeric"]`."""
+    """The registered feature kinds, sorted.
+
+    Returns:
+        list of str: `["categorical", "numeric"]` and any registered since.
+    """
     return FEATURE_KINDS.names()
 
 
 def serialize(feature):
-    """`{"class_name": <kind>, "config": feature.get_config()}`."""
+    """A feature as a config dict.
+
+    Args:
+        feature: a `Feature`.
+
+    Returns:
+        dict: `{"class_name": <kind>, "config": feature.get_config()}`.
+    """
     return FEATURE_KINDS.serialize(feature)
 
 
 def deserialize(config):
-    """The feature `serialize` described."""
+    """The feature `serialize` described.
+
+    Args:
+        config: dict, `serialize`'s output.
+
+    Returns:
+        A `Feature`.
+
+    Raises:
+        ConfigError: `config` does not describe a feature.
+    """
     return FEATURE_KINDS.deserialize(config)
 
 
 def get(identifier):
     """Returns a `Feature` from a Feature, its `get_config()` dict or
     `serialize`'s output.
+
+    Args:
+        identifier: a `Feature` (returned as is), a `get_config()` dict or
+            `serialize`'s output.
+
+    Returns:
+        A `Feature`, an instance of its kind's class.
 
     Raises:
         ConfigError: a dict without `name` and `kind`, or anything else.
@@ -251,7 +289,15 @@ def get(identifier):
 
 
 def infer_kind(column):
-    """`("numeric", "float32")` for numbers, else categorical with its dtype."""
+    """The kind and dtype of a feature read from a raw column.
+
+    Args:
+        column: pandas Series.
+
+    Returns:
+        `("categorical", "int64")` for a boolean column, `("numeric",
+        "float32")` for other numbers, else `("categorical", "string")`.
+    """
     if pd.api.types.is_bool_dtype(column):
         return "categorical", "int64"
     if pd.api.types.is_numeric_dtype(column):

@@ -33,6 +33,13 @@ def cosine_matrix(gradients):
     A zero gradient (a task without labels in the batch) has cosine 0 with
     every task, itself included. With no parameter at all (`P = 0`: the tasks
     share nothing) every entry is NaN: there is nothing to measure.
+
+    Args:
+        gradients: `(T, P)` float tensor, row `t` task `t`'s gradient of the
+            shared parameters, flattened.
+
+    Returns:
+        `(T, T)` float tensor of cosines in [-1, 1], symmetric.
     """
     if gradients.shape[1] == 0:
         return tf.fill((gradients.shape[0],) * 2, float("nan"))

@@ -55,6 +55,15 @@ class MultiTaskModel(keras.Model):
             by name, kind and dtype only.
         **kwargs: passed to `keras.Model` (`name`, ...).
 
+    Input shape:
+        dict `{feature_name: (batch, 1)}` of raw values (float32 for numeric
+        features, string or int64 for categorical ones), plus `(batch,
+        *shape)` per encoder input of `build_model`.
+
+    Output shape:
+        dict `{task_name: (batch, task.units)}`: probabilities for binary,
+        multiclass and multilabel tasks, label units for regression tasks.
+
     Logs (and so TensorBoard): `loss`, `<task>_loss`, `<task>_weight` (the
     effective task weight) and `<task>_<metric>` for each task metric, e.g.
     `income_loss`, `income_auc`; and `sharing_penalty` when the architecture

@@ -452,7 +452,17 @@ TASK_TYPES = Registry("task type", Task, keras_serializable=False)
 
 
 def register(*names):
-    """Class decorator registering a `Task` subclass as a task type:
+    """Class decorator registering a `Task` subclass as a task type.
+
+    Args:
+        *names: str. The type's names, lower case (the first is canonical).
+
+    Returns:
+        The decorator.
+
+    Raises:
+        TypeError: the class does not subclass `Task`.
+        ValueError: no name, or a name taken by another class.
 
     Examples:
         >>> @kmtl.tasks.register("ordinal")
@@ -462,23 +472,53 @@ def register(*names):
 
 
 def list_task_types():
-    """The registered task types, sorted: `["binary", "multiclass", ...]`."""
+    """The registered task types, sorted.
+
+    Returns:
+        list of str: `["binary", "multiclass", "multilabel", "regression"]` and
+        any registered since.
+    """
     return TASK_TYPES.names()
 
 
 def serialize(task):
-    """`{"class_name": <type>, "config": task.get_config()}`."""
+    """A task as a config dict.
+
+    Args:
+        task: a `Task`.
+
+    Returns:
+        dict: `{"class_name": <type>, "config": task.get_config()}`.
+    """
     return TASK_TYPES.serialize(task)
 
 
 def deserialize(config):
-    """The task `serialize` described."""
+    """The task `serialize` described.
+
+    Args:
+        config: dict, `serialize`'s output.
+
+    Returns:
+        A `Task`.
+
+    Raises:
+        ConfigError: `config` does not describe a task, or its arguments are
+            refused.
+    """
     return TASK_TYPES.deserialize(config)
 
 
 def get(identifier):
     """Returns a `Task` from a Task, a config dict (`{"name": ..., "type": ...,
     ...}`, as in a run config) or `serialize`'s output.
+
+    Args:
+        identifier: a `Task` (returned as is), a task config dict or
+            `serialize`'s output.
+
+    Returns:
+        A `Task`, an instance of its type's class.
 
     Raises:
         ConfigError: an unknown key, a missing `name` or `type`, or anything else.

@@ -31,8 +31,12 @@ from kmtl.weighting.uncertainty import UncertaintyWeighting
 
 
 def list_weightings():
-    """The registered weighting names, sorted: one canonical name per method
-    (`get` also takes the aliases `"ew"` and `"uw"`)."""
+    """The registered weighting names, sorted.
+
+    Returns:
+        list of str: one canonical name per method (`get` also takes the
+        aliases `"ew"` and `"uw"`).
+    """
     return WEIGHTINGS.names()
 
 
@@ -44,6 +48,9 @@ def get(identifier):
             (`"static(mean=True)"`), a `Weighting` class, a config dict
             (`serialize` output) or a `Weighting` instance.
 
+    Returns:
+        A `Weighting` instance.
+
     Raises:
         ConfigError: unknown name, a spec that does not parse, or arguments the
             method does not take or refuses.
@@ -52,12 +59,26 @@ def get(identifier):
 
 
 def serialize(weighting):
-    """A Keras config dict of `weighting` (with its registered class name)."""
+    """A Keras config dict of `weighting` (with its registered class name).
+
+    Args:
+        weighting: a `Weighting` instance.
+
+    Returns:
+        dict, which `deserialize` reads back.
+    """
     return WEIGHTINGS.serialize(weighting)
 
 
 def deserialize(config):
     """The `Weighting` that `serialize` described.
+
+    Args:
+        config: dict, `serialize`'s output, or a hand-written
+            `{"class_name": "pcgrad", "config": {...}}`.
+
+    Returns:
+        A `Weighting` instance.
 
     Raises:
         ConfigError: the dict is not a serialized weighting.

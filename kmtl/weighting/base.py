@@ -35,8 +35,22 @@ class Weighting(keras.layers.Layer):
     (loss weighting) or set `gradient_based = True` and override
     `aggregate_gradients`.
 
+    A weighting is a Keras layer for its state only: the model never calls it
+    on inputs. The shapes are those of its two methods, with `tasks` the
+    number of tasks and `parameters` the number of shared scalars.
+
     Args:
         **kwargs: `keras.layers.Layer` arguments (`name`).
+
+    Input shape:
+        `combine_losses`: `losses` and `labelled`, `(tasks,)` each.
+        `aggregate_gradients`: `gradients` `(tasks, parameters)`, `losses` and
+        `labelled` `(tasks,)`.
+
+    Output shape:
+        `combine_losses`: a scalar total loss and `(tasks,)` weights.
+        `aggregate_gradients`: a `(parameters,)` direction and `(tasks,)`
+        weights.
     """
 
     gradient_based = False

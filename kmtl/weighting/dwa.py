@@ -46,6 +46,12 @@ class DWA(Weighting):
         temperature: float, default 2.0 (the paper's `T`). Softness of the
             weights: large values give near-equal weights.
 
+    Input shape:
+        `losses`, `labelled`: `(tasks,)`.
+
+    Output shape:
+        a scalar total loss and `(tasks,)` weights.
+
     Raises:
         ValueError: `temperature` is not positive.
 

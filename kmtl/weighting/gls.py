@@ -31,6 +31,12 @@ class GLS(Weighting):
     Args:
         epsilon: float, default 1e-8. Added to each loss inside the log.
 
+    Input shape:
+        `losses`, `labelled`: `(tasks,)`.
+
+    Output shape:
+        a scalar total loss and `(tasks,)` weights.
+
     Raises:
         ValueError: `epsilon` is not positive.
 

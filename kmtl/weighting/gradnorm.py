@@ -67,6 +67,12 @@ class GradNorm(Weighting):
         learning_rate: float, default 0.025. Step size of the plain
             gradient-descent update of the weights.
 
+    Input shape:
+        `gradients`: `(tasks, parameters)`; `losses`, `labelled`: `(tasks,)`.
+
+    Output shape:
+        `(parameters,)` direction and `(tasks,)` weights.
+
     Raises:
         ValueError: `alpha` is negative or `learning_rate` is not positive.
 

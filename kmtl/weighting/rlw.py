@@ -31,6 +31,12 @@ class RLW(Weighting):
             paper's and LibMTL's default). `"uniform"`: draws from U(0, 1).
         seed: int or None, default None. Seed of the draws.
 
+    Input shape:
+        `losses`, `labelled`: `(tasks,)`.
+
+    Output shape:
+        a scalar total loss and `(tasks,)` weights.
+
     Raises:
         ValueError: unknown `distribution`.
 

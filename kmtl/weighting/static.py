@@ -16,6 +16,12 @@ class StaticWeighting(Weighting):
     Args:
         mean: bool, default False. Divide by `sum_t w_t` (a weighted mean).
 
+    Input shape:
+        `losses`, `labelled`: `(tasks,)`.
+
+    Output shape:
+        a scalar total loss and `(tasks,)` weights.
+
     Examples:
         >>> model.compile(optimizer="adam", weighting="static")
     """

@@ -45,6 +45,12 @@ class UncertaintyWeighting(Weighting):
         initial_log_variance: float, default 0.0 (the paper's and the usual
             initialization, `sigma_t^2 = 1`: equal weights at the start).
 
+    Input shape:
+        `losses`, `labelled`: `(tasks,)`.
+
+    Output shape:
+        a scalar total loss and `(tasks,)` weights.
+
     Raises:
         ValueError: `initial_log_variance` is not a finite number.
 
