@@ -75,7 +75,16 @@ class Architecture(keras.layers.Layer):
         return None
 
     def diagnostics(self, inputs=None):
-        """What the layer shares, or `{}` when it has nothing learned to show."""
+        """What the layer shares, or `{}` when it has nothing learned to show.
+
+        Args:
+            inputs: `(batch, features)` tensor, the layer's own input, or None;
+                a layer whose sharing does not depend on the input ignores it.
+
+        Returns:
+            dict `{name: (matrix, row_labels, column_labels)}`, each matrix a
+            2-D array (see `kmtl.measures.sharing`).
+        """
         return {}
 
     def __init_subclass__(cls, **kwargs):

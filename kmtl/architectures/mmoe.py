@@ -15,7 +15,8 @@ class MMoE(MixtureOfExperts):
     """Multi-gate Mixture-of-Experts.
 
     Ma, Zhao, Yi, Chen, Hong and Chi, "Modeling Task Relationships in Multi-task
-    Learning with Multi-gate Mixture-of-Experts", KDD 2018. `num_experts` expert
+    Learning with Multi-gate Mixture-of-Experts", KDD 2018
+    (doi:10.1145/3219819.3220007; no arXiv version). `num_experts` expert
     MLPs read the input; each task has its own softmax gate over the experts, and
     the task's representation is the gate-weighted sum of expert outputs:
     `f_k(x) = sum_i softmax(W_gk x)_i * e_i(x)`. With `gate="dselect_k"` each
@@ -99,7 +100,15 @@ class MMoE(MixtureOfExperts):
                                     self.task_names)
 
     def gate_weights(self, inputs):
-        """Gate weights `(num_tasks, batch, num_experts)`."""
+        """The gates' mixture weights.
+
+        Args:
+            inputs: `(batch, features)` tensor, the layer's input.
+
+        Returns:
+            `(num_tasks, batch, num_experts)` weights, non-negative, summing to
+            1 over the experts.
+        """
         return self.gates(inputs)[0]
 
     def call(self, inputs, training=None):

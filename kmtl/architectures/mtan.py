@@ -213,8 +213,15 @@ class MTAN(Architecture):
         return masks, attended
 
     def attention_masks(self, inputs):
-        """The sigmoid masks, one `(num_tasks, batch, units[l])` tensor per
-        level."""
+        """The sigmoid attention masks.
+
+        Args:
+            inputs: `(batch, features)` tensor, the layer's input.
+
+        Returns:
+            list with one `(num_tasks, batch, units[l])` tensor per level `l`,
+            values in (0, 1).
+        """
         return self._levels(inputs)[0]
 
     def call(self, inputs, training=None):

@@ -34,15 +34,15 @@ class PLE(MixtureOfExperts):
     """Progressive Layered Extraction: stacked levels of task-specific and shared
     experts with per-task gates.
 
-    Tang, Liu, Zhao and Gong, "Progressive Layered Extraction (PLE): A Novel
-    Multi-Task Learning (MTL) Model for Personalized Recommendations", RecSys
-    2020. Each level has `num_task_experts` experts per task and
-    `num_shared_experts` shared experts. Task t's gate mixes task t's own experts
-    and the shared experts; its output is task t's input to the next level (and
-    task t's representation after the last level). Every level but the last also
-    has a shared gate over all the level's experts, whose output is the input of
-    the next level's shared experts (and of its shared gate). At the first level
-    every expert and gate reads the layer's input.
+    Tang, Liu, Zhao and Gong, "Progressive Layered Extraction (PLE): A Novel Multi-Task
+    Learning (MTL) Model for Personalized Recommendations", RecSys 2020
+    (doi:10.1145/3383313.3412236; no arXiv version). Each level has `num_task_experts`
+    experts per task and `num_shared_experts` shared experts. Task t's gate mixes task
+    t's own experts and the shared experts; its output is task t's input to the next
+    level (and task t's representation after the last level). Every level but the last
+    also has a shared gate over all the level's experts, whose output is the input of
+    the next level's shared experts (and of its shared gate). At the first level every
+    expert and gate reads the layer's input.
 
     The experts of a level are evaluated side by side (one stacked kernel per
     layer, as in MMoE): one matmul at the first level, where they share an input,
@@ -276,13 +276,13 @@ class CGC(PLE):
     """Customized Gate Control: one level of task-specific and shared experts
     mixed by per-task gates.
 
-    Tang, Liu, Zhao and Gong, "Progressive Layered Extraction (PLE): A Novel
-    Multi-Task Learning (MTL) Model for Personalized Recommendations", RecSys
-    2020, Section 4.2. Task t's representation is its gate's mixture of task t's
-    `num_task_experts` experts and the `num_shared_experts` shared experts. This
-    is `PLE` with `num_levels=1` (no shared gate); see `PLE` for the gates and
-    the side-by-side evaluation. Defaults as `PLE`'s (1 task-specific and 1
-    shared expert of (256, 128) units, linear softmax gates).
+    Tang, Liu, Zhao and Gong, "Progressive Layered Extraction (PLE): A Novel Multi-Task
+    Learning (MTL) Model for Personalized Recommendations", RecSys 2020
+    (doi:10.1145/3383313.3412236), Section 4.2. Task t's representation is its gate's
+    mixture of task t's `num_task_experts` experts and the `num_shared_experts` shared
+    experts. This is `PLE` with `num_levels=1` (no shared gate); see `PLE` for the gates
+    and the side-by-side evaluation. Defaults as `PLE`'s (1 task-specific and 1 shared
+    expert of (256, 128) units, linear softmax gates).
 
     Args:
         task_names: list of str. The tasks.

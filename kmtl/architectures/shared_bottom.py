@@ -12,9 +12,9 @@ from kmtl.architectures.base import Architecture
 class SharedBottom(Architecture):
     """Hard parameter sharing: one MLP shared by every task.
 
-    Caruana, "Multitask Learning", Machine Learning 28, 1997. Every task reads the
-    same representation; the task-specific towers on top are added by
-    `kmtl.build_model`.
+    Caruana, "Multitask Learning", Machine Learning 28, 1997
+    (doi:10.1023/A:1007379606734). Every task reads the same representation;
+    the task-specific towers on top are added by `kmtl.build_model`.
 
     Args:
         task_names: list of str. The tasks, in output order.

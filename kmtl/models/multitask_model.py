@@ -111,6 +111,7 @@ class MultiTaskModel(keras.Model):
 
     @property
     def task_names(self):
+        """The task names, in output order (list of str)."""
         return [t.name for t in self.tasks]
 
     @property
@@ -250,6 +251,12 @@ class MultiTaskModel(keras.Model):
     def compute_task_losses(self, y, y_pred, sample_weight=None):
         """Per-task losses `{task: scalar}`, each the mean over labelled rows.
 
+        Args:
+            y: dict `{task: labels}`, each as `Task.encode` gives it.
+            y_pred: dict `{task: (batch, units)}`, the model's outputs.
+            sample_weight: dict `{task: (batch,)}` or None; 0 marks a row
+                without a label for the task.
+
         Regression labels and predictions are standardized with the task's
         training mean and std first (see `Task.standardize`). Under
         `tf.distribute` each value is the replica's own mean (not divided by the
@@ -289,9 +296,18 @@ class MultiTaskModel(keras.Model):
         return ops.stack(flags)
 
     def combine_task_losses(self, task_losses, labelled=None):
-        """The total loss from per-task losses `{task: scalar}`, by the weighting
-        method (static loss weights unless `compile(weighting=...)` says
-        otherwise)."""
+        """The total loss from per-task losses, by the weighting method (static
+        loss weights unless `compile(weighting=...)` says otherwise).
+
+        Args:
+            task_losses: dict `{task: scalar}`, as `compute_task_losses`
+                returns.
+            labelled: `(tasks,)` bool tensor in `task_names` order, False for
+                a task without labels in the batch; None: every task labelled.
+
+        Returns:
+            The scalar total loss, without regularization losses.
+        """
         losses = self.stack_task_losses(task_losses)
         if labelled is None:
             labelled = ops.ones((len(self.tasks),), dtype="bool")

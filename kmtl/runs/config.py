@@ -778,6 +778,7 @@ class RunConfig(Section):
 
     @property
     def task_names(self):
+        """The names of `tasks`, in order (list of str)."""
         return [task.name for task in self.tasks]
 
     def to_dict(self):

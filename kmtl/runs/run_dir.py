@@ -133,6 +133,7 @@ class RunDir:
     # === Paths ===
 
     def file(self, name):
+        """The path of the file `name` in the run directory (str)."""
         return os.path.join(self.path, name)
 
     @property
@@ -142,6 +143,7 @@ class RunDir:
 
     @property
     def model_path(self):
+        """The path of `model.keras` (str)."""
         return self.file(MODEL_FILE)
 
     # === config.yaml ===
@@ -190,6 +192,7 @@ class RunDir:
     # === model.keras ===
 
     def save_model(self, model):
+        """Saves `model` (a `keras.Model`) as `model.keras`."""
         model.save(self.model_path)
 
     def load_model(self):
@@ -212,6 +215,8 @@ class RunDir:
         self._write_json(METRICS_FILE, metrics)
 
     def read_metrics(self):
+        """`metrics.json` as written by `write_metrics`: `{split: {task:
+        {metric: value}}}`."""
         return self._read_json(METRICS_FILE)
 
     def _write_json(self, name, value, indent=2):

@@ -154,8 +154,15 @@ class Task:
         raise NotImplementedError
 
     def decode(self, predictions):
-        """Turns one task's predictions `(rows, units)` into DataFrame columns
-        (`{column name: (rows,) array}`)."""
+        """Turns one task's predictions into DataFrame columns.
+
+        Args:
+            predictions: `(rows, units)` array, the model's output for the
+                task.
+
+        Returns:
+            dict `{column name: (rows,) array}`.
+        """
         raise NotImplementedError
 
     def standardize(self, values):
@@ -169,7 +176,13 @@ class Task:
         return None
 
     def build_head(self, x):
-        """Puts the task's head on its tower output `x` `(batch, d)`.
+        """Puts the task's head on its tower output.
+
+        Args:
+            x: `(batch, d)` tensor, the task tower's output.
+
+        Returns:
+            The head's output, `(batch, units)` float32.
 
         Default: `Dense(units, activation)` in float32, named after the task,
         so the model output is `(batch, units)` and keeps the layer name of

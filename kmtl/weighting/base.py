@@ -74,6 +74,7 @@ class Weighting(keras.layers.Layer):
 
     @property
     def num_tasks(self):
+        """The number of tasks (int); set by `build_tasks`."""
         return len(self.task_names)
 
     def combine_losses(self, losses, labelled):
