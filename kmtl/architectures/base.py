@@ -18,19 +18,19 @@ class Architecture(keras.layers.Layer):
     it by name or attribute.
 
     The contract:
-        task_names: list of str, the tasks it serves, in output order.
-        shares_representation: bool, class attribute. True when every task reads
-            the same tensor (shared bottom), which gradient methods with
-            `gradients="representation"` need.
-        call(inputs): `(batch, features)` -> dict `{task: (batch, units)}`.
-        penalty(): a scalar loss the layer adds in training (soft sharing), or
-            None (the default).
-        diagnostics(inputs): `{name: (matrix, row_labels, column_labels)}` of
-            what it shares (see `kmtl.measures.sharing`). An architecture with
-            nothing inspectable keeps the base's, which returns `{}`
-            (`inspectable` is then False).
-        owned_slices(): which slices of its stacked weights belong to one task;
-            every subclass must say it, `{}` included.
+        - `task_names`: list of str, the tasks it serves, in output order.
+        - `shares_representation`: bool, class attribute. True when every task
+          reads the same tensor (shared bottom), which gradient methods with
+          `gradients="representation"` need.
+        - `call(inputs)`: `(batch, features)` -> dict `{task: (batch, units)}`.
+        - `penalty()`: a scalar loss the layer adds in training (soft
+          sharing), or None (the default).
+        - `diagnostics(inputs)`: `{name: (matrix, row_labels,
+          column_labels)}` of what it shares (see `kmtl.measures.sharing`). An
+          architecture with nothing inspectable keeps the base's, which
+          returns `{}` (`inspectable` is then False).
+        - `owned_slices()`: which slices of its stacked weights belong to one
+          task; every subclass must say it, `{}` included.
 
     Args:
         task_names: list of str, distinct, not empty.

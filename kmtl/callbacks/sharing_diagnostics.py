@@ -22,6 +22,7 @@ class SharingDiagnostics(keras.callbacks.Callback):
     scalars by matrix.
 
     Where the scalars go:
+
     - with `add_to_logs` (the default when there is no `log_dir`), into the epoch
       logs, so `model.fit`'s History records them and a
       `keras.callbacks.TensorBoard` writes them. This callback must then come

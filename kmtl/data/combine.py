@@ -1,6 +1,7 @@
 """Combining labels for several tasks into one frame.
 
 Multi-task data comes in two shapes:
+
 - wide: one row per example and one target column per task (nothing to do here:
   a missing value in a target column is a missing label, masked in training);
 - per task: one table per task, or one long table with a `task` column, where

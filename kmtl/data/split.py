@@ -1,6 +1,7 @@
 """Train / validation / test splits that respect multi-task labels.
 
 Methods:
+
 - `random`: rows are assigned at random.
 - `per_task`: rows are stratified by which tasks they are labelled for, so every
   task keeps its share of labelled rows in each split (useful when tasks are

@@ -3,6 +3,7 @@ conversion of a DataFrame to the raw arrays the model takes, and the
 preprocessing in the model.
 
 Each kind is a subclass of `Feature` registered in `FEATURE_KINDS`, one file each:
+
 - `numeric` (`NumericFeature`): float32. Missing values (NaN) are allowed; the
   model imputes the training mean and adds a 0/1 missing indicator (see
   `kmtl.layers.ImputeMissing`).

@@ -1,13 +1,16 @@
 """The YAML run configuration, typed: one pydantic model per section.
 
-Every key, its type and its default is declared once, here (`RunConfig` and
-its sections); `docs/config.md` explains them and `kmtl config-schema` prints
-the JSON Schema (`RunConfig.model_json_schema()`) for editors. Validation
+Every key, its type, its default and its meaning (the field's `description`)
+is declared once, here (`RunConfig` and its sections); the docs' config
+reference is generated from them (`docs/hooks/config_reference.py`),
+`docs/config.md` explains how they work together, and `kmtl config-schema`
+prints the JSON Schema (`RunConfig.model_json_schema()`) for editors. Validation
 happens at the edge: an error names the key path (`training.epochs`), the value
 received and the fix; an unknown key lists the keys that are allowed. Code
 below this layer trusts the types.
 
 Entry points:
+
 - `parse_config(raw, name=None, overrides=None)`: a mapping (as read from
   YAML) to a `RunConfig`; `overrides` (`{"training.epochs": 3}`, from the
   command line) go through the same validation.
