@@ -73,7 +73,16 @@ class Gate:
         self.biases = []
 
     def build(self, layer, prefix, count, features, num_experts):
-        """Creates the weights of `count` gates on `layer`, named `<prefix>_...`."""
+        """Creates the weights of `count` gates on `layer`, named `<prefix>_...`.
+
+        Args:
+            layer: the `keras.layers.Layer` that owns the weights (the
+                architecture layer).
+            prefix: str. The weights' name prefix.
+            count: int. The number of gates evaluated side by side.
+            features: int. The size `d` of each gate's input.
+            num_experts: int. The number of experts each gate mixes.
+        """
         raise NotImplementedError
 
     def __call__(self, inputs):
@@ -277,7 +286,11 @@ ARCHITECTURE_GATE_OPTIONS = ("top_k", "gamma", "entropy_weight")
 
 
 def list_gates():
-    """The registered gate names, sorted."""
+    """The registered gate names, sorted.
+
+    Returns:
+        list of str: `["dselect_k", "softmax"]` and any registered since.
+    """
     return GATES.names()
 
 
@@ -293,6 +306,9 @@ def get(identifier, **options):
             (DSelect-k: top_k, gamma, entropy_weight); a gate ignores the
             DSelect-k options it does not take (`ARCHITECTURE_GATE_OPTIONS`), so
             an architecture can pass them to any gate.
+
+    Returns:
+        A `Gate`.
 
     Raises:
         ConfigError: unknown gate name (a `ValueError`).
@@ -314,12 +330,25 @@ def get(identifier, **options):
 
 
 def serialize(gate):
-    """`{"class_name": <registered name>, "config": gate.get_config()}`."""
+    """A gate as a config dict.
+
+    Args:
+        gate: a `Gate`.
+
+    Returns:
+        dict: `{"class_name": <registered name>, "config": gate.get_config()}`.
+    """
     return GATES.serialize(gate)
 
 
 def deserialize(config):
     """The gate `serialize` described.
+
+    Args:
+        config: dict, `serialize`'s output.
+
+    Returns:
+        A `Gate`.
 
     Raises:
         ConfigError: not a serialized gate.

@@ -14,7 +14,15 @@ SIGNATURE_NAME = "serving_default"
 
 
 def existing_versions(base_dir):
-    """The integer version directories under `base_dir`, sorted."""
+    """The versions exported under `base_dir`.
+
+    Args:
+        base_dir: str. A TF Serving model base path.
+
+    Returns:
+        list of int: the names of the integer-named directories in
+        `base_dir`, sorted; `[]` when `base_dir` does not exist.
+    """
     if not os.path.isdir(base_dir):
         return []
     return sorted(int(d) for d in os.listdir(base_dir)

@@ -371,7 +371,8 @@ def compare(config, data_dir=None, output_dir="runs", seeds=None, log=print):
         directory.
 
     Raises:
-        ConfigError, DataError: bad config or data, before anything is written.
+        ConfigError: a bad config, before anything is written.
+        DataError: data that does not fit the config, before anything is written.
 
     Examples:
         >>> config = kmtl.runs.config.read_config("examples/penguins_compare.yaml")

@@ -929,6 +929,16 @@ def read_config(path, overrides=None, sources=None):
     """Reads and validates a YAML config file (see `parse_config`); `name`
     defaults to the file's name without suffix.
 
+    Args:
+        path: str. The YAML file.
+        overrides: `{"section.key": value}` set before validation, e.g. from
+            the command line.
+        sources: `{"section.key": "--flag"}`: where an override came from,
+            named in its error.
+
+    Returns:
+        A `RunConfig`.
+
     Raises:
         ConfigError: the file is missing, is not valid YAML, or fails validation.
     """
@@ -939,6 +949,12 @@ def read_config(path, overrides=None, sources=None):
 
 def load_config(path):
     """`read_config` as a plain dict (`RunConfig.to_dict()`).
+
+    Args:
+        path: str. The YAML file.
+
+    Returns:
+        dict: the resolved config, every default filled in.
 
     Raises:
         ConfigError: the file is missing, is not valid YAML, or fails validation.

@@ -260,7 +260,8 @@ def prepare_data(config, data_dir=None):
         A `PreparedData`.
 
     Raises:
-        ConfigError, DataError: bad config or data.
+        ConfigError: a bad config.
+        DataError: data that does not fit the config.
     """
     config = as_run_config(config)
     tasks = build_tasks(config)

@@ -328,6 +328,11 @@ def write_report(report, directory):
 
     Adds `report["plots"]` (paths relative to `directory`).
 
+    Args:
+        report: dict, the report `kmtl.runs.compare` builds (its runs,
+            summaries, Δm, flags and interference matrices).
+        directory: str. An existing folder; the plots go to its `plots/`.
+
     Returns:
         `(json_path, markdown_path)`.
     """

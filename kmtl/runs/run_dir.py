@@ -89,6 +89,13 @@ class RunDir:
         """Creates a fresh directory `output_dir/<name>-<timestamp>[-n]`; never
         reuses an existing one.
 
+        Args:
+            output_dir: str or path-like. The parent folder, created if absent.
+            name: str. The run's name (`RunConfig.name`).
+
+        Returns:
+            A `RunDir` for the new directory.
+
         Raises:
             DataError: `output_dir` cannot be created or written.
         """
@@ -113,6 +120,12 @@ class RunDir:
     @classmethod
     def open(cls, path):
         """An existing run directory, checked to hold a config and a model.
+
+        Args:
+            path: str or path-like, the directory `kmtl train` printed.
+
+        Returns:
+            A `RunDir`.
 
         Raises:
             DataError: `path` is not a directory, or `config.yaml` or

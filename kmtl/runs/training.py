@@ -269,7 +269,8 @@ def train(config, data_dir=None, output_dir="runs", export_root="saved_models",
         dict with `run_dir`, `metrics`, `export_dir` (or None) and `history`.
 
     Raises:
-        ConfigError, DataError: bad config or data, before anything is written.
+        ConfigError: a bad config, before anything is written.
+        DataError: data that does not fit the config, before anything is written.
     """
     config = as_run_config(config)
     with precision_policy(config):
