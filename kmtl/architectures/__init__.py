@@ -33,6 +33,8 @@ from kmtl.errors import ConfigError
 from kmtl.registry import parse_spec
 
 register = ARCHITECTURES.register
+"""Class decorator registering an `Architecture` subclass under its names
+(`Registry.register`): `@kmtl.architectures.register("name")`."""
 
 # `keras.layers.Layer` arguments every architecture takes besides its options.
 _LAYER_ARGUMENTS = ("name", "dtype", "trainable")

@@ -141,3 +141,5 @@ class Architecture(keras.layers.Layer):
 
 
 ARCHITECTURES = Registry("architecture", Architecture, fixed=("task_names",))
+"""The registry of architectures (`kmtl.registry.Registry`); `task_names` is
+supplied by the caller, so it is not listed as an option."""

@@ -108,6 +108,7 @@ class Gate:
 
 
 GATES = Registry("gate", Gate, keras_serializable=False)
+"""The registry of gates (`kmtl.registry.Registry`): `"softmax"`, `"dselect_k"`."""
 
 
 @GATES.register("softmax")

@@ -20,6 +20,7 @@ from sklearn.model_selection import train_test_split
 from kmtl.errors import ConfigError
 
 SPLIT_METHODS = ("random", "per_task", "stratified")
+"""The methods of `split_frame` (and of the run config's `data.split.method`)."""
 
 
 def _strata(frame, tasks, method):

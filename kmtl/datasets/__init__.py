@@ -19,7 +19,9 @@ from kmtl.datasets.synthetic import synthetic_feature_names
 from kmtl.datasets.synthetic import synthetic_tasks
 
 get = DATASETS.get
+"""A built-in data set by name: `get("penguins")` (`Registry.get`)."""
 list_datasets = DATASETS.names
+"""The built-in data set names, sorted: `["census_income", "penguins"]`."""
 
 __all__ = [
     "Dataset",

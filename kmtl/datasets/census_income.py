@@ -32,9 +32,12 @@ CENSUS_COLUMNS = [
 ]
 CENSUS_NUMERIC = ["age", "wage_per_hour", "capital_gains", "capital_losses",
                   "stock_dividends", "num_emp", "weeks_worked"]
+"""The numeric feature columns of Census-Income."""
 CENSUS_NOT_FEATURES = ("instance_weight", "income_50k", "marital_stat")
 CENSUS_CATEGORICAL = [c for c in CENSUS_COLUMNS
                       if c not in CENSUS_NUMERIC and c not in CENSUS_NOT_FEATURES]
+"""The categorical feature columns of Census-Income: every column but the
+numeric ones, the instance weight and the two targets."""
 CENSUS_READ_OPTIONS = {"header": None, "names": CENSUS_COLUMNS,
                        "skipinitialspace": True, "na_values": ["?"],
                        "keep_default_na": False}

@@ -8,6 +8,8 @@ PENGUIN_FEATURES = {
     "numeric": ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "year"],
     "categorical": ["island"],
 }
+"""The penguin feature columns by kind: `{"numeric": [...], "categorical":
+[...]}`."""
 
 
 def penguin_tasks():

@@ -11,6 +11,7 @@ from kmtl._checks import check_float
 from kmtl.tasks import Task
 
 SYNTHETIC_TARGETS = ("y1", "y2")
+"""The label columns of `make_synthetic_tasks`."""
 
 
 def synthetic_feature_names(num_features=100):

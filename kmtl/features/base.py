@@ -26,12 +26,16 @@ from kmtl.errors import DataError
 from kmtl.registry import Registry
 
 MISSING_STRING = ""
+"""The category a missing string value becomes."""
 MISSING_INT = -1
+"""The code a missing integer categorical value becomes."""
 
 # Kinds that are planned but not built: the reason a feature cannot use them yet.
 RESERVED_KINDS = {
     "text": "text features are not supported yet; declare it categorical or drop it.",
 }
+"""Feature kinds that are planned but not built, with the message a feature of
+that kind gets: `{kind: reason}`."""
 
 
 class Feature:
@@ -195,6 +199,8 @@ def _category_text(value):
 # === The registry ===
 
 FEATURE_KINDS = Registry("feature kind", Feature, keras_serializable=False)
+"""The registry of feature kinds (`kmtl.registry.Registry`): `"numeric"`,
+`"categorical"`."""
 
 
 def register(*names):

@@ -15,6 +15,8 @@ from kmtl.features.base import register
 from kmtl.layers import StackedEmbedding
 
 CATEGORICAL_ENCODINGS = ("embedding", "one_hot")
+"""How categorical features enter the model (`build_model`'s
+`categorical_encoding`)."""
 
 
 @register("categorical")

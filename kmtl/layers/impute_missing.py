@@ -30,6 +30,10 @@ class ImputeMissing(keras.layers.Layer):
     Output shape:
         `(batch, 2 * features)`: the filled values, then the indicators.
 
+    Raises:
+        ValueError: when built, `indicators` does not have one entry per input
+            column.
+
     Examples:
         >>> ImputeMissing()(np.array([[1.0, np.nan]])).numpy().tolist()
         [[1.0, 0.0, 0.0, 1.0]]

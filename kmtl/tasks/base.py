@@ -32,6 +32,8 @@ from kmtl.tasks.derived import check_derived_from
 # The reduction every task loss uses: the mean over the labelled rows of a batch.
 # Keras divides with `divide_no_nan`, so a batch without labels for a task adds 0.
 LOSS_REDUCTION = "mean_with_sample_weight"
+"""The Keras loss reduction of every task loss: the mean over the labelled rows
+of a batch (0 for a batch without labels)."""
 
 
 class Task:
@@ -462,6 +464,8 @@ def _plain(value):
 # === The registry ===
 
 TASK_TYPES = Registry("task type", Task, keras_serializable=False)
+"""The registry of task types (`kmtl.registry.Registry`): `"binary"`,
+`"multiclass"`, `"multilabel"`, `"regression"`."""
 
 
 def register(*names):

@@ -124,4 +124,8 @@ class Weighting(keras.layers.Layer):
 # the field's standard names (the first is canonical) and as a Keras
 # serializable, so `.keras` files holding it load without `custom_objects`.
 WEIGHTINGS = Registry("weighting", Weighting, default="static")
+"""The registry of weightings (`kmtl.registry.Registry`); None looks up
+`"static"`."""
 register = WEIGHTINGS.register
+"""Class decorator registering a `Weighting` subclass under its names
+(`Registry.register`): `@kmtl.weighting.register("name")`."""
