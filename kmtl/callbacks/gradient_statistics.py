@@ -12,22 +12,30 @@ class GradientStatistics(keras.callbacks.Callback):
     """Logs per-task gradient norms and pairwise gradient cosines of the shared
     variables, every `every` epochs, on fixed batches.
 
-    Adds `<task>_grad_norm` and `grad_cosine_<task_a>_<task_b>` to the epoch logs,
-    so a `keras.callbacks.TensorBoard` placed after it in the callback list writes
-    them. The gradients are those of each task's unweighted loss (see
-    `MultiTaskModel.task_gradients`), averaged over the given batches; a negative
-    cosine is a conflict between two tasks (Yu et al., "Gradient Surgery for
-    Multi-Task Learning", NeurIPS 2020). Computing them costs one backward pass
+    Adds `<task>_grad_norm` and `grad_cosine_<task_a>_<task_b>` to the epoch logs, so a
+    `keras.callbacks.TensorBoard` placed after it in the callback list writes them. The
+    gradients are those of each task's unweighted loss (see
+    `MultiTaskModel.task_gradients`), averaged over the given batches; a negative cosine
+    is a conflict between two tasks (Yu et al., "Gradient Surgery for Multi-Task
+    Learning", NeurIPS 2020, arXiv:2001.06782). Computing them costs one backward pass
     per task per batch, only on logging epochs, so training is not slowed.
 
     Args:
         data: a dataset of `(features, labels, sample_weights)` batches, e.g.
             `make_dataset(validation, ...)`; at most `batches` are used.
         every: int, default 1. Log every `every` epochs.
-        batches: int, default 1.
+        batches: int, default 1. The number of batches of `data` the
+            gradients are averaged over.
 
     Raises:
         ValueError: `every` or `batches` is not a positive integer.
+
+    Examples:
+        ```python
+        statistics = kmtl.callbacks.GradientStatistics(probe, every=1)
+        model.fit(train, validation_data=val, epochs=10,
+                  callbacks=[statistics, keras.callbacks.TensorBoard("logs")])
+        ```
     """
 
     def __init__(self, data, every=1, batches=1):
