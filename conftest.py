@@ -18,6 +18,10 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 import pytest  # noqa: E402
 
 REPO = os.path.dirname(os.path.abspath(__file__))
+
+# `--markdown-docs` imports every .py file it is given to read its docstrings;
+# docs/snippets holds example code that trains and writes files when imported.
+collect_ignore_glob = ["docs/snippets/*.py"]
 CENSUS_FILES = ("census-income.data.gz", "census-income.test.gz")
 
 
@@ -33,12 +37,14 @@ def _registries():
 
 
 @pytest.fixture(autouse=True)
-def _markdown_block_sandbox(request, tmp_path, monkeypatch):
+def _markdown_block_sandbox(request):
     """For a markdown code block only: run in `tmp_path` (with `examples/` linked)
-    and restore the plug-in registries afterwards."""
+    and restore the plug-in registries afterwards. Other tests get nothing."""
     if request.node.get_closest_marker("markdown-docs") is None:
         yield
         return
+    tmp_path = request.getfixturevalue("tmp_path")
+    monkeypatch = request.getfixturevalue("monkeypatch")
     os.symlink(os.path.join(REPO, "examples"), tmp_path / "examples")
     monkeypatch.chdir(tmp_path)
     registries = _registries()
