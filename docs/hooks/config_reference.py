@@ -10,6 +10,7 @@ weighting's, with the meanings from their docstrings' `Args:`.
 """
 
 import inspect
+import logging
 import os
 import types
 import typing
@@ -26,6 +27,10 @@ from pydantic_core import PydanticUndefined  # noqa: E402
 
 PAGE = "reference/config.md"
 SOURCE = "kmtl/runs/config.py"
+
+# A key without a meaning is a warning, so `mkdocs build --strict` fails on it.
+log = logging.getLogger("mkdocs.hooks.config_reference")
+_undocumented = []
 
 
 # === Values and types as a reader writes them in YAML ===
@@ -135,7 +140,11 @@ def _default(field):
 
 
 def _cell(text):
-    return " ".join(str(text or "").split()).replace("|", "\\|")
+    """`text` on one line, fit for a table cell: a `|` outside code spans is
+    escaped (Python-Markdown's tables leave pipes inside code spans alone)."""
+    parts = " ".join(str(text or "").split()).split("`")
+    return "`".join(part if k % 2 else part.replace("|", "\\|")
+                    for k, part in enumerate(parts))
 
 
 def _table(header, rows):
@@ -188,6 +197,8 @@ def _section_table(model, path):
             meaning = (field.description or summary) + f" ([keys](#{anchor}))"
             rows.append((_code(key), _field_type(field), _default(field), meaning))
         else:
+            if not field.description:
+                _undocumented.append(f"{SOURCE}: `{key}` has no description")
             rows.append((_code(key), _field_type(field), _default(field),
                          field.description))
     return _table(("key", "type", "default", "meaning"), rows)
@@ -222,6 +233,9 @@ def _arguments_table(cls, names, skip=()):
         default = ("" if parameter is None
                    or parameter.default is inspect.Parameter.empty
                    else _code(_yaml(parameter.default)))
+        if not meanings.get(name):
+            _undocumented.append(f"{cls.__module__}.{cls.__name__}: argument "
+                                 f"`{name}` is not in its docstring's Args")
         rows.append((_code(name), default, meanings.get(name, "")))
     return _table(("argument", "default", "meaning"), rows)
 
@@ -306,5 +320,8 @@ def config_reference():
 
 
 def on_files(files, config):
+    _undocumented.clear()
     files.append(File.generated(config, PAGE, content=config_reference()))
+    for problem in _undocumented:
+        log.warning(f"Config reference: {problem}.")
     return files
