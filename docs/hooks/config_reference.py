@@ -12,11 +12,15 @@ weighting's, with the meanings from their docstrings' `Args:`.
 import inspect
 import logging
 import os
+import sys
 import types
 import typing
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# The reference describes this checkout's kmtl, installed or not.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))))
 
 import annotated_types  # noqa: E402
 import griffe  # noqa: E402
