@@ -226,13 +226,11 @@ def _arguments_doc(obj):
     return meanings
 
 
-def _arguments_table(cls, names, skip=()):
+def _arguments_table(cls, names):
     signature = inspect.signature(cls.__init__)
     meanings = {**_arguments_doc(cls.__init__), **_arguments_doc(cls)}
     rows = []
     for name in names:
-        if name in skip:
-            continue
         parameter = signature.parameters.get(name)
         default = ("" if parameter is None
                    or parameter.default is inspect.Parameter.empty
@@ -256,6 +254,10 @@ def _task_keys():
     meanings = _arguments_doc(Task)
     names = [n for n in inspect.signature(Task.__init__).parameters
              if n not in ("self", "name", "type")]
+    for name in names:
+        if not meanings.get(name):
+            _undocumented.append(f"kmtl.tasks.Task: argument `{name}` is not in "
+                                 f"its docstring's Args")
     return _table(("key", "meaning"),
                   [(_code(f"tasks[].{n}"), meanings.get(n, "")) for n in names])
 
@@ -272,10 +274,18 @@ def _architecture_options():
     return "\n\n".join(parts)
 
 
+def _aliases(registry):
+    """`"`ew` (`static`), `uw` (`uncertainty`)"`: the names that are not
+    canonical, each with its canonical name."""
+    canonical = registry.names()
+    return ", ".join(f"`{name}` (`{registry.get_class(name).registered_name}`)"
+                     for name in registry.list() if name not in canonical)
+
+
 def _weighting_arguments():
     from kmtl.weighting import WEIGHTINGS
 
-    parts = []
+    parts = [f"Aliases: {_aliases(WEIGHTINGS)}."] if _aliases(WEIGHTINGS) else []
     for name in WEIGHTINGS.names():
         cls = WEIGHTINGS.get_class(name)
         options = WEIGHTINGS.options(name)
@@ -318,8 +328,9 @@ def config_reference():
         "lists the ones it takes.\n\n" + _architecture_options())
     parts.append(
         "## `training.weighting`\n\nA registered name, or a spec string with "
-        "arguments such as `cagrad(c=0.4)`; `ew` and `uw` are aliases of "
-        "`static` and `uncertainty`.\n\n" + _weighting_arguments())
+        "arguments such as `cagrad(c=0.4)`; null is `static`. The same names "
+        "and arguments serve `compare.variants[].weighting`.\n\n"
+        + _weighting_arguments())
     return "\n\n".join(parts) + "\n"
 
 
