@@ -7,6 +7,11 @@ leaves to a plug-in are read from the plug-in itself: the task keys from
 `kmtl.Task`'s arguments, `model.options` from each registered architecture's
 constructor and `training.weighting`'s arguments from each registered
 weighting's, with the meanings from their docstrings' `Args:`.
+
+A key without a meaning is a build warning, so `mkdocs build --strict` fails
+on it. kmtl is imported once per process: under `mkdocs serve`, restart the
+server to see a changed description on this page (the API reference, read
+from the source by griffe, updates on its own).
 """
 
 import inspect
