@@ -57,6 +57,22 @@ def penguins_train(tmp):
     return _tail_from(out, "     split")
 
 
+def census_train(tmp):
+    """`kmtl train examples/census_income.yaml`: the table printed at the end
+    (None without the Census-Income files)."""
+    census = _census_dir()
+    if census is None:
+        return None
+    os.symlink(os.path.join(REPO, "examples"), os.path.join(tmp, "examples"))
+    out, err, code = _run([os.path.join(BIN, "kmtl"), "train",
+                           "examples/census_income.yaml", "--data-dir", census], tmp)
+    if code:
+        raise RuntimeError(err)
+    table = _tail_from(out, "     split").splitlines()
+    return "\n".join(line for line in table if not line.startswith(
+        ("SavedModel", "TensorBoard", "Run directory")))
+
+
 def config_errors(tmp):
     """Two refused configs: `kmtl train bad.yaml` and `--epochs 0`."""
     os.symlink(os.path.join(REPO, "examples"), os.path.join(tmp, "examples"))
@@ -81,7 +97,7 @@ def multi_input_digits(tmp):
     return re.sub(r"/tmp/kmtl-digits-\w+", "…", out)
 
 
-COMMANDS = {f.__name__: f for f in (penguins_train, config_errors,
+COMMANDS = {f.__name__: f for f in (penguins_train, census_train, config_errors,
                                     multi_input_digits)}
 
 FENCE = re.compile(r"^(`{3,})([^\n`]*)\n(.*?)^\1[ \t]*$", re.MULTILINE | re.DOTALL)
