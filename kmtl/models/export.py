@@ -11,6 +11,7 @@ from kmtl.data.pipeline import TF_DTYPES
 from kmtl.errors import ConfigError
 
 SIGNATURE_NAME = "serving_default"
+"""The name of the exported serving signature (TF Serving's default)."""
 
 
 def existing_versions(base_dir):

@@ -78,6 +78,8 @@ VERDICT_SPLITS = ("validation", "test")
 VERBOSITY = (0, 1, 2, "auto")
 DIRECTIONS = {1: 1, -1: -1, "higher": 1, "lower": -1}
 SINGLE_TASK = "single_task"
+"""The name of the single-task baselines in a compare report; no variant may
+take it."""
 YAML_BOOLEANS = ("true", "false", "yes", "no", "on", "off")
 NAME_CHARACTERS = "letters, digits, '_', '.' or '-'"
 

@@ -27,6 +27,7 @@ from kmtl.features import resolve_features
 from kmtl.runs.config import as_run_config
 
 SPLITS = ("train", "validation", "test")
+"""The names of the splits, in order."""
 _ROW = "__kmtl_row__"
 
 __all__ = [

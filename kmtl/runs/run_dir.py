@@ -26,10 +26,16 @@ from kmtl.runs.config import parse_config
 from kmtl.runs.config import parse_stored_config
 
 CONFIG_FILE = "config.yaml"
+"""The resolved config, with the fitted task fields and the features used."""
 SPLIT_FILE = "split.json"
+"""The record of the split: row positions or the held-out files' row counts and
+content hashes."""
 MODEL_FILE = "model.keras"
+"""The trained model, as `keras.Model.save` writes it."""
 METRICS_FILE = "metrics.json"
+"""The held-out metrics, `{split: {task: {metric: value}}}`."""
 LOG_DIR = "logs"
+"""The TensorBoard logs."""
 
 __all__ = ["CONFIG_FILE", "LOG_DIR", "METRICS_FILE", "MODEL_FILE", "SPLIT_FILE",
            "RunDir", "resolved_config"]
