@@ -88,6 +88,22 @@ def config_errors(tmp):
     return "\n".join(shown)
 
 
+def data_error(tmp):
+    """A table with a label outside the declared classes."""
+    code = ("import kmtl\n"
+            "frame = kmtl.datasets.load_penguins()\n"
+            "frame.loc[0, 'species'] = 'Emperor'\n"
+            "frame.to_csv('penguins.csv', index=False)\n")
+    _run([sys.executable, "-c", code], tmp)
+    with open(os.path.join(tmp, "emperor.yaml"), "w") as f:
+        f.write("data: {train: penguins.csv, split: {method: random}}\n"
+                "tasks:\n"
+                "  - {name: species, type: multiclass,"
+                " classes: [Adelie, Chinstrap, Gentoo]}\n")
+    _, err, code = _run([os.path.join(BIN, "kmtl"), "train", "emperor.yaml"], tmp)
+    return _tail_from(err, "kmtl train:")
+
+
 def multi_input_digits(tmp):
     """`examples/multi_input_digits.py`: per-task test metrics and the paths."""
     out, err, code = _run([sys.executable, os.path.join(REPO, "examples",
@@ -98,7 +114,7 @@ def multi_input_digits(tmp):
 
 
 COMMANDS = {f.__name__: f for f in (penguins_train, census_train, config_errors,
-                                    multi_input_digits)}
+                                    data_error, multi_input_digits)}
 
 FENCE = re.compile(r"^(`{3,})([^\n`]*)\n(.*?)^\1[ \t]*$", re.MULTILINE | re.DOTALL)
 INCLUDE = re.compile(r'^--8<-- "docs/snippets/([\w.-]+)\.txt"\n$')
