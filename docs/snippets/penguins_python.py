@@ -30,5 +30,5 @@ metrics = model.evaluate(make_dataset(test, features, tasks, 64), return_dict=Tr
                          verbose=0)
 for name, value in metrics.items():
     print(f"{name:19} {value:.4f}")
-model.save("penguins.keras")                             # reloads without custom_objects
+model.save("penguins.keras")                             # loads without custom_objects
 print(kmtl.export_saved_model(model, "saved_models/penguins"))  # -> .../1
