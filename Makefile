@@ -44,7 +44,7 @@ lint: $(STAMP)
 
 ## Build the documentation site into site/ (a broken link or a missing API object fails).
 docs: $(STAMP)
-	$(VENV)/bin/mkdocs build --strict
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
 clean:
 	rm -rf $(VENV) .venv-deepctr build site *.egg-info .pytest_cache
