@@ -19,9 +19,13 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/kmtl train examples/penguins.yaml
 
-## Run the whole test suite (census tests read ../shared/data/census-income or KMTL_DATA_DIR).
+## Run the whole test suite (census tests read ../shared/data/census-income or KMTL_DATA_DIR),
+## then every Python block of README.md and docs/ (pytest-markdown-docs) and the check
+## that the outputs they show are the ones docs/scripts/make_outputs.py wrote.
 test: $(STAMP)
 	$(PY) -m pytest -q
+	$(PY) -m pytest -q -p no:cacheprovider --markdown-docs \
+		--markdown-docs-syntax=superfences README.md docs/
 
 DEEPCTR_STAMP := .venv-deepctr/.installed
 
@@ -39,7 +43,7 @@ bench: $(STAMP) $(DEEPCTR_STAMP)
 
 ## ruff, and the import-linter contracts of .importlinter (layers import downward only).
 lint: $(STAMP)
-	$(VENV)/bin/ruff check kmtl tests benchmarks examples
+	$(VENV)/bin/ruff check kmtl tests benchmarks examples docs/hooks docs/scripts conftest.py
 	$(VENV)/bin/lint-imports --no-cache
 
 ## Build the documentation site into site/ (a broken link or a missing API object fails).

@@ -18,6 +18,7 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from kmtl.errors import ConfigError
+from kmtl.errors import DataError
 
 SPLIT_METHODS = ("random", "per_task", "stratified")
 """The methods of `split_frame` (and of the run config's `data.split.method`)."""
@@ -36,7 +37,11 @@ def _strata(frame, tasks, method):
         parts.append(key)
     strata = pd.Series(["|".join(p) for p in zip(*parts)], index=frame.index)
     counts = strata.map(strata.value_counts())
-    return strata.where(counts >= 3, "rare").to_numpy()
+    strata = strata.where(counts >= 3, "rare")
+    if (strata == "rare").sum() == 1:
+        # One rare row alone cannot be stratified: it joins the largest stratum.
+        strata = strata.replace("rare", strata.value_counts().index[0])
+    return strata.to_numpy()
 
 
 def split_frame(frame, tasks, method="stratified", validation=0.1, test=0.1, seed=0):
@@ -58,6 +63,8 @@ def split_frame(frame, tasks, method="stratified", validation=0.1, test=0.1, see
 
     Raises:
         ConfigError: unknown method or fractions outside [0, 1) summing to >= 1.
+        DataError: too few held-out rows to stratify by `method` (the message
+            names the counts and suggests `random`).
     """
     if method not in SPLIT_METHODS:
         raise ConfigError(f"split.method: unknown method {method!r}. Use one of "
@@ -77,9 +84,16 @@ def split_frame(frame, tasks, method="stratified", validation=0.1, test=0.1, see
     holdout = n_validation + n_test
     if holdout == 0:
         return frame.reset_index(drop=True), frame.iloc[:0], frame.iloc[:0]
-    train_idx, rest_idx = train_test_split(
-        index, test_size=holdout, random_state=seed,
-        stratify=None if strata is None else strata)
+    try:
+        train_idx, rest_idx = train_test_split(
+            index, test_size=holdout, random_state=seed,
+            stratify=None if strata is None else strata)
+    except ValueError as error:
+        # Too few held-out rows for the strata (a small table, many classes).
+        raise DataError(
+            f"split.method {method!r} cannot stratify {len(frame)} rows into "
+            f"{n_validation} validation and {n_test} test rows: {error} Use "
+            f"split.method: random, or larger validation/test fractions.") from None
     if n_test == 0 or n_validation == 0:
         val_idx, test_idx = (rest_idx, rest_idx[:0]) if n_test == 0 else (
             rest_idx[:0], rest_idx)

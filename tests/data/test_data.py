@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
+import kmtl
 from kmtl.data import combine_task_tables
 from kmtl.data import make_dataset
 from kmtl.data import read_table
@@ -460,3 +461,26 @@ def test_unlabelled_rows_get_weight_zero_and_placeholder(tiny_frame, fitted):
     _, y, weight = next(iter(make_dataset(frame, features, tasks, batch_size=6)))
     np.testing.assert_array_equal(weight["kind"].numpy(), [0, 1, 1, 1, 1, 0])
     np.testing.assert_array_equal(y["kind"].numpy(), [0, 0, 2, 0, 1, 0])
+
+
+def test_a_single_row_of_a_class_is_split_without_error():
+    # A class seen once (a label error, a new species) is one rare row: it
+    # cannot be stratified alone, so it joins the largest stratum.
+    frame = kmtl.datasets.load_penguins()
+    frame.loc[0, "species"] = "Emperor"
+    tasks = [kmtl.Task("species", "multiclass")]
+    parts = split_frame(frame, tasks, "stratified", validation=0.15, test=0.15)
+    assert [len(p) for p in parts] == [240, 52, 52]
+    assert sum((p["species"] == "Emperor").sum() for p in parts) == 1
+
+
+def test_too_few_held_out_rows_to_stratify_is_a_data_error():
+    frame = pd.DataFrame({"x": np.arange(30.0), "k": list("abcdefghij") * 3})
+    with pytest.raises(DataError, match=r"split\.method 'stratified' cannot "
+                                        r"stratify 30 rows into 3 validation and "
+                                        r"3 test rows: .* Use split\.method: "
+                                        r"random"):
+        split_frame(frame, [kmtl.Task("k", "multiclass")], "stratified",
+                    validation=0.1, test=0.1)
+    assert [len(p) for p in split_frame(frame, [kmtl.Task("k", "multiclass")],
+                                        "random", 0.1, 0.1)] == [24, 3, 3]
