@@ -10,17 +10,25 @@ Methods:
   are labelled and by the label values of the tasks whose type stratifies
   (`Task.strata`: binary and multiclass), so class balance is the same in every
   split.
+- `ordered`: for a table ordered in time. Rows are sorted by the `order_by`
+  column (or kept in table order), and cut into train, then validation, then
+  test, so validation and test hold the latest rows and nothing of the future
+  leaks into training or early stopping.
+- `group`: rows sharing a value of the `group_by` column (a user, a session, a
+  patient) stay on one side; the fractions are fractions of the groups
+  (`sklearn.model_selection.GroupShuffleSplit`).
 Rare strata (fewer members than there are splits) are pooled into one stratum.
 """
 
 import numpy as np
 import pandas as pd
+from sklearn.model_selection import GroupShuffleSplit
 from sklearn.model_selection import train_test_split
 
 from kmtl.errors import ConfigError
 from kmtl.errors import DataError
 
-SPLIT_METHODS = ("random", "per_task", "stratified")
+SPLIT_METHODS = ("random", "per_task", "stratified", "ordered", "group")
 """The methods of `split_frame` (and of the run config's `data.split.method`)."""
 
 
@@ -44,19 +52,24 @@ def _strata(frame, tasks, method):
     return strata.to_numpy()
 
 
-def split_frame(frame, tasks, method="stratified", validation=0.1, test=0.1, seed=0):
+def split_frame(frame, tasks, method="stratified", validation=0.1, test=0.1, seed=0,
+                order_by=None, group_by=None):
     """Splits a frame into train, validation and test frames.
 
     Args:
         frame: the DataFrame.
         tasks: list of `kmtl.Task` (their target columns define the strata).
         method: str. One of `"random"`, `"per_task"`, `"stratified"` (default,
-            the run config's default too).
+            the run config's default too), `"ordered"`, `"group"`.
         validation: float in [0, 1). The fraction of rows for validation; 0
             gives an empty split.
         test: float in [0, 1). The fraction of rows for test; 0 gives an empty
             split.
-        seed: int. Same seed, same split.
+        seed: int. Same seed, same split (`ordered` does not use it).
+        order_by: str or None. With `ordered`: the column to sort by (a time
+            stamp, a date); None keeps the table's row order.
+        group_by: str. With `group` (required): the column whose rows stay
+            together.
 
     Returns:
         `(train, validation, test)` DataFrames (index reset).
@@ -64,7 +77,8 @@ def split_frame(frame, tasks, method="stratified", validation=0.1, test=0.1, see
     Raises:
         ConfigError: unknown method or fractions outside [0, 1) summing to >= 1.
         DataError: too few held-out rows to stratify by `method` (the message
-            names the counts and suggests `random`).
+            names the counts and suggests `random`); an `order_by` or
+            `group_by` column that is absent or has missing values.
     """
     if method not in SPLIT_METHODS:
         raise ConfigError(f"split.method: unknown method {method!r}. Use one of "
@@ -76,7 +90,13 @@ def split_frame(frame, tasks, method="stratified", validation=0.1, test=0.1, see
     if validation + test >= 1:
         raise ConfigError(f"split.validation + split.test must be < 1. Received: "
                           f"{validation} + {test}.")
-    strata = _strata(frame, tasks, method)
+    if order_by is not None and method != "ordered":
+        raise ConfigError(f"split.order_by applies to split.method 'ordered' only. "
+                          f"Received: method={method!r}, order_by={order_by!r}")
+    if (group_by is None) == (method == "group"):
+        raise ConfigError(f"split.group_by names the column whose rows stay "
+                          f"together, with split.method 'group' (and only then). "
+                          f"Received: method={method!r}, group_by={group_by!r}")
     index = np.arange(len(frame))
     # Whole row counts: 0.1 + 0.2 is 0.30000000000000004 in floating point.
     n_validation = int(round(validation * len(frame)))
@@ -84,6 +104,14 @@ def split_frame(frame, tasks, method="stratified", validation=0.1, test=0.1, see
     holdout = n_validation + n_test
     if holdout == 0:
         return frame.reset_index(drop=True), frame.iloc[:0], frame.iloc[:0]
+    if method == "ordered":
+        order = index if order_by is None else _order(frame, order_by)
+        n_train = len(frame) - holdout
+        return _take(frame, order[:n_train], order[n_train:n_train + n_validation],
+                     order[n_train + n_validation:])
+    if method == "group":
+        return _group_split(frame, group_by, validation, test, seed)
+    strata = _strata(frame, tasks, method)
     try:
         train_idx, rest_idx = train_test_split(
             index, test_size=holdout, random_state=seed,
@@ -103,6 +131,49 @@ def split_frame(frame, tasks, method="stratified", validation=0.1, test=0.1, see
             rest_strata = None
         val_idx, test_idx = train_test_split(
             rest_idx, test_size=n_test, random_state=seed, stratify=rest_strata)
-    take = [frame.iloc[np.sort(i)].reset_index(drop=True)
-            for i in (train_idx, val_idx, test_idx)]
-    return tuple(take)
+    return _take(frame, train_idx, val_idx, test_idx)
+
+
+def _take(frame, *positions):
+    """The rows at each array of `positions`, in table order, index reset."""
+    return tuple(frame.iloc[np.sort(p)].reset_index(drop=True) for p in positions)
+
+
+def _column(frame, name, key):
+    if name not in frame.columns:
+        raise DataError(f"split.{key}: column {name!r} not found in the data. "
+                        f"Available columns: {list(frame.columns)}.")
+    column = frame[name]
+    if column.isna().any():
+        raise DataError(f"split.{key}: column {name!r} has {int(column.isna().sum())} "
+                        f"missing value(s); every row needs one to be split. Fill "
+                        f"or drop those rows.")
+    return column
+
+
+def _order(frame, order_by):
+    """Row positions sorted by `order_by` (stable: ties keep table order)."""
+    column = _column(frame, order_by, "order_by")
+    return np.argsort(column.to_numpy(), kind="stable")
+
+
+def _group_split(frame, group_by, validation, test, seed):
+    """Whole groups to each side: holdout groups first, then validation vs test
+    among them; the fractions are of the groups."""
+    groups = _column(frame, group_by, "group_by").to_numpy()
+    index = np.arange(len(frame))
+    if len(np.unique(groups)) < 3:
+        raise DataError(f"split.group_by: column {group_by!r} has "
+                        f"{len(np.unique(groups))} distinct value(s); a group "
+                        f"split needs at least 3 (train, validation, test).")
+    holdout = validation + test
+    outer = GroupShuffleSplit(n_splits=1, test_size=holdout, random_state=seed)
+    train_idx, rest_idx = next(outer.split(index, groups=groups))
+    if validation == 0 or test == 0:
+        empty = rest_idx[:0]
+        return _take(frame, train_idx, *((rest_idx, empty) if test == 0
+                                         else (empty, rest_idx)))
+    inner = GroupShuffleSplit(n_splits=1, test_size=test / holdout,
+                              random_state=seed)
+    val_pos, test_pos = next(inner.split(rest_idx, groups=groups[rest_idx]))
+    return _take(frame, train_idx, rest_idx[val_pos], rest_idx[test_pos])

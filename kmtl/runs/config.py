@@ -298,7 +298,18 @@ class SplitConfig(Section):
     method: _key(Literal[SPLIT_METHODS], _choice("split method", SPLIT_METHODS),
                  description="`random`; `per_task`: stratified by which tasks "
                  "a row is labelled for; `stratified`: also by the label values "
-                 "of binary and multiclass tasks") = "stratified"
+                 "of binary and multiclass tasks; `ordered`: train, then "
+                 "validation, then test in the order of `order_by` (or of the "
+                 "table), for data ordered in time; `group`: rows with the same "
+                 "`group_by` value stay on one side") = "stratified"
+    order_by: _key(str | None, _optional(_text("a column name")),
+                   description="with `method: ordered`: the column to sort by "
+                   "(a time stamp or date); null keeps the table's row "
+                   "order") = None
+    group_by: _key(str | None, _optional(_text("a column name")),
+                   description="with `method: group` (required there): the "
+                   "column whose rows stay together (a user, a session); the "
+                   "fractions are then fractions of the groups") = None
     validation: _key(Fraction, _fraction, description="fraction of rows for "
                      "validation, used only when `data.validation` is "
                      "absent") = 0.1
@@ -310,6 +321,16 @@ class SplitConfig(Section):
 
     @model_validator(mode="after")
     def _check_sum(self):
+        if self.order_by is not None and self.method != "ordered":
+            raise _Invalid(f"{{path}}.order_by applies to method 'ordered' only. "
+                           f"Received: method={self.method!r}, "
+                           f"order_by={self.order_by!r}. Set method: ordered or "
+                           f"drop order_by.")
+        if (self.group_by is None) == (self.method == "group"):
+            raise _Invalid(f"{{path}}.group_by names the column whose rows stay "
+                           f"together, with method 'group' (and only then). "
+                           f"Received: method={self.method!r}, "
+                           f"group_by={self.group_by!r}.")
         if self.validation + self.test >= 1:
             raise _Invalid(f"{{path}}.validation + {{path}}.test must be < 1, so "
                            f"rows are left to train on. Received: "

@@ -135,7 +135,8 @@ def split_data(config, data_dir=None, tasks=None):
     numbered = frame.assign(**{_ROW: np.arange(len(frame))})
     parts = split_frame(numbered, tasks, split.method,
                         0.0 if "validation" in own else split.validation,
-                        0.0 if "test" in own else split.test, split.seed)
+                        0.0 if "test" in own else split.test, split.seed,
+                        order_by=split.order_by, group_by=split.group_by)
     frames = []
     for name, part in zip(SPLITS, parts):
         if name in own:
@@ -206,6 +207,12 @@ def prepare(config, train, tasks):
     exclude = set(section.exclude) | targets
     if config.data.key:
         exclude.add(config.data.key)
+    declared = set(section.numeric or ()) | set(section.categorical or ())
+    group_by = config.data.split.group_by
+    if group_by and group_by not in declared:
+        # A group id (a user, a session) is unseen in held-out rows by design:
+        # chosen automatically as a categorical, it would be all out-of-vocabulary.
+        exclude.add(group_by)
     features = resolve_features(train, section.numeric, section.categorical, exclude)
     for feature in features:
         feature.fit(train, max_vocabulary=section.max_vocabulary,

@@ -484,3 +484,59 @@ def test_too_few_held_out_rows_to_stratify_is_a_data_error():
                     validation=0.1, test=0.1)
     assert [len(p) for p in split_frame(frame, [kmtl.Task("k", "multiclass")],
                                         "random", 0.1, 0.1)] == [24, 3, 3]
+
+
+def _timeline(rows=100):
+    return pd.DataFrame({"t": np.arange(rows)[::-1].astype(float),
+                         "user": np.repeat(np.arange(rows // 5), 5),
+                         "y": np.arange(rows) % 2})
+
+
+def test_ordered_split_keeps_the_latest_rows_for_validation_and_test():
+    frame = _timeline()
+    tasks = [Task("y", "binary")]
+    train, validation, test = split_frame(frame, tasks, "ordered", validation=0.1,
+                                          test=0.2, order_by="t")
+    assert [len(p) for p in (train, validation, test)] == [70, 10, 20]
+    # Each part keeps the table's row order; by `t` they follow one another.
+    assert sorted(train["t"]) == list(range(70))
+    assert sorted(validation["t"]) == list(range(70, 80))
+    assert sorted(test["t"]) == list(range(80, 100))
+    # Without order_by: the table's own order (here t descends row by row).
+    train, validation, test = split_frame(frame, tasks, "ordered", 0.1, 0.2)
+    assert train["t"].min() == 30 and validation["t"].tolist() == list(
+        range(29, 19, -1)) and test["t"].max() == 19
+
+
+def test_group_split_keeps_every_group_on_one_side():
+    frame = _timeline()
+    parts = split_frame(frame, [Task("y", "binary")], "group", validation=0.2,
+                        test=0.2, group_by="user", seed=3)
+    users = [set(p["user"]) for p in parts]
+    assert [len(u) for u in users] == [12, 4, 4]  # fractions of the 20 groups
+    assert not (users[0] & users[1] or users[0] & users[2] or users[1] & users[2])
+    assert [len(p) for p in parts] == [60, 20, 20]
+
+
+@pytest.mark.parametrize("method, options, error, message", [
+    ("group", {}, ConfigError, r"split\.group_by names the column"),
+    ("random", {"order_by": "t"}, ConfigError, r"order_by applies to split\.method "
+                                               r"'ordered' only"),
+    ("ordered", {"order_by": "when"}, DataError, r"split\.order_by: column 'when' "
+                                                 r"not found"),
+    ("group", {"group_by": "y"}, DataError, r"'y' has 2 distinct value\(s\)"),
+])
+def test_ordered_and_group_splits_refuse_bad_columns(method, options, error,
+                                                     message):
+    with pytest.raises(error, match=message):
+        split_frame(_timeline(), [Task("y", "binary")], method, 0.1, 0.1,
+                    **options)
+
+
+def test_missing_order_values_are_a_data_error():
+    frame = _timeline()
+    frame.loc[3, "t"] = np.nan
+    with pytest.raises(DataError, match=r"split\.order_by: column 't' has 1 "
+                                        r"missing value"):
+        split_frame(frame, [Task("y", "binary")], "ordered", 0.1, 0.1,
+                    order_by="t")

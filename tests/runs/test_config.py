@@ -33,7 +33,8 @@ def test_defaults_are_filled_in():
     assert config["data"]["dataset"] == "penguins"
     assert config["data"]["train"] is None
     assert config["data"]["label_column"] == "label"
-    assert config["data"]["split"] == {"method": "stratified", "validation": 0.1,
+    assert config["data"]["split"] == {"method": "stratified", "order_by": None,
+                                       "group_by": None, "validation": 0.1,
                                        "test": 0.1, "seed": 0}
     assert config["model"]["architecture"] == "shared_bottom"
     assert config["model"]["options"] == {}
@@ -54,7 +55,8 @@ def test_given_values_override_defaults_and_nested_defaults_stay():
     assert config["name"] == "run"
     assert config["training"]["epochs"] == 3
     assert config["training"]["batch_size"] == 256
-    assert config["data"]["split"] == {"method": "random", "validation": 0.1,
+    assert config["data"]["split"] == {"method": "random", "order_by": None,
+                                       "group_by": None, "validation": 0.1,
                                        "test": 0.1, "seed": 0}
     assert config["model"]["options"] == {"num_experts": 4}
 
@@ -96,7 +98,8 @@ def test_unknown_deeply_nested_key_names_full_path():
     data = {"dataset": "penguins", "split": {"methods": "random"}}
     with pytest.raises(ConfigError,
                        match=r"\['methods'\] in `data.split`.*Allowed keys: "
-                             r"\['method', 'seed', 'test', 'validation'\]"):
+                             r"\['group_by', 'method', 'order_by', 'seed', 'test', "
+                             r"'validation'\]"):
         resolve_config(_minimal(data=data))
 
 
@@ -407,7 +410,8 @@ def test_split_fractions_must_leave_training_rows():
 def test_unknown_split_method():
     with pytest.raises(ConfigError, match=r"^data.split.method: unknown split method "
                                           r"'kfold'. Use one of \('random', "
-                                          r"'per_task', 'stratified'\).$"):
+                                          r"'per_task', 'stratified', 'ordered', "
+                                          r"'group'\).$"):
         resolve_config(_minimal(data={"dataset": "penguins",
                                       "split": {"method": "kfold"}}))
 
@@ -508,3 +512,21 @@ def test_a_weighting_written_as_a_dict_is_accepted():
         "weighting": {"class_name": "pcgrad", "config": {"seed": 1}}}))
     check_plugins(config, ["species"])  # no error
     assert kmtl.weighting.get(config.training.weighting).seed == 1
+
+
+def test_a_group_column_is_not_chosen_as_a_feature():
+    import numpy as np
+    import pandas as pd
+
+    from kmtl.runs.data import prepare
+
+    frame = pd.DataFrame({"user": np.repeat(np.arange(10), 3).astype(str),
+                          "x": np.arange(30.0), "y": np.arange(30) % 2})
+    raw = {"data": {"train": "t.csv", "split": {"method": "group",
+                                                "group_by": "user"}},
+           "tasks": [{"name": "y", "type": "binary"}]}
+    features = prepare(parse_config(raw), frame, [Task("y", "binary")])
+    assert [f.name for f in features] == ["x"]
+    raw["features"] = {"categorical": ["user"], "numeric": ["x"]}
+    features = prepare(parse_config(raw), frame, [Task("y", "binary")])
+    assert [f.name for f in features] == ["x", "user"]  # declared: kept
