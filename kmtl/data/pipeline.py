@@ -27,7 +27,7 @@ def _stack_features(frame, features):
         groups.setdefault(feature.dtype, []).append(feature)
     stacked = {}
     for dtype, members in groups.items():
-        names = [f.name for f in members]
+        names = [f.input_name for f in members]
         if dtype == "string":
             columns, texts, offset = [], [], 0
             for feature in members:
@@ -72,8 +72,8 @@ def make_dataset(frame, features, tasks=None, batch_size=256, shuffle=False, see
     """A `tf.data.Dataset` of batches from a DataFrame.
 
     Args:
-        frame: pandas DataFrame with the feature columns (and label columns when
-            `tasks` is given).
+        frame: pandas DataFrame with the feature columns under their own names
+            (and label columns when `tasks` is given).
         features: list of fitted `kmtl.features.Feature`.
         tasks: list of fitted `kmtl.Task`, or None for features only (predict).
         batch_size: int, rows per batch.
@@ -83,7 +83,10 @@ def make_dataset(frame, features, tasks=None, batch_size=256, shuffle=False, see
 
     Returns:
         A dataset of `(features, labels, sample_weights)` (or `features`), where
-        `features` maps each feature name to a `(batch, 1)` tensor of its raw dtype,
+        `features` maps each feature's model input name (`Feature.input_name`:
+        its column name unless that is not a valid input name, e.g.
+        `bill length (mm)` -> `bill_length_mm`) to a `(batch, 1)` tensor of
+        its raw dtype,
         `labels` maps each task name to its encoded labels and `sample_weights` maps
         each task name to a `(batch,)` float32 tensor that is 0 for unlabelled rows.
 

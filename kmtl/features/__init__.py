@@ -4,16 +4,21 @@ preprocessing.
 Feature kinds are registered classes, one file each: `NumericFeature`
 ("numeric") and `CategoricalFeature` ("categorical"); `Feature(name, kind,
 dtype)` returns an instance of the kind's class, `register` adds a kind.
+`input_name(column)` is the model input name of a column (`bill length (mm)`
+-> `bill_length_mm`).
 """
 
 from kmtl.features.base import FEATURE_KINDS
+from kmtl.features.base import INPUT_NAME_PREFIX
 from kmtl.features.base import MISSING_INT
 from kmtl.features.base import MISSING_STRING
 from kmtl.features.base import RESERVED_KINDS
 from kmtl.features.base import Feature
+from kmtl.features.base import check_input_names
 from kmtl.features.base import deserialize
 from kmtl.features.base import get
 from kmtl.features.base import infer_kind
+from kmtl.features.base import input_name
 from kmtl.features.base import list_feature_kinds
 from kmtl.features.base import register
 from kmtl.features.base import resolve_features
@@ -25,15 +30,18 @@ from kmtl.features.numeric import NumericFeature
 __all__ = [
     "CATEGORICAL_ENCODINGS",
     "FEATURE_KINDS",
+    "INPUT_NAME_PREFIX",
     "MISSING_INT",
     "MISSING_STRING",
     "RESERVED_KINDS",
     "CategoricalFeature",
     "Feature",
+    "check_input_names",
     "NumericFeature",
     "deserialize",
     "get",
     "infer_kind",
+    "input_name",
     "list_feature_kinds",
     "register",
     "resolve_features",

@@ -16,7 +16,16 @@ Each kind is a subclass of `Feature` registered in `FEATURE_KINDS`, one file eac
 `Feature(name, kind, dtype)` returns an instance of the kind's class. A new kind
 is one file: a subclass that fills in the contract below, registered with
 `@kmtl.features.register("name")`.
+
+A feature keeps its column name (`name`: what DataFrames, `make_dataset`,
+`kmtl predict` and `kmtl evaluate` use) and the name of its model input
+(`input_name`, see `input_name`): the same for a column such as `bill_length_mm`,
+sanitized for one such as `bill length (mm)`, which Keras refuses as a layer
+name and TensorFlow as a SavedModel signature key.
 """
+
+import re
+import unicodedata
 
 import numpy as np
 import pandas as pd
@@ -38,11 +47,95 @@ RESERVED_KINDS = {
 that kind gets: `{kind: reason}`."""
 
 
+# A name TensorFlow keeps as it is as a SavedModel signature key (and Keras as a
+# layer name): an ASCII letter, then ASCII letters, digits and underscores.
+_VALID_INPUT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+# Letters that Unicode does not decompose into an ASCII letter and a mark.
+_TRANSLITERATIONS = str.maketrans({
+    "ß": "ss", "ẞ": "SS", "æ": "ae", "Æ": "AE", "œ": "oe", "Œ": "OE",
+    "ø": "o", "Ø": "O", "ł": "l", "Ł": "L", "đ": "d", "Đ": "D", "ð": "d",
+    "Ð": "D", "þ": "th", "Þ": "Th", "ı": "i",
+})
+INPUT_NAME_PREFIX = "col_"
+"""What `input_name` puts before a sanitized name that does not start with a
+letter (`2nd home` -> `col_2nd_home`)."""
+
+
+def input_name(column):
+    """The model input name of a column: the column name itself when it is a
+    valid one, else a sanitized name.
+
+    A valid input name is an ASCII letter followed by ASCII letters, digits and
+    underscores (`[A-Za-z][A-Za-z0-9_]*`): Keras takes it as a layer name and
+    TensorFlow as a SavedModel signature key unchanged. Any other name is
+    sanitized: letters with accents lose them (`île` -> `ile`), a few letters
+    are transliterated (`ß` -> `ss`, `æ` -> `ae`, `ø` -> `o`), a letter of
+    another script becomes its code point (`収` -> `u53ce`), every run of other
+    characters becomes one `_`, leading and trailing `_` are dropped, and a
+    name that does not start with a letter gets the prefix `col_`. The rule
+    is fixed: a feature stores the name it got (`Feature.get_config`), so a
+    saved model keeps its inputs.
+
+    Args:
+        column: the column name (str, or anything `str` takes: an int header).
+
+    Returns:
+        str: the input name.
+
+    Examples:
+        >>> [input_name(c) for c in ["island", "bill length (mm)", "capital-gain",
+        ...                          "île", "Größe", "2nd home"]]
+        ['island', 'bill_length_mm', 'capital_gain', 'ile', 'Grosse', 'col_2nd_home']
+    """
+    text = str(column)
+    if _VALID_INPUT_NAME.fullmatch(text):
+        return text
+    characters = []
+    for character in unicodedata.normalize(
+            "NFKD", text.translate(_TRANSLITERATIONS)):
+        if unicodedata.combining(character):
+            continue
+        if character.isascii() and character.isalnum():
+            characters.append(character)
+        elif character.isalnum():
+            characters.append(f"_u{ord(character):04x}_")
+        else:
+            characters.append("_")
+    name = re.sub("_+", "_", "".join(characters)).strip("_")
+    if not name[:1].isalpha():
+        name = INPUT_NAME_PREFIX + name if name else INPUT_NAME_PREFIX.rstrip("_")
+    return name
+
+
+def check_input_names(features):
+    """Checks that no two features get the same model input name.
+
+    Args:
+        features: list of `Feature`.
+
+    Raises:
+        ConfigError: two columns share an input name (`a b` and `a_b` are both
+            `a_b`), naming both columns and the fix.
+    """
+    seen = {}
+    for feature in features:
+        other = seen.setdefault(feature.input_name, feature)
+        if other is not feature:
+            raise ConfigError(
+                f"Feature columns {other.name!r} and {feature.name!r} both become "
+                f"the model input {feature.input_name!r} (input names keep ASCII "
+                f"letters, digits and '_'). Rename one of the columns, or leave "
+                f"one out of `features`.")
+
+
 class Feature:
     """One raw input column of the model (the base of every feature kind).
 
     Args:
-        name: str. The column name and the model's input key.
+        name: str. The column name: the key in DataFrames and the name in the
+            config. The model input is named `input_name(name)`, kept as the
+            attribute `input_name` (the same name unless the column name is not
+            a valid input name, e.g. `bill length (mm)` -> `bill_length_mm`).
         kind: str. A registered kind (`kmtl.features.list_feature_kinds()`):
             `"numeric"` or `"categorical"` (`"text"` is reserved).
             `Feature(name, kind, ...)` returns an instance of that kind's class.
@@ -104,7 +197,7 @@ class Feature:
         Args:
             features: list of fitted features of this kind, in model order (may
                 be empty: a kind still checks its options then).
-            inputs: dict `{feature name: keras.Input (batch, 1)}`.
+            inputs: dict `{feature.input_name: keras.Input (batch, 1)}`.
             **options: `build_model`'s preprocessing options
                 (`categorical_encoding`, `embedding_dim`); a kind reads its own.
 
@@ -146,6 +239,7 @@ class Feature:
             )
         self.name = name
         self.dtype = dtype
+        self.input_name = input_name(name)
 
     @property
     def kind(self):
@@ -178,12 +272,22 @@ class Feature:
     # === Config ===
 
     def get_config(self):
-        """`{"name", "kind", "dtype"}` and the kind's statistics."""
-        return {"name": self.name, "kind": self.kind, "dtype": self.dtype}
+        """`{"name", "kind", "dtype"}`, `"input_name"` when it differs from the
+        name, and the kind's statistics."""
+        config = {"name": self.name, "kind": self.kind, "dtype": self.dtype}
+        if self.input_name != self.name:
+            config["input_name"] = self.input_name
+        return config
 
     @classmethod
     def from_config(cls, config):
-        return cls(**config)
+        """The feature `get_config` described, with its stored input name."""
+        config = dict(config)
+        stored = config.pop("input_name", None)
+        feature = cls(**config)
+        if stored is not None:
+            feature.input_name = stored
+        return feature
 
     def __repr__(self):
         return f"Feature(name={self.name!r}, kind={self.kind!r}, dtype={self.dtype!r})"
@@ -330,7 +434,8 @@ def resolve_features(frame, numeric=None, categorical=None, exclude=()):
 
     Raises:
         DataError: a declared column is absent from the frame.
-        ConfigError: a declared feature is also excluded (a task target).
+        ConfigError: a declared feature is also excluded (a task target), or two
+            columns get the same model input name (`check_input_names`).
     """
     declared = list(numeric or []) + list(categorical or [])
     missing = [c for c in declared if c not in frame.columns]
@@ -355,6 +460,7 @@ def resolve_features(frame, numeric=None, categorical=None, exclude=()):
                        or pd.api.types.is_bool_dtype(column))
             dtype = "int64" if integer else "string"
             features.append(Feature(name, "categorical", dtype))
+        check_input_names(features)
         return features
     for name in frame.columns:
         if name in exclude:
@@ -363,4 +469,5 @@ def resolve_features(frame, numeric=None, categorical=None, exclude=()):
         features.append(Feature(name, kind, dtype))
     if not features:
         raise DataError("No feature columns are left after removing the targets.")
+    check_input_names(features)
     return features

@@ -27,12 +27,12 @@ class CategoricalFeature(Feature):
     A missing string is the category `""` and a missing integer code is -1,
     categories like any other; a value not seen in training maps to the one
     out-of-vocabulary index. In the model each feature goes through its lookup
-    (`<name>_lookup`) with the training vocabulary, then an embedding (default;
+    (`<input_name>_lookup`) with the training vocabulary, then an embedding (default;
     features with the same embedding size share one `StackedEmbedding` table,
     `embedding_<dim>`) or a one-hot encoding.
 
     Args:
-        name: str. The column and input name.
+        name: str. The column name (the input is `input_name(name)`).
         kind: `"categorical"` or None.
         dtype: `"string"` (default) or `"int64"`.
         vocabulary: list. The training categories, most frequent first (`fit`).
@@ -136,8 +136,8 @@ class CategoricalFeature(Feature):
             lookup = lookup_cls(
                 vocabulary=feature.vocabulary, num_oov_indices=1, mask_token=None,
                 output_mode="one_hot" if one_hot else "int",
-                name=f"{feature.name}_lookup")
-            indices[feature.name] = lookup(inputs[feature.name])
+                name=f"{feature.input_name}_lookup")
+            indices[feature.name] = lookup(inputs[feature.input_name])
         if one_hot:
             return list(indices.values())
         # Features that share an embedding size share one table.

@@ -23,7 +23,7 @@ class NumericFeature(Feature):
     feature that had no missing value in training.
 
     Args:
-        name: str. The column and input name.
+        name: str. The column name (the input is `input_name(name)`).
         kind: `"numeric"` or None.
         dtype: `"float32"` (default; the only one).
         mean: float. The training mean (`fit`).
@@ -109,8 +109,8 @@ class NumericFeature(Feature):
             raise ConfigError("Numeric features must be fitted (Feature.fit) first.")
         stacked = (
             keras.layers.Concatenate(name="numeric_features")(
-                [inputs[f.name] for f in features])
-            if len(features) > 1 else inputs[features[0].name]
+                [inputs[f.input_name] for f in features])
+            if len(features) > 1 else inputs[features[0].input_name]
         )
         normalized = keras.layers.Normalization(
             mean=[f.mean for f in features], variance=[f.variance for f in features],

@@ -7,6 +7,7 @@ from kmtl import tasks as tasks_module
 from kmtl._checks import check_rate
 from kmtl._checks import check_units
 from kmtl.errors import ConfigError
+from kmtl.features import check_input_names
 from kmtl.models.feature_encoder import encode_features
 from kmtl.models.feature_encoder import encode_inputs
 from kmtl.models.feature_encoder import encoder_inputs
@@ -66,15 +67,18 @@ def build_model(features, tasks, architecture="shared_bottom", tower_units=(64,)
 
     Returns:
         A `kmtl.MultiTaskModel` taking a dict of raw inputs (`(batch, 1)` per
-        feature, `(batch, *shape)` per encoder input) and returning
-        `{task: (batch, task.units)}`; `model.features` are the fitted
-        `features`.
+        feature, keyed by `feature.input_name`: the column name unless that is
+        not a valid input name, see `kmtl.features.input_name`; `(batch,
+        *shape)` per encoder input) and returning `{task: (batch,
+        task.units)}`; `model.features` are the fitted `features`, with their
+        column names.
 
     Raises:
         ConfigError: unknown architecture or option, bad tower sizes, duplicate
             task names or a name shared by a task, a feature and an encoder
-            input, bad `derived_from` (unknown or non-binary task, a cycle), no
-            feature and no encoder, or an encoder whose input shape is unknown.
+            input, two feature columns with the same input name, bad
+            `derived_from` (unknown or non-binary task, a cycle), no feature
+            and no encoder, or an encoder whose input shape is unknown.
 
     Examples:
         >>> cnn = keras.Sequential([keras.Input((8, 8, 1)),
@@ -92,14 +96,16 @@ def build_model(features, tasks, architecture="shared_bottom", tower_units=(64,)
         raise ConfigError(f"Tasks must be a non-empty list with distinct names. "
                           f"Received: {names}")
     encoders = dict(encoders or {})
-    input_names = [f.name for f in features] + list(encoders)
+    check_input_names(features)
+    input_names = [f.input_name for f in features] + list(encoders)
     clash = set(names) & set(input_names)
     if clash:
         raise ConfigError(f"Task name(s) {sorted(clash)} are also input names "
                           f"(features or encoders); rename the task(s).")
     if len(set(input_names)) != len(input_names):
-        raise ConfigError(f"Encoder input names must differ from the feature names. "
-                          f"Received: features {[f.name for f in features]}, "
+        raise ConfigError(f"Encoder input names must differ from the feature "
+                          f"input names. Received: features "
+                          f"{[f.input_name for f in features]}, "
                           f"encoders {sorted(encoders)}.")
     if not input_names:
         raise ConfigError("A model needs at least one feature or one encoder.")

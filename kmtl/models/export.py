@@ -1,5 +1,6 @@
 """SavedModel export laid out for TensorFlow Serving: `base_dir/<version>/`."""
 
+import json
 import os
 import shutil
 import tempfile
@@ -9,9 +10,40 @@ import tensorflow as tf
 
 from kmtl.data.pipeline import TF_DTYPES
 from kmtl.errors import ConfigError
+from kmtl.features import input_name
 
 SIGNATURE_NAME = "serving_default"
 """The name of the exported serving signature (TF Serving's default)."""
+INPUT_NAMES_FILE = os.path.join("assets", "kmtl_inputs.json")
+"""Where, in a version directory, the export writes `{column: signature input}`
+when a column is served under another name (`bill length (mm)` ->
+`bill_length_mm`); absent when every input keeps its column's name."""
+
+
+def signature_inputs(model):
+    """The `serving_default` input of each of `model`'s inputs.
+
+    A column keeps its name where TensorFlow takes it as a signature key (an
+    ASCII letter, then ASCII letters, digits and `_`); any other is served
+    under its model input name (`kmtl.features.input_name`: `bill length (mm)`
+    -> `bill_length_mm`, `capital-gain` -> `capital_gain`).
+
+    Args:
+        model: a `kmtl.MultiTaskModel`.
+
+    Returns:
+        dict `{column or encoder input: signature input}`, in the model's input
+        order.
+    """
+    columns = {f.input_name: f.name for f in model.features}
+    return {columns.get(key, key): input_name(key) for key in model.input}
+
+
+def renamed_inputs(model):
+    """The inputs `serving_default` takes under another name than the column's:
+    `{column: signature input}` (empty when every name is kept)."""
+    return {column: key for column, key in signature_inputs(model).items()
+            if column != key}
 
 
 def existing_versions(base_dir):
@@ -34,12 +66,19 @@ def export_saved_model(model, base_dir, version=None):
     """Exports `model` as a TF Serving SavedModel in `base_dir/<version>/`.
 
     The signature `serving_default` takes one input per raw feature, named after
-    the feature, of shape `(batch,)` (float32 numbers with NaN for missing values,
-    strings, or int64 codes), and one float32 input of shape `(batch, *shape)`
-    per encoder input (an image); it returns one output per task, named after the
-    task, of shape `(batch, units)` (derived tasks included): the same values as
-    `model.predict`. A model input of shape `(batch, 1)` is served as `(batch,)`;
-    any other shape is served as it is.
+    the feature's column, of shape `(batch,)` (float32 numbers with NaN for
+    missing values, strings, or int64 codes), and one float32 input of shape
+    `(batch, *shape)` per encoder input (an image); it returns one output per
+    task, named after the task, of shape `(batch, units)` (derived tasks
+    included): the same values as `model.predict`. A model input of shape
+    `(batch, 1)` is served as `(batch,)`; any other shape is served as it is.
+
+    A column name that TensorFlow refuses as a signature key (`bill length
+    (mm)`, `île`, `capital-gain`, `2nd home`) is served under the feature's
+    input name instead (`bill_length_mm`, ...; see `signature_inputs`); the
+    export then also holds `assets/kmtl_inputs.json`,
+    `{"inputs": {column: signature input}}` for every input, which TF
+    Serving ignores.
 
     The export is written to a temporary directory inside `base_dir` and renamed
     into place, so a failed export leaves no partial version and earlier versions
@@ -70,7 +109,7 @@ def export_saved_model(model, base_dir, version=None):
         raise ConfigError(f"Export version {version} exists already at {target}; "
                           f"pass another version or None for the next free one.")
 
-    specs, columns = {}, set()
+    specs, columns, keys = {}, set(), {}
     for name, tensor in model.input.items():
         dtype = keras.backend.standardize_dtype(tensor.dtype)
         dtype = TF_DTYPES.get(dtype) or tf.as_dtype(dtype)
@@ -78,11 +117,12 @@ def export_saved_model(model, base_dir, version=None):
         if shape == (1,):
             columns.add(name)
             shape = ()
-        specs[name] = tf.TensorSpec((None, *shape), dtype, name=name)
+        key = keys[name] = input_name(name)
+        specs[key] = tf.TensorSpec((None, *shape), dtype, name=key)
 
     def serve(inputs):
-        batch = {name: tf.expand_dims(value, -1) if name in columns else value
-                 for name, value in inputs.items()}
+        batch = {name: tf.expand_dims(inputs[key], -1) if name in columns
+                 else inputs[key] for name, key in keys.items()}
         return dict(model(batch, training=False))
 
     archive = keras.export.ExportArchive()
@@ -96,8 +136,21 @@ def export_saved_model(model, base_dir, version=None):
         # another user must be able to read the version directory.
         os.chmod(staging, 0o777 & ~umask)
         archive.write_out(staging, verbose=False)
+        renamed = renamed_inputs(model)
+        if renamed:
+            _write_input_names(staging, signature_inputs(model))
         os.rename(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return target
+
+
+def _write_input_names(version_dir, inputs):
+    """Writes `{column: signature input}` to `assets/kmtl_inputs.json`: a file
+    the SavedModel does not reference, so TensorFlow Serving ignores it."""
+    path = os.path.join(version_dir, INPUT_NAMES_FILE)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump({"inputs": inputs}, handle, indent=2, ensure_ascii=False)
+        handle.write("\n")

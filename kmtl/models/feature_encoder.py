@@ -27,9 +27,11 @@ from kmtl.features import list_feature_kinds
 
 
 def feature_inputs(features):
-    """One `keras.Input` of shape `(batch, 1)` per feature, keyed by name."""
+    """One `keras.Input` of shape `(batch, 1)` per feature, keyed and named by
+    the feature's `input_name` (its column name when that is a valid name; see
+    `kmtl.features.input_name`)."""
     return {
-        f.name: keras.Input(shape=(1,), dtype=f.dtype, name=f.name)
+        f.input_name: keras.Input(shape=(1,), dtype=f.dtype, name=f.input_name)
         for f in features
     }
 

@@ -44,7 +44,8 @@ class MultiTaskModel(keras.Model):
     that combines the task gradients; see `kmtl.models.steps`).
 
     Args:
-        inputs: dict of `keras.Input`, keyed by feature name.
+        inputs: dict of `keras.Input`, keyed by input name
+            (`Feature.input_name`).
         outputs: dict of tensors keyed by task name.
         name: str, the model name.
         tasks: list of `kmtl.Task` (or their config dicts), one per output.
@@ -56,7 +57,7 @@ class MultiTaskModel(keras.Model):
         **kwargs: passed to `keras.Model` (`name`, ...).
 
     Input shape:
-        dict `{feature_name: (batch, 1)}` of raw values (float32 for numeric
+        dict `{input_name: (batch, 1)}` of raw values (float32 for numeric
         features, string or int64 for categorical ones), plus `(batch,
         *shape)` per encoder input of `build_model`.
 
@@ -83,6 +84,13 @@ class MultiTaskModel(keras.Model):
         self._fitted_features = None if features is None else [
             f if isinstance(f, Feature) else Feature.from_config(dict(f))
             for f in features]
+        keys = (set(self._inputs_struct) if isinstance(self._inputs_struct, dict)
+                else set())
+        for feature in self._fitted_features or []:
+            if feature.input_name not in keys and feature.name in keys:
+                # Saved before input names were sanitized: the input is
+                # named after the column (`capital-gain`).
+                feature.input_name = feature.name
         names = [t.name for t in self.tasks]
         if sorted(names) != sorted(self.output_names):
             raise ConfigError(
@@ -137,6 +145,8 @@ class MultiTaskModel(keras.Model):
 
         The fitted features given to the constructor (with their training
         statistics), else ones derived from the inputs: name, kind and dtype.
+        A feature's `name` is its column name (what DataFrames and
+        `make_dataset` use), its `input_name` the model input's key.
         """
         if self._fitted_features is not None:
             return list(self._fitted_features)
@@ -145,7 +155,9 @@ class MultiTaskModel(keras.Model):
             if tuple(tensor.shape[1:]) != (1,):
                 continue  # an encoder input (an image, ...), not a raw feature
             kind, dtype = _FEATURE_KINDS[keras.backend.standardize_dtype(tensor.dtype)]
-            features.append(Feature(name, kind, dtype))
+            feature = Feature(name, kind, dtype)
+            feature.input_name = name
+            features.append(feature)
         return features
 
     # === Training ===
