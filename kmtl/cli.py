@@ -104,12 +104,16 @@ def cmd_predict(args):
 
 
 def cmd_export(args):
+    from kmtl.models.export import describe_renamed_inputs
     from kmtl.models.export import export_saved_model
 
     _, config, model = _open_run(args.run_dir)
     base = args.export_dir or config.export.dir or os.path.join(
         "saved_models", config.name)
     print(f"SavedModel for TF Serving: {export_saved_model(model, base)}")
+    renamed = describe_renamed_inputs(model)
+    if renamed:
+        print(renamed)
 
 
 def cmd_compare(args):

@@ -1,5 +1,6 @@
 """Helpers shared by test modules (import as `from helpers import ...`)."""
 
+import json
 import textwrap
 from pathlib import Path
 
@@ -65,19 +66,35 @@ FRESH_PROCESS = textwrap.dedent("""\
 """)
 
 
+def served_names(path):
+    """`{column: signature input}` from an export's `assets/kmtl_inputs.json`,
+    `{}` when the export has none (every input keeps its column's name)."""
+    listing = Path(path) / "assets" / "kmtl_inputs.json"
+    if not listing.is_file():
+        return {}
+    return json.loads(listing.read_text(encoding="utf-8"))["inputs"]
+
+
 def assert_export_serves(model, columns, folder):
     """Exports `model` for TF Serving into `folder`, loads the SavedModel back
     and checks that its `serving_default` signature, fed the raw `columns`
-    (`{feature: (rows,) array}`, as a client sends them), returns every task's
-    `model.predict` output under the task's name."""
+    (`{column: (rows,) array}` keyed by column name, as a client sends them,
+    under the signature names `assets/kmtl_inputs.json` gives for renamed
+    columns), returns every task's `model.predict` output under the task's
+    name. Returns the version directory."""
     import tensorflow as tf
 
     path = kmtl.export_saved_model(model, str(folder))
     serving = tf.saved_model.load(path).signatures["serving_default"]
-    served = serving(**{name: tf.constant(value) for name, value in
-                        columns.items()})
-    expected = model.predict({name: value[:, None] for name, value in
-                              columns.items()}, verbose=0)
+    keys = served_names(path)
+    assert set(serving.structured_input_signature[1]) == {
+        keys.get(name, name) for name in columns}
+    served = serving(**{keys.get(name, name): tf.constant(value)
+                        for name, value in columns.items()})
+    inputs = {f.name: f.input_name for f in model.features}
+    expected = model.predict(
+        {inputs.get(name, name): tf.constant(value[:, None]) if value.dtype == object
+         else value[:, None] for name, value in columns.items()}, verbose=0)
     assert sorted(served) == sorted(model.task_names)
     for task in model.task_names:
         np.testing.assert_allclose(served[task].numpy(), expected[task],

@@ -46,6 +46,18 @@ def renamed_inputs(model):
             if column != key}
 
 
+def describe_renamed_inputs(model):
+    """A printable note listing the inputs served under another name than their
+    column's (`renamed_inputs`), or None when every name is kept."""
+    renamed = renamed_inputs(model)
+    if not renamed:
+        return None
+    lines = [f"  {column!r} -> {key}" for column, key in renamed.items()]
+    return "\n".join([
+        f"Inputs served under another name than their column's (listed in "
+        f"{INPUT_NAMES_FILE} of the export):", *lines])
+
+
 def existing_versions(base_dir):
     """The versions exported under `base_dir`.
 

@@ -6,7 +6,9 @@ A run directory `<output-dir>/<name>-<timestamp>[-n]/` holds:
   task's fitted fields (classes, positive label, regression mean and std) and
   the features actually used, by kind (`features.numeric`,
   `features.categorical`), including those chosen automatically, so that the
-  file alone reproduces the run's inputs;
+  file alone reproduces the run's inputs; a closing comment lists the model
+  input name of each column whose name is not a valid one (`bill length
+  (mm)` -> `bill_length_mm`);
 - `split.json`: the split (see `kmtl.runs.data.split_data`): row positions of
   the train, validation and test rows in the training table, or a content
   hash of a split read from its own file;
@@ -168,10 +170,20 @@ class RunDir:
     # === config.yaml ===
 
     def write_config(self, config, tasks=None, features=None):
-        """Writes `config.yaml` (see `resolved_config`); returns the dict written."""
+        """Writes `config.yaml` (see `resolved_config`); returns the dict written.
+
+        When a feature's model input name differs from its column name
+        (`bill length (mm)` -> `bill_length_mm`, see
+        `kmtl.features.input_name`), the file ends with a comment listing
+        `column: input name` for those features.
+        """
         resolved = resolved_config(config, tasks, features)
-        with open(self.file(CONFIG_FILE), "w") as handle:
+        renamed = {f.name: f.input_name for f in features or []
+                   if f.input_name != f.name}
+        with open(self.file(CONFIG_FILE), "w", encoding="utf-8") as handle:
             yaml.safe_dump(resolved, handle, sort_keys=False)
+            if renamed:
+                handle.write(_input_names_comment(renamed))
         return resolved
 
     def read_config(self):
@@ -185,7 +197,7 @@ class RunDir:
         """
         path = self.file(CONFIG_FILE)
         try:
-            with open(path) as handle:
+            with open(path, encoding="utf-8") as handle:
                 raw = yaml.safe_load(handle)
         except FileNotFoundError:
             raise DataError(f"{self.path!r} is not a kmtl run directory: "
@@ -251,3 +263,14 @@ class RunDir:
             raise DataError(f"{path!r} is missing.") from None
         except json.JSONDecodeError as error:
             raise DataError(f"{path!r} is not valid JSON: {error}") from None
+
+
+def _input_names_comment(renamed):
+    """`{column: input name}` as a YAML comment block (the stored model holds
+    the same names in its features)."""
+    listing = yaml.safe_dump(renamed, sort_keys=False, allow_unicode=True)
+    lines = ["Model input names of the columns whose names are not valid input",
+             "names (kmtl.features.input_name); model.keras stores them with",
+             "its features and the SavedModel signature takes them:",
+             *("  " + line for line in listing.splitlines())]
+    return "".join(f"# {line}\n" for line in lines)

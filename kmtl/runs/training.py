@@ -27,6 +27,7 @@ from kmtl.errors import ConfigError
 from kmtl.errors import DataError
 from kmtl.measures.diagnostics import architecture_layer
 from kmtl.models import build_model
+from kmtl.models.export import describe_renamed_inputs
 from kmtl.models.export import export_saved_model
 from kmtl.runs.config import as_run_config
 from kmtl.runs.data import prepare_data
@@ -322,6 +323,9 @@ def _train(config, data_dir, output_dir, export_root, log):
     exported = export_saved_model(model, export_dir) if export_dir else None
     if exported:
         log(f"SavedModel for TF Serving: {exported}")
+        renamed = describe_renamed_inputs(model)
+        if renamed:
+            log(renamed)
     log(f"TensorBoard: tensorboard --logdir {run.log_dir}")
     log(f"Run directory: {run.path}")
     return {"run_dir": run.path, "metrics": result.metrics, "export_dir": exported,

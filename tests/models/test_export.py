@@ -53,7 +53,7 @@ REPO = Path(__file__).resolve().parents[2]
 # http://<host>:8501/v1/models/<MODEL_NAME>:predict; the answer is
 # {"predictions": [{"species": [3 probabilities], "sex": [P(female)],
 #   "body_mass_g": [grams]}, ...]}, one object per instance.
-# The request body the README documents, read from the file it quotes.
+# The request body the serving guide documents, read from the file it quotes.
 REST_BODY = (REPO / "examples" / "penguins_request.json").read_text()
 FEATURES = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "year", "island"]
 OUTPUT_UNITS = {"species": 3, "sex": 1, "body_mass_g": 1}
@@ -404,6 +404,6 @@ def test_census_files_names_a_failed_download(tmp_path, monkeypatch):
     assert f"{origin}/census-income.data.gz" in str(error.value)
 
 
-def test_readme_quotes_the_tested_request_body():
-    readme = (REPO / "README.md").read_text()
-    assert REST_BODY.strip() in readme
+def test_the_serving_guide_quotes_the_tested_request_body():
+    guide = (REPO / "docs" / "guides" / "serving.md").read_text()
+    assert '--8<-- "examples/penguins_request.json"' in guide
