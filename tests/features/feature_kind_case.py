@@ -18,7 +18,10 @@ What it checks, for one kind:
 - the preprocessing in a tiny model (`encode_features` on this one feature):
   output by hand, layer names and classes, and a `.keras` round trip with the
   same output; then `kmtl.build_model` with the feature, whose `.keras` round
-  trip keeps the predictions and the fitted feature.
+  trip keeps the predictions and the fitted feature;
+- the same feature on a column named `2nd f (é)`: the model input is
+  `col_2nd_f_e`, `make_dataset` and a few training steps take the frame with
+  its own column name, and the `.keras` round trip and the export serve it.
 """
 
 import dataclasses
@@ -28,8 +31,10 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import assert_export_serves
 
 import kmtl
+from kmtl.data import make_dataset
 from kmtl.errors import ConfigError
 from kmtl.errors import DataError
 from kmtl.features import FEATURE_KINDS
@@ -226,12 +231,47 @@ def check_model(name, folder):
     np.testing.assert_array_equal(again, predictions)
 
 
+ODD_COLUMN = "2nd f (é)"
+"""A column name Keras and TensorFlow refuse as it is; its input is
+`col_2nd_f_e`."""
+
+
+def check_column_name(name, folder):
+    """The feature on the column `2nd f (é)`: inputs named `col_2nd_f_e`, a few
+    training steps on the frame with its own column name, a `.keras` round
+    trip and an export that serves it."""
+    example = example_of(name)
+    frame = example_frame(example).rename(columns={"f": ODD_COLUMN})
+    feature = Feature(ODD_COLUMN, name, **example.declare).fit(frame)
+    assert feature.input_name == "col_2nd_f_e"
+    task = Task("y", "regression").fit(frame)
+    keras.utils.set_random_seed(0)
+    model = kmtl.build_model([feature], [task], "shared_bottom", units=(4,),
+                             tower_units=(), **example.options)
+    assert list(model.input) == ["col_2nd_f_e"]
+    model.compile(optimizer="adam")
+    history = model.fit(make_dataset(frame, [feature], [task], 2), epochs=1,
+                        verbose=0, shuffle=False)
+    assert np.isfinite(history.history["loss"]).all()
+    path = folder / f"{name}_odd_name.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert [(f.name, f.input_name) for f in loaded.features] == [
+        (ODD_COLUMN, "col_2nd_f_e")]
+    expected = model.predict(make_dataset(frame, [feature]), verbose=0)["y"]
+    again = loaded.predict(make_dataset(frame, loaded.features), verbose=0)["y"]
+    np.testing.assert_array_equal(again, expected)
+    assert_export_serves(loaded, {ODD_COLUMN: example.serving[:, 0]},
+                         folder / f"{name}_odd_name_export")
+
+
 def run_feature_kind_test(name, folder):
     """Every check above for the feature kind `name`; `folder` takes `.keras`
-    files (pytest's `tmp_path`)."""
+    files and exports (pytest's `tmp_path`)."""
     check_contract(name)
     check_config_round_trip(name)
     check_convert(name)
     check_fit(name)
     check_preprocessing(name, folder)
     check_model(name, folder)
+    check_column_name(name, folder)
