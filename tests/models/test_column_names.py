@@ -4,6 +4,9 @@ and serve, and models saved before input names were sanitized."""
 
 import json
 import logging
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import keras
@@ -11,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
+from helpers import FRESH_PROCESS
 from helpers import assert_export_serves
 from helpers import served_names
 
@@ -169,6 +173,41 @@ def test_export_serves_under_the_signature_names(model, frame, tmp_path,
     assert sorted(specs) == sorted(EXPECTED.values())
     assert specs["col_2nd_home"].dtype == tf.string
     assert specs["work_class"].dtype == tf.int64
+
+
+def test_a_fresh_process_serves_the_export_with_tensorflow_alone(model, frame,
+                                                               tmp_path):
+    """The renamed inputs and the asset file trouble neither a process that
+    imports TensorFlow alone nor `saved_model_cli`."""
+    path = kmtl.export_saved_model(model, str(tmp_path / "sm"))
+    rows = new_rows(frame)
+    columns = client_columns(model, rows)
+    keys = served_names(path)
+    inputs_file = tmp_path / "inputs.json"
+    inputs_file.write_text(json.dumps(
+        {keys[column]: values.tolist() for column, values in columns.items()}))
+    script = tmp_path / "serve.py"
+    script.write_text(FRESH_PROCESS)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    outputs_file = tmp_path / "outputs.npz"
+    result = subprocess.run(
+        [sys.executable, str(script), path, str(inputs_file), str(outputs_file)],
+        cwd=tmp_path, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1])["kmtl"] is False
+    served = np.load(outputs_file)
+    expected = model.predict(make_dataset(rows, model.features), verbose=0)
+    for task in model.task_names:
+        np.testing.assert_allclose(served[task], expected[task], rtol=1e-5,
+                                   atol=1e-5)
+    cli = Path(sys.executable).with_name("saved_model_cli")
+    if cli.is_file():
+        shown = subprocess.run([str(cli), "show", "--dir", path, "--all"],
+                               capture_output=True, text=True, env=env,
+                               timeout=300)
+        assert shown.returncode == 0, shown.stderr[-2000:]
+        for key in EXPECTED.values():
+            assert f"inputs['{key}']" in shown.stdout
 
 
 def test_the_note_lists_each_renamed_column(model):
