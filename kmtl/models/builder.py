@@ -103,8 +103,8 @@ def build_model(features, tasks, architecture="shared_bottom", tower_units=(64,)
         raise ConfigError(f"Task name(s) {sorted(clash)} are also input names "
                           f"(features or encoders); rename the task(s).")
     if len(set(input_names)) != len(input_names):
-        raise ConfigError(f"Encoder input names must differ from the feature "
-                          f"input names. Received: features "
+        raise ConfigError(f"Encoder input names must differ from the feature names "
+                          f"(their model input names). Received: features "
                           f"{[f.input_name for f in features]}, "
                           f"encoders {sorted(encoders)}.")
     if not input_names:
