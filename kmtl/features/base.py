@@ -249,11 +249,19 @@ class Feature:
     # === Raw values ===
 
     def _check_column(self, frame):
-        if self.name not in frame.columns:
+        if self.name in frame.columns:
+            return
+        if self.input_name in frame.columns:
             raise DataError(
-                f"Feature '{self.name}' not found in the data. Available columns: "
-                f"{list(frame.columns)}. Fix the feature list or the data."
+                f"Feature '{self.name}' not found in the data, which has its "
+                f"model input name '{self.input_name}' instead. Tables keep "
+                f"the column names the model was trained on: rename the column "
+                f"to '{self.name}'."
             )
+        raise DataError(
+            f"Feature '{self.name}' not found in the data. Available columns: "
+            f"{list(frame.columns)}. Fix the feature list or the data."
+        )
 
     def factorize(self, frame):
         """A string feature as `(codes, text)`: int32 codes `(rows,)` into the

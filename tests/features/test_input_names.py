@@ -110,3 +110,12 @@ def test_convert_reads_the_column_under_its_own_name():
     frame = pd.DataFrame({"Größe": [1.5, np.nan]})
     feature = Feature("Größe", "numeric")
     np.testing.assert_array_equal(feature.convert(frame), [1.5, np.nan])
+
+
+def test_a_table_with_the_input_name_instead_of_the_column_is_told_so():
+    feature = Feature("bill length (mm)", "numeric")
+    frame = pd.DataFrame({"bill_length_mm": [1.0]})
+    with pytest.raises(kmtl.DataError, match="has its model input name "
+                       "'bill_length_mm' instead.*rename the column to "
+                       r"'bill length \(mm\)'"):
+        feature.convert(frame)
