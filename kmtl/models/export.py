@@ -47,15 +47,16 @@ def renamed_inputs(model):
 
 
 def describe_renamed_inputs(model):
-    """A printable note listing the inputs served under another name than their
-    column's (`renamed_inputs`), or None when every name is kept."""
+    """A printable note listing the columns whose model input and serving
+    input have another name (`renamed_inputs`), or None when every name is
+    kept."""
     renamed = renamed_inputs(model)
     if not renamed:
         return None
     lines = [f"  {column!r} -> {key}" for column, key in renamed.items()]
     return "\n".join([
-        f"Inputs served under another name than their column's (listed in "
-        f"{INPUT_NAMES_FILE} of the export):", *lines])
+        f"Columns the model and the SavedModel signature take under another "
+        f"name (an export lists them in {INPUT_NAMES_FILE}):", *lines])
 
 
 def existing_versions(base_dir):

@@ -323,9 +323,9 @@ def _train(config, data_dir, output_dir, export_root, log):
     exported = export_saved_model(model, export_dir) if export_dir else None
     if exported:
         log(f"SavedModel for TF Serving: {exported}")
-        renamed = describe_renamed_inputs(model)
-        if renamed:
-            log(renamed)
+    renamed = describe_renamed_inputs(model)
+    if renamed:
+        log(renamed)
     log(f"TensorBoard: tensorboard --logdir {run.log_dir}")
     log(f"Run directory: {run.path}")
     return {"run_dir": run.path, "metrics": result.metrics, "export_dir": exported,

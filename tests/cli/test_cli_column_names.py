@@ -85,7 +85,8 @@ def trained(workspace):
 
 def test_train_prints_the_renamed_inputs(trained):
     _, out = trained
-    assert "Inputs served under another name" in out
+    assert "take under another name" in out
+    assert "assets/kmtl_inputs.json" in out
     for column, key in RENAMED.items():
         assert f"{column!r} -> {key}" in out
     assert out.strip().splitlines()[-1].startswith("Run directory: ")
@@ -192,3 +193,17 @@ def test_colliding_columns_are_an_error_before_anything_is_written(
     assert "Traceback" not in err
     assert not (tmp_path / "runs").exists()
     assert not (tmp_path / "sm").exists()
+
+
+def test_train_without_export_still_prints_the_input_names(workspace, tmp_path,
+                                                           capsys):
+    config = {**config_for(workspace), "export": {"enabled": False}}
+    config["training"] = {**config["training"], "epochs": 1}
+    path = tmp_path / "no_export.yaml"
+    path.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
+    code, out, err = run_main(capsys, "train", path, "--output-dir",
+                              tmp_path / "runs")
+    assert code == 0, err
+    assert "SavedModel for TF Serving" not in out
+    for column, key in RENAMED.items():
+        assert f"{column!r} -> {key}" in out
