@@ -78,7 +78,9 @@ def build_model(features, tasks, architecture="shared_bottom", tower_units=(64,)
             task names or a name shared by a task, a feature and an encoder
             input, two feature columns with the same input name, bad
             `derived_from` (unknown or non-binary task, a cycle), no feature
-            and no encoder, or an encoder whose input shape is unknown.
+            and no encoder, an encoder whose input shape is unknown, or an
+            input named like a layer of the model (`island_lookup` beside
+            the categorical `island`).
 
     Examples:
         >>> cnn = keras.Sequential([keras.Input((8, 8, 1)),
@@ -140,10 +142,20 @@ def build_model(features, tasks, architecture="shared_bottom", tower_units=(64,)
     for task in ordered:
         if task.derived_from:
             outputs[task.name] = build_product(task, outputs)
-    return MultiTaskModel(inputs=inputs,
-                          outputs={t.name: outputs[t.name] for t in tasks},
-                          tasks=tasks, features=features,
-                          name=name or f"{label}_model")
+    try:
+        return MultiTaskModel(inputs=inputs,
+                              outputs={t.name: outputs[t.name] for t in tasks},
+                              tasks=tasks, features=features,
+                              name=name or f"{label}_model")
+    except ValueError as error:
+        if "should be unique" not in str(error):
+            raise
+        # An input named like a layer kmtl builds (`island_lookup`,
+        # `numeric_features`, a tower).
+        raise ConfigError(
+            f"{error} An input name equals the name of a layer of the model. "
+            f"Input names: {input_names}. Rename the column or encoder input."
+        ) from None
 
 
 def _tower_and_head(task, x, tower_units, tower_activation, tower_dropout):

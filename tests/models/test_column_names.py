@@ -267,3 +267,13 @@ def test_a_model_saved_with_column_named_inputs_loads_and_serves(frame, tmp_path
     assert served_names(exported) == {"capital-gain": "capital_gain",
                                       "zip-code": "zip_code",
                                       "work.class": "work_class"}
+
+
+def test_an_input_named_like_a_layer_is_a_config_error():
+    frame = pd.DataFrame({"island": ["a", "b"] * 5,
+                          "island lookup": np.arange(10.0), "y": np.arange(10.0)})
+    task = kmtl.Task("y", "regression").fit(frame)
+    features = [f.fit(frame) for f in resolve_features(frame, exclude=["y"])]
+    with pytest.raises(kmtl.ConfigError, match=r"\"island_lookup\" is used 2 "
+                       r"times.*Input names: \['island', 'island_lookup'\]"):
+        kmtl.build_model(features, [task], units=(4,))
