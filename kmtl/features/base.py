@@ -26,6 +26,7 @@ name and TensorFlow as a SavedModel signature key.
 
 import re
 import unicodedata
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -189,6 +190,16 @@ class Feature:
     def fitted(self):
         """Whether `fit` has set the kind's statistics."""
         raise NotImplementedError
+
+    def unseen_share(self, frame):
+        """The share of `frame`'s non-missing values that the fitted feature
+        never saw in training (they all map to one out-of-vocabulary index), or
+        None for a kind without a vocabulary (the default).
+
+        Returns:
+            float in [0, 1], or None (also for a frame without values).
+        """
+        return None
 
     @classmethod
     def preprocess(cls, features, inputs, **options):
@@ -424,6 +435,29 @@ def infer_kind(column):
     return "categorical", "string"
 
 
+# A text column chosen automatically is left out when it has at least this many
+# distinct values and they are more than this share of its non-missing values:
+# free text or an ID, whose held-out values would all be out-of-vocabulary.
+UNIQUE_MIN_VALUES = 20
+UNIQUE_SHARE = 0.5
+
+
+def _looks_unique(column):
+    """True, with a warning naming the column, when a text column looks like
+    free text or an ID (`UNIQUE_MIN_VALUES`, `UNIQUE_SHARE`)."""
+    values = column.dropna()
+    distinct = values.nunique()
+    if distinct < UNIQUE_MIN_VALUES or distinct <= UNIQUE_SHARE * len(values):
+        return False
+    warnings.warn(
+        f"Column {column.name!r} is not used as a feature: {distinct:,} of its "
+        f"{len(values):,} values are distinct ({distinct / len(values):.0%}), as "
+        f"in free text or an ID, so most held-out values would be unseen "
+        f"categories. Declare it under features.categorical to use it anyway, or "
+        f"under features.exclude to silence this.", UserWarning, stacklevel=3)
+    return True
+
+
 def resolve_features(frame, numeric=None, categorical=None, exclude=()):
     """Builds the feature list from declarations and the training frame.
 
@@ -434,7 +468,9 @@ def resolve_features(frame, numeric=None, categorical=None, exclude=()):
             columns keep integer codes (`IntegerLookup`), others become strings.
         exclude: columns never used as features (targets, ids). When neither
             `numeric` nor `categorical` is given, every other column is a feature
-            of the inferred kind.
+            of the inferred kind, except a text column that looks like free text
+            or an ID (at least `UNIQUE_MIN_VALUES` distinct values, more than
+            `UNIQUE_SHARE` of its values), which is left out with a warning.
 
     Returns:
         A list of unfitted `Feature`s, in the frame's column order for inferred
@@ -474,6 +510,9 @@ def resolve_features(frame, numeric=None, categorical=None, exclude=()):
         if name in exclude:
             continue
         kind, dtype = infer_kind(frame[name])
+        if kind == "categorical" and dtype == "string" and _looks_unique(
+                frame[name]):
+            continue
         features.append(Feature(name, kind, dtype))
     if not features:
         raise DataError("No feature columns are left after removing the targets.")

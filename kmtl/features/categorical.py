@@ -10,6 +10,7 @@ import pandas as pd
 from kmtl.errors import ConfigError
 from kmtl.errors import DataError
 from kmtl.features.base import MISSING_INT
+from kmtl.features.base import MISSING_STRING
 from kmtl.features.base import Feature
 from kmtl.features.base import register
 from kmtl.layers import StackedEmbedding
@@ -93,6 +94,17 @@ class CategoricalFeature(Feature):
             return numbers.fillna(MISSING_INT).to_numpy(dtype="int64")
         codes, text = self.factorize(frame)
         return text[codes]
+
+    def unseen_share(self, frame):
+        """The share of `frame`'s non-missing values outside the vocabulary."""
+        values = self.convert(frame)
+        missing = MISSING_INT if self.dtype == "int64" else MISSING_STRING.encode()
+        present = values[values != missing]
+        if not present.size:
+            return None
+        known = (set(self.vocabulary) if self.dtype == "int64"
+                 else {v.encode("utf-8") for v in self.vocabulary})
+        return float(1.0 - pd.Series(present).isin(known).mean())
 
     def fit(self, frame, max_vocabulary=None, min_frequency=1):
         """The vocabulary: categories seen at least `min_frequency` times, most

@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -259,6 +260,41 @@ class PreparedData:
                             shuffle=True, seed=seed)
 
 
+# A held-out split whose values of a feature are mostly unseen in training gets
+# a warning: the model sees one out-of-vocabulary index for most of its rows.
+UNSEEN_SHARE = 0.5
+
+
+def warn_unseen(features, frames):
+    """Warns, naming the feature, the split and the share, for each feature
+    whose non-missing values in a held-out frame are mostly (more than
+    `UNSEEN_SHARE`) categories that training never saw.
+
+    Args:
+        features: fitted `kmtl.features.Feature`s.
+        frames: `{split: DataFrame}`.
+
+    Returns:
+        `{(feature, split): share}` of the warnings given.
+    """
+    warned = {}
+    for split, frame in frames.items():
+        if frame is None or not len(frame):
+            continue
+        for feature in features:
+            share = feature.unseen_share(frame)
+            if share is not None and share > UNSEEN_SHARE:
+                warned[(feature.name, split)] = share
+                warnings.warn(
+                    f"Feature {feature.name!r}: {share:.0%} of its {split} values "
+                    f"never occur in the training split, so the model sees them "
+                    f"as one unknown category. If it is an ID or free text, add "
+                    f"it to features.exclude; if the split leaves categories out "
+                    f"(ordered or group split), that may be intended.",
+                    UserWarning, stacklevel=2)
+    return warned
+
+
 def prepare_data(config, data_dir=None):
     """Loads and splits the config's data, fits its tasks and features on the
     training split, and converts the held-out splits (which finds bad labels or
@@ -275,6 +311,7 @@ def prepare_data(config, data_dir=None):
     tasks = build_tasks(config)
     (train, validation, test), record = split_data(config, data_dir, tasks)
     features = prepare(config, train, tasks)
+    warn_unseen(features, {"validation": validation, "test": test})
     batch_size = config.training.batch_size
     held_out = split_datasets({"validation": validation, "test": test}, features,
                               tasks, batch_size)

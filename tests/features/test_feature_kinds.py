@@ -183,3 +183,43 @@ def test_a_nan_where_training_had_none_is_mean_imputation(tiny_frame):
 
     np.testing.assert_array_equal(predict(3.0, np.nan), predict(3.0, means["x2"]))
     assert not np.allclose(predict(np.nan, 0.0), predict(means["x1"], 0.0))
+
+
+def test_a_text_column_that_looks_like_free_text_or_an_id_is_left_out():
+    rows = 40
+    frame = pd.DataFrame({
+        "review": [f"review number {i}, quite unlike the others" for i in range(rows)],
+        "colour": ["red", "blue"] * (rows // 2),
+        "few": [f"v{i % 19}" for i in range(rows)],   # 19 values: under the minimum
+        "x": np.arange(rows, dtype=float),
+    })
+    with pytest.warns(UserWarning, match=r"Column 'review' is not used as a "
+                                         r"feature: 40 of its 40 values are "
+                                         r"distinct \(100%\)"):
+        features = resolve_features(frame)
+    assert [f.name for f in features] == ["colour", "few", "x"]
+    declared = resolve_features(frame, categorical=["review"], numeric=["x"])
+    assert [f.name for f in declared] == ["x", "review"]  # declared: kept
+
+
+def test_unseen_share_counts_held_out_values_outside_the_vocabulary():
+    train = pd.DataFrame({"c": ["a", "a", "b", None], "n": [1, 1, 2, 2]})
+    held_out = pd.DataFrame({"c": ["a", "z", "y", None, "x"], "n": [1, 3, 3, 2, 3]})
+    strings = Feature("c", "categorical").fit(train)
+    assert strings.unseen_share(held_out) == 0.75   # z, y, x of a, z, y, x
+    codes = Feature("n", "categorical", "int64").fit(train)
+    assert codes.unseen_share(held_out) == 0.6      # three 3s of five values
+    assert Feature("n", "numeric").fit(train).unseen_share(held_out) is None
+    assert strings.unseen_share(held_out.iloc[3:4]) is None  # only a missing value
+
+
+def test_mostly_unseen_held_out_values_warn_with_the_share():
+    from kmtl.runs.data import warn_unseen
+
+    train = pd.DataFrame({"user": ["u1", "u2", "u1"], "c": ["a", "b", "a"]})
+    test = pd.DataFrame({"user": ["u7", "u8", "u1"], "c": ["a", "b", "b"]})
+    features = [Feature(n, "categorical").fit(train) for n in ("user", "c")]
+    with pytest.warns(UserWarning, match=r"Feature 'user': 67% of its test values "
+                                         r"never occur in the training split"):
+        warned = warn_unseen(features, {"validation": None, "test": test})
+    assert list(warned) == [("user", "test")]
