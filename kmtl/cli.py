@@ -52,15 +52,18 @@ def cmd_train(args):
 
 
 def cmd_evaluate(args):
+    from kmtl.runs.data import INPUT_HINT
     from kmtl.runs.data import load_splits
     from kmtl.runs.data import load_stored_splits
     from kmtl.runs.data import split_datasets
+    from kmtl.runs.data import warn_unseen
     from kmtl.runs.training import evaluate_splits
     from kmtl.runs.training import metrics_table
 
     run, config, model = _open_run(args.run_dir)
     if args.data:
         frames = {os.path.basename(args.data): _read_input(args.data, config)}
+        warn_unseen(model.features, frames, INPUT_HINT)
     else:
         record = run.read_split()
         if record is None:
@@ -84,9 +87,12 @@ def cmd_predict(args):
 
     from kmtl.data import make_dataset
     from kmtl.data.io import PARQUET_SUFFIXES
+    from kmtl.runs.data import INPUT_HINT
+    from kmtl.runs.data import warn_unseen
 
     _, config, model = _open_run(args.run_dir)
     frame = _read_input(args.input, config)
+    warn_unseen(model.features, {"input": frame}, INPUT_HINT)
     dataset = make_dataset(frame, model.features, None, config.training.batch_size)
     predictions = model.predict(dataset, verbose=0)
     columns = {}

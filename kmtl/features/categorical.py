@@ -96,7 +96,10 @@ class CategoricalFeature(Feature):
         return text[codes]
 
     def unseen_share(self, frame):
-        """The share of `frame`'s non-missing values outside the vocabulary."""
+        """The share of `frame`'s non-missing values outside the vocabulary
+        (None before `fit`)."""
+        if self.vocabulary is None:
+            return None
         values = self.convert(frame)
         missing = MISSING_INT if self.dtype == "int64" else MISSING_STRING.encode()
         present = values[values != missing]

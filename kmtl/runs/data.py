@@ -265,14 +265,23 @@ class PreparedData:
 UNSEEN_SHARE = 0.5
 
 
-def warn_unseen(features, frames):
+SPLIT_HINT = ("If it is an ID or free text, add it to features.exclude; if the "
+              "split leaves categories out (ordered or group split), that may be "
+              "intended.")
+INPUT_HINT = ("Check the column's values and type: codes where training had "
+              "names, or another spelling, all map to the unknown category.")
+
+
+def warn_unseen(features, frames, hint=SPLIT_HINT):
     """Warns, naming the feature, the split and the share, for each feature
     whose non-missing values in a held-out frame are mostly (more than
     `UNSEEN_SHARE`) categories that training never saw.
 
     Args:
         features: fitted `kmtl.features.Feature`s.
-        frames: `{split: DataFrame}`.
+        frames: `{split: DataFrame}` (a split name, or "input" for data to
+            predict or evaluate).
+        hint: str, the fix the warning suggests.
 
     Returns:
         `{(feature, split): share}` of the warnings given.
@@ -288,10 +297,7 @@ def warn_unseen(features, frames):
                 warnings.warn(
                     f"Feature {feature.name!r}: {share:.0%} of its {split} values "
                     f"never occur in the training split, so the model sees them "
-                    f"as one unknown category. If it is an ID or free text, add "
-                    f"it to features.exclude; if the split leaves categories out "
-                    f"(ordered or group split), that may be intended.",
-                    UserWarning, stacklevel=2)
+                    f"as one unknown category. {hint}", UserWarning, stacklevel=2)
     return warned
 
 

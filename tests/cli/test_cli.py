@@ -520,3 +520,19 @@ def test_compare_config_error_exits_2(tmp_path, capsys):
     assert err.strip() == ("kmtl compare: error: compare.average: unknown average "
                            "'median'. Use one of ('task', 'flat').")
     assert not (tmp_path / "runs").exists()
+
+
+def test_predict_warns_when_a_categorical_input_is_mostly_unseen(run_dir, trained,
+                                                                  capsys):
+    # Islands sent as codes where training had names: all unknown categories.
+    frame = kmtl.datasets.load_penguins()[FEATURE_COLUMNS].iloc[:10].copy()
+    frame["island"] = [1, 2] * 5
+    source = trained["root"] / "codes.csv"
+    frame.to_csv(source, index=False)
+    with pytest.warns(UserWarning, match=r"Feature 'island': 100% of its input "
+                                         r"values never occur in the training "
+                                         r"split.*codes where training had "
+                                         r"names"):
+        code, _, err = run_main(capsys, "predict", run_dir, source,
+                                trained["root"] / "codes_predictions.csv")
+    assert code == 0, err
