@@ -16,6 +16,7 @@ import pytest
 import tensorflow as tf
 from helpers import FRESH_PROCESS
 from helpers import assert_export_serves
+from helpers import raw_columns
 from helpers import served_names
 
 import kmtl
@@ -96,22 +97,6 @@ def new_rows(frame):
     return rows
 
 
-def client_columns(model, rows):
-    """`{column: (rows,) array}` as a client sends them (strings with "" for
-    missing, numbers with NaN)."""
-    columns = {}
-    for feature in model.features:
-        column = rows[feature.name]
-        if feature.dtype == "float32":
-            columns[feature.name] = column.to_numpy("float32")
-        elif feature.dtype == "int64":
-            columns[feature.name] = column.to_numpy("int64")
-        else:
-            columns[feature.name] = (column.astype(object).where(column.notna(), "")
-                                     .astype(str).to_numpy(object))
-    return columns
-
-
 def test_inputs_are_named_by_input_name_and_features_by_column(model):
     assert {f.name: f.input_name for f in model.features} == EXPECTED
     assert sorted(model.input) == sorted(EXPECTED.values())
@@ -160,7 +145,7 @@ def test_tf_warnings_sees_tensorflow_sanitizing(tf_warnings):
 
 def test_export_serves_under_the_signature_names(model, frame, tmp_path,
                                                  tf_warnings):
-    path = assert_export_serves(model, client_columns(model, new_rows(frame)),
+    path = assert_export_serves(model, raw_columns(model, new_rows(frame)),
                                 tmp_path / "sm")
     assert served_names(path) == EXPECTED
     assert json.loads((Path(path) / INPUT_NAMES_FILE).read_text("utf-8")) == {
@@ -181,7 +166,7 @@ def test_a_fresh_process_serves_the_export_with_tensorflow_alone(model, frame,
     imports TensorFlow alone nor `saved_model_cli`."""
     path = kmtl.export_saved_model(model, str(tmp_path / "sm"))
     rows = new_rows(frame)
-    columns = client_columns(model, rows)
+    columns = raw_columns(model, rows)
     keys = served_names(path)
     inputs_file = tmp_path / "inputs.json"
     inputs_file.write_text(json.dumps(
@@ -226,7 +211,7 @@ def test_valid_names_give_no_note_and_no_listing(tmp_path):
     assert all("input_name" not in f.get_config() for f in features)
     model = kmtl.build_model(features, [task], tower_units=[4], units=[4])
     assert describe_renamed_inputs(model) is None
-    columns = client_columns(model, frame.head(4))
+    columns = raw_columns(model, frame.head(4))
     path = assert_export_serves(model, columns, tmp_path / "sm")
     assert sorted(p.name for p in Path(path).iterdir()) == [
         "assets", "fingerprint.pb", "saved_model.pb", "variables"]
@@ -262,7 +247,7 @@ def test_a_model_saved_with_column_named_inputs_loads_and_serves(frame, tmp_path
     got = loaded.predict(make_dataset(rows, loaded.features), verbose=0)
     np.testing.assert_allclose(got["clicked"], expected["clicked"], rtol=1e-6)
     # The signature keys are the ones TensorFlow used to sanitize to.
-    exported = assert_export_serves(loaded, client_columns(loaded, rows),
+    exported = assert_export_serves(loaded, raw_columns(loaded, rows),
                                     tmp_path / "sm")
     assert served_names(exported) == {"capital-gain": "capital_gain",
                                       "zip-code": "zip_code",
