@@ -15,6 +15,7 @@ from benchmarks import bench_census_epoch  # noqa: E402
 from benchmarks import bench_pipeline  # noqa: E402
 from benchmarks import bench_train_step  # noqa: E402
 from benchmarks import bench_weighting  # noqa: E402
+from benchmarks.tables import write_tables  # noqa: E402
 
 BENCHMARKS = {
     "pipeline": bench_pipeline.run,
@@ -38,12 +39,14 @@ def main(names):
     os.makedirs(RESULTS, exist_ok=True)
     machine = {"python": platform.python_version(), "cpus": os.cpu_count(),
                "machine": platform.machine()}
-    rows = []
+    rows, results = [], {}
     for name in names or list(BENCHMARKS):
         result = {"benchmark": name, "machine": machine, **BENCHMARKS[name]()}
         with open(os.path.join(RESULTS, f"{name}.json"), "w") as handle:
             json.dump(result, handle, indent=2)
+        results[name] = result
         rows.extend((name, key, value) for key, value in _flat(result))
+    write_tables(results)  # the docs' tables (docs/snippets/) from this run
     width = max(len(r[1]) for r in rows)
     print(f"{'benchmark':<14} {'measure':<{width}} value")
     for name, key, value in rows:
