@@ -165,6 +165,29 @@ def assert_config_round_trip(layer, x):
     return clone
 
 
+def assert_family_round_trip(obj, family, base, attributes=()):
+    """`obj`'s config is plain JSON, and `base.from_config`, the family's `get`
+    (from the config dict) and `serialize` / `deserialize` each give back an
+    object of the same class with the same config and `attributes`.
+
+    Args:
+        obj: a task or feature.
+        family: its module (`kmtl.tasks`, `kmtl.features`).
+        base: the family's base class (`Task`, `Feature`), whose `from_config`
+            must dispatch to `obj`'s class.
+        attributes: names of fitted attributes that must survive the trip.
+    """
+    config = obj.get_config()
+    assert json.loads(json.dumps(config)) == config
+    for clone in (base.from_config(config), family.get(dict(config)),
+                  family.deserialize(family.serialize(obj))):
+        assert type(clone) is type(obj)
+        assert clone.get_config() == config
+        for attribute in attributes:
+            assert getattr(clone, attribute) == getattr(obj, attribute), (
+                f"{attribute} is lost in the config")
+
+
 # === Penguin models ===
 
 

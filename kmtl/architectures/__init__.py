@@ -36,9 +36,6 @@ register = ARCHITECTURES.register
 """Class decorator registering an `Architecture` subclass under its names
 (`Registry.register`): `@kmtl.architectures.register("name")`."""
 
-# `keras.layers.Layer` arguments every architecture takes besides its options.
-_LAYER_ARGUMENTS = ("name", "dtype", "trainable")
-
 
 def list_architectures():
     """The registered architecture names, sorted.
@@ -86,15 +83,10 @@ def get(identifier, task_names=None, **options):
     if isinstance(identifier, dict):
         return ARCHITECTURES.get(identifier)
     if isinstance(identifier, str):
-        name, spec_options = parse_spec(identifier)
-        cls = ARCHITECTURES.get_class(name)
-        allowed = ARCHITECTURES.options(name)
-        unknown = sorted({*spec_options, *options}
-                         - {*allowed, *_LAYER_ARGUMENTS})
-        if unknown:
-            raise ConfigError(f"The architecture {name!r} does not take "
-                              f"option(s) {unknown}. Its options are {allowed}.")
-        options.setdefault("name", cls.registered_name)
+        # The registry checks the options; the layer is named by its
+        # registered name.
+        name, _ = parse_spec(identifier)
+        options.setdefault("name", ARCHITECTURES.get_class(name).registered_name)
     if task_names is None:
         raise ConfigError(f"Architecture {identifier!r}: give the task_names it "
                           f"serves, e.g. get({identifier!r}, task_names=['a', "

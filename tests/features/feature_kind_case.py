@@ -25,13 +25,13 @@ What it checks, for one kind:
 """
 
 import dataclasses
-import json
 
 import keras
 import numpy as np
 import pandas as pd
 import pytest
 from helpers import assert_export_serves
+from helpers import assert_family_round_trip
 
 import kmtl
 from kmtl.data import make_dataset
@@ -154,14 +154,8 @@ def check_config_round_trip(name):
     for feature in (unfitted, fitted):
         config = feature.get_config()
         assert config["kind"] == name and config["name"] == "f"
-        assert json.loads(json.dumps(config)) == config
-        for clone in (Feature.from_config(config), kmtl.features.get(dict(config)),
-                      kmtl.features.deserialize(kmtl.features.serialize(feature))):
-            assert type(clone) is type(feature)
-            assert clone.get_config() == config
-            for attribute in example.fitted if feature is fitted else ():
-                assert getattr(clone, attribute) == getattr(feature, attribute), (
-                    f"{attribute} is lost in the config")
+        assert_family_round_trip(feature, kmtl.features, Feature,
+                                 example.fitted if feature is fitted else ())
 
 
 def check_convert(name):

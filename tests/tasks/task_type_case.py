@@ -21,12 +21,12 @@ What it checks, for one type:
 """
 
 import dataclasses
-import json
 
 import keras
 import numpy as np
 import pandas as pd
 from helpers import assert_export_serves
+from helpers import assert_family_round_trip
 
 import kmtl
 from kmtl.features import Feature
@@ -165,14 +165,8 @@ def check_config_round_trip(name):
     for task in (unfitted, fitted):
         config = task.get_config()
         assert config["type"] == name and config["name"] == "y"
-        assert json.loads(json.dumps(config)) == config
-        for clone in (Task.from_config(config), kmtl.tasks.get(dict(config)),
-                      kmtl.tasks.deserialize(kmtl.tasks.serialize(task))):
-            assert type(clone) is type(task)
-            assert clone.get_config() == config
-            for attribute in example.fitted if task is fitted else ():
-                assert getattr(clone, attribute) == getattr(task, attribute), (
-                    f"{attribute} is lost in the config")
+        assert_family_round_trip(task, kmtl.tasks, Task,
+                                 example.fitted if task is fitted else ())
 
 
 def check_labels(name):

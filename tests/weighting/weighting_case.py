@@ -48,7 +48,9 @@ def tiny_data(unlabelled=None, batch_size=16):
         batch_size)
 
 
-def _check_config_round_trip(weighting):
+def check_config_round_trip(weighting):
+    """`serialize` / `deserialize` and `get` of the config give the same class
+    and config."""
     config = kmtl.weighting.serialize(weighting)
     clone = kmtl.weighting.deserialize(config)
     assert type(clone) is type(weighting)
@@ -106,7 +108,7 @@ def run_weighting_test(name, tmp_path):
     """
     weighting = kmtl.weighting.get(name)
     assert isinstance(weighting, kmtl.weighting.Weighting)
-    _check_config_round_trip(weighting)
+    check_config_round_trip(weighting)
     keras.utils.set_random_seed(0)
     model = tiny_model()
     model.compile(optimizer=keras.optimizers.Adam(0.01), weighting=weighting)
