@@ -30,7 +30,23 @@ from keras.src.losses.losses import LossFunctionWrapper
 # is saved, as `keras.Model.compile` does; Keras has no public equivalent.
 from keras.src.saving.serialization_lib import SerializableDict
 
+# The key of a layer's call (node) in a Functional model's graph
+# (`model._nodes` holds the keys of the model's own calls). A layer's
+# `_inbound_nodes` also lists calls from other graphs over the same layers (a
+# sub-model such as the encoded path, `MultiTaskModel.submodel`); this tells
+# the model's own call apart.
+from keras.src.ops.function import make_node_key
+
+
+def own_nodes(model, layer):
+    """The calls (`keras` Nodes) of `layer` that are part of `model`'s graph,
+    not of another graph over the same layer."""
+    return [node for index, node in enumerate(layer._inbound_nodes)
+            if make_node_key(layer, index) in model._nodes]
+
+
 __all__ = [
+    "own_nodes",
     "LossFunctionWrapper",
     "SerializableDict",
     "scale_loss_for_distribution",

@@ -1,15 +1,22 @@
 """tf.data input pipelines from a DataFrame.
 
-The frame is converted once to a few column-stacked tensors (one per raw dtype,
-plus labels and sample weights). Each batch is then one `tf.gather` per tensor on
-a batch of row indices, split into the feature dict: no per-row Python and no
-per-row tf.data elements. Shuffling permutes the row indices once per epoch with a
+The frame is converted once to a few column-stacked tensors, plus labels and
+sample weights. By default these are the *encoded blocks*: the fitted
+preprocessing (vocabulary lookups, normalization) applied once, vectorized, in
+NumPy (`kmtl.features.encode_frame`), so training slices integer and float
+arrays and the model skips its preprocessing layers (its encoded path, see
+`MultiTaskModel.forward`). With `encoded=False` they are the raw values, one
+tensor per raw dtype, for a model that takes raw inputs only. Each batch is
+then one `tf.gather` per tensor on a batch of row indices: no per-row Python
+and no per-row tf.data elements. Shuffling permutes the row indices once per epoch with a
 stateless shuffle seeded from `tf.data.Dataset.random(seed)`, so the order is the
 same for the same seed, and differs from epoch to epoch.
 """
 
 import numpy as np
 import tensorflow as tf
+
+from kmtl.features import encode_frame
 
 TF_DTYPES = {"float32": tf.float32, "string": tf.string, "int64": tf.int64}
 
@@ -68,7 +75,7 @@ def encode_labels(frame, tasks):
 
 
 def make_dataset(frame, features, tasks=None, batch_size=256, shuffle=False, seed=0,
-                 drop_remainder=False):
+                 drop_remainder=False, encoded=True):
     """A `tf.data.Dataset` of batches from a DataFrame.
 
     Args:
@@ -80,13 +87,19 @@ def make_dataset(frame, features, tasks=None, batch_size=256, shuffle=False, see
         shuffle: bool. Permute rows every epoch.
         seed: int. Seed of the permutation: same seed, same order of batches.
         drop_remainder: bool. Drop the last partial batch.
+        encoded: bool, default True. Yield the encoded blocks, for training
+            and for `model.predict` / `evaluate` of a `kmtl.MultiTaskModel`;
+            False: the raw values, for calling a model (or a SavedModel) on
+            the batch directly, and for models saved by kmtl 0.2.
 
     Returns:
         A dataset of `(features, labels, sample_weights)` (or `features`), where
-        `features` maps each feature's model input name (`Feature.input_name`:
-        its column name unless that is not a valid input name, e.g.
-        `bill length (mm)` -> `bill_length_mm`) to a `(batch, 1)` tensor of
-        its raw dtype,
+        `features` maps each feature kind's `Feature.encoded_key()`
+        (`encoded:numeric`, `encoded:categorical`) to its `(batch, width)`
+        block (`encoded=True`), or each feature's model input name
+        (`Feature.input_name`: its column name unless that is not a valid
+        input name, e.g. `bill length (mm)` -> `bill_length_mm`) to a
+        `(batch, 1)` tensor of its raw dtype (`encoded=False`),
         `labels` maps each task name to its encoded labels and `sample_weights` maps
         each task name to a `(batch,)` float32 tensor that is 0 for unlabelled rows.
 
@@ -98,7 +111,11 @@ def make_dataset(frame, features, tasks=None, batch_size=256, shuffle=False, see
         raise ValueError(f"batch_size must be a positive integer. Received: "
                          f"batch_size={batch_size!r}")
     rows = len(frame)
-    stacked = _stack_features(frame, features)
+    if encoded:
+        stacked = {key: ([key], tf.constant(block), None)
+                   for key, block in encode_frame(features, frame).items()}
+    else:
+        stacked = _stack_features(frame, features)
     targets = None
     if tasks:
         labels, weights = encode_labels(frame, tasks)
@@ -111,6 +128,9 @@ def make_dataset(frame, features, tasks=None, batch_size=256, shuffle=False, see
     def gather(index):
         batch = {}
         for names, matrix, table in stacked.values():
+            if len(names) == 1 and table is None:
+                batch[names[0]] = tf.gather(matrix, index)
+                continue
             columns = tf.split(tf.gather(matrix, index), len(names), axis=1)
             if table is not None:
                 columns = [tf.gather(table, c) for c in columns]

@@ -10,12 +10,14 @@ dtype)` returns an instance of the kind's class, `register` adds a kind.
 
 from kmtl.features.base import FEATURE_KINDS
 from kmtl.features.base import INPUT_NAME_PREFIX
+from kmtl.features.base import ENCODED_PREFIX
 from kmtl.features.base import MISSING_INT
 from kmtl.features.base import MISSING_STRING
 from kmtl.features.base import RESERVED_KINDS
 from kmtl.features.base import Feature
 from kmtl.features.base import check_input_names
 from kmtl.features.base import deserialize
+from kmtl.features.base import encode_frame
 from kmtl.features.base import get
 from kmtl.features.base import infer_kind
 from kmtl.features.base import input_name
@@ -25,12 +27,17 @@ from kmtl.features.base import resolve_features
 from kmtl.features.base import serialize
 from kmtl.features.categorical import CATEGORICAL_ENCODINGS
 from kmtl.features.categorical import CategoricalFeature
+from kmtl.features.numeric import NUMERIC_BINS
+from kmtl.features.numeric import NUMERIC_ENCODINGS
 from kmtl.features.numeric import NumericFeature
 
 __all__ = [
     "CATEGORICAL_ENCODINGS",
+    "NUMERIC_BINS",
+    "NUMERIC_ENCODINGS",
     "FEATURE_KINDS",
     "INPUT_NAME_PREFIX",
+    "ENCODED_PREFIX",
     "MISSING_INT",
     "MISSING_STRING",
     "RESERVED_KINDS",
@@ -39,6 +46,7 @@ __all__ = [
     "check_input_names",
     "NumericFeature",
     "deserialize",
+    "encode_frame",
     "get",
     "infer_kind",
     "input_name",

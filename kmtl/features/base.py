@@ -39,6 +39,10 @@ MISSING_STRING = ""
 """The category a missing string value becomes."""
 MISSING_INT = -1
 """The code a missing integer categorical value becomes."""
+ENCODED_PREFIX = "encoded:"
+"""The key of a kind's encoded block in an encoded batch is this prefix and the
+kind's name (`encoded:numeric`); the `:` keeps it apart from any model input
+name."""
 
 # Kinds that are planned but not built: the reason a feature cannot use them yet.
 RESERVED_KINDS = {
@@ -201,22 +205,82 @@ class Feature:
         """
         return None
 
+    # Preprocessing comes in two halves with one boundary, the kind's *encoded
+    # block* (`ENCODED_PREFIX + kind`, e.g. `encoded:categorical`): fitted,
+    # stateless preprocessing (lookups, normalization) turns raw values into
+    # the block, and the model's own layers (embeddings, imputation) read it.
+    # `encode` computes the block from a DataFrame once, vectorized, for the
+    # training pipeline; `preprocess` builds the same computation as layers in
+    # front of the model, for raw inputs at serving time. The two must agree
+    # exactly (tests/features/feature_kind_case.py checks it for every kind).
+
     @classmethod
-    def preprocess(cls, features, inputs, **options):
-        """The in-model preprocessing of every feature of this kind at once.
+    def encode(cls, features, frame):
+        """The encoded block of `features` for the rows of `frame`, computed
+        in NumPy, vectorized.
 
         Args:
-            features: list of fitted features of this kind, in model order (may
-                be empty: a kind still checks its options then).
+            features: list of fitted features of this kind, in model order
+                (non-empty).
+            frame: a DataFrame holding their columns.
+
+        Returns:
+            A NumPy array `(rows, block width)` of the block's dtype
+            (`preprocess`'s output, value for value).
+
+        Raises:
+            DataError: a column is missing or holds values the kind refuses.
+        """
+        raise NotImplementedError
+
+    @classmethod
+    def preprocess(cls, features, inputs):
+        """The fitted preprocessing of every feature of this kind as layers:
+        raw inputs -> the encoded block.
+
+        Args:
+            features: list of fitted features of this kind, in model order
+                (non-empty).
             inputs: dict `{feature.input_name: keras.Input (batch, 1)}`.
+
+        Returns:
+            The block, a `(batch, block width)` tensor, produced by the layer
+            named `block_layer(features)`.
+
+        Raises:
+            ConfigError: a feature that is not fitted.
+        """
+        raise NotImplementedError
+
+    @classmethod
+    def block_layer(cls, features):
+        """The name of the layer whose output is the encoded block (so a model
+        revived from a file finds its block)."""
+        raise NotImplementedError
+
+    @classmethod
+    def encoded_key(cls):
+        """The key of the kind's block in an encoded batch: `ENCODED_PREFIX`
+        and the kind's name (`encoded:numeric`)."""
+        return ENCODED_PREFIX + cls.registered_name
+
+    @classmethod
+    def embed(cls, features, block, **options):
+        """The model's own layers on the encoded block.
+
+        Args:
+            features: list of fitted features of this kind, in model order
+                (may be empty: a kind still checks its options then).
+            block: the encoded block tensor, or None without features.
             **options: `build_model`'s preprocessing options
-                (`categorical_encoding`, `embedding_dim`); a kind reads its own.
+                (`categorical_encoding`, `embedding_dim`, `numeric_encoding`,
+                ...); a kind reads its own.
 
         Returns:
             A list of float `(batch, d)` tensors (empty without features).
 
         Raises:
-            ConfigError: a feature that is not fitted, or a bad option value.
+            ConfigError: a bad option value.
         """
         raise NotImplementedError
 
@@ -413,6 +477,43 @@ def get(identifier):
         except TypeError as error:
             raise ConfigError(f"Feature {identifier['name']!r}: {error}") from None
     raise ConfigError(f"Cannot interpret a feature from {identifier!r}.")
+
+
+# === Encoding a frame ===
+
+
+def by_kind(features):
+    """`[(kind class, its features)]` for every registered kind, in the order
+    of `position` (numeric, then categorical); a kind without features gets
+    an empty list."""
+    groups = {}
+    for feature in features:
+        groups.setdefault(feature.kind, []).append(feature)
+    kinds = sorted((FEATURE_KINDS.get_class(name) for name in list_feature_kinds()),
+                   key=lambda cls: cls.position)
+    return [(kind, groups.get(kind.registered_name, [])) for kind in kinds]
+
+
+def encode_frame(features, frame):
+    """The encoded blocks of `frame`'s rows, computed once in NumPy
+    (`Feature.encode`): what the fitted preprocessing in front of the model
+    gives for the same raw values.
+
+    Args:
+        features: list of fitted `Feature`.
+        frame: a DataFrame with their columns under the column names.
+
+    Returns:
+        dict `{Feature.encoded_key(): array (rows, block width)}`, e.g.
+        `{"encoded:numeric": float32 (rows, 4), "encoded:categorical": int64
+        (rows, 2)}`.
+
+    Raises:
+        DataError: a column is missing or holds values its kind refuses.
+        ConfigError: a feature that is not fitted.
+    """
+    return {kind.encoded_key(): kind.encode(members, frame)
+            for kind, members in by_kind(features) if members}
 
 
 # === Declaring features from a table ===

@@ -13,6 +13,7 @@ from kmtl.features.base import MISSING_INT
 from kmtl.features.base import MISSING_STRING
 from kmtl.features.base import Feature
 from kmtl.features.base import register
+from kmtl.layers import OneHotBlock
 from kmtl.layers import StackedEmbedding
 
 CATEGORICAL_ENCODINGS = ("embedding", "one_hot")
@@ -122,10 +123,65 @@ class CategoricalFeature(Feature):
         ]
         return self
 
+    def _lookup_layer(self):
+        lookup_cls = (keras.layers.IntegerLookup if self.dtype == "int64"
+                      else keras.layers.StringLookup)
+        return lookup_cls(vocabulary=self.vocabulary, num_oov_indices=1,
+                          mask_token=None, name=f"{self.input_name}_lookup")
+
+    def indices(self, frame):
+        """int64 `(rows,)`: each value's lookup index, as the feature's
+        `StringLookup` / `IntegerLookup` gives it: `1 + ` its position in the
+        vocabulary, 0 for a value not in it. Each distinct value is looked up
+        once."""
+        if self.dtype == "int64":
+            values = self.convert(frame)
+            return pd.Index(self.vocabulary, dtype="int64").get_indexer(
+                values).astype("int64") + 1
+        codes, text = self.factorize(frame)
+        positions = {v.encode("utf-8"): i + 1 for i, v in enumerate(self.vocabulary)}
+        found = np.array([positions.get(v, 0) for v in text], dtype="int64")
+        return found[codes]
+
     @classmethod
-    def preprocess(cls, features, inputs, categorical_encoding="embedding",
-                   embedding_dim=None, **options):
-        """Lookups, then embeddings (one table per embedding size) or one-hot.
+    def _check_fitted(cls, features):
+        if not all(f.fitted for f in features):
+            raise ConfigError(
+                "Categorical features must be fitted (Feature.fit) first.")
+
+    @classmethod
+    def encode(cls, features, frame):
+        """int64 `(rows, features)`: the lookup indices (`indices`)."""
+        cls._check_fitted(features)
+        return np.stack([f.indices(frame) for f in features], axis=1)
+
+    @classmethod
+    def preprocess(cls, features, inputs):
+        """Each feature's lookup (`<input_name>_lookup`, its training
+        vocabulary and one out-of-vocabulary index 0), concatenated
+        (`categorical_indices`, the block).
+
+        Raises:
+            ConfigError: a feature that is not fitted.
+        """
+        cls._check_fitted(features)
+        indices = [f._lookup_layer()(inputs[f.input_name]) for f in features]
+        if len(indices) == 1:
+            return indices[0]
+        return keras.layers.Concatenate(name=cls.block_layer(features))(indices)
+
+    @classmethod
+    def block_layer(cls, features):
+        if len(features) == 1:
+            return f"{features[0].input_name}_lookup"
+        return "categorical_indices"
+
+    @classmethod
+    def embed(cls, features, block, categorical_encoding="embedding",
+              embedding_dim=None, **options):
+        """Embeddings (features with the same size share one
+        `StackedEmbedding` table, `embedding_<dim>`) or one-hot vectors
+        (`OneHotBlock`, `categorical_one_hot`).
 
         Args:
             categorical_encoding: `"embedding"` (default) or `"one_hot"`.
@@ -133,38 +189,28 @@ class CategoricalFeature(Feature):
                 (`embedding_dim`).
 
         Raises:
-            ConfigError: unknown encoding, or a feature that is not fitted.
+            ConfigError: unknown encoding.
         """
         if categorical_encoding not in CATEGORICAL_ENCODINGS:
             raise ConfigError(
                 f"model.categorical_encoding: unknown value "
                 f"{categorical_encoding!r}. Use one of {CATEGORICAL_ENCODINGS}."
             )
-        if not all(f.fitted for f in features):
-            raise ConfigError(
-                "Categorical features must be fitted (Feature.fit) first.")
-        one_hot = categorical_encoding == "one_hot"
-        indices = {}
-        for feature in features:
-            lookup_cls = (keras.layers.IntegerLookup if feature.dtype == "int64"
-                          else keras.layers.StringLookup)
-            lookup = lookup_cls(
-                vocabulary=feature.vocabulary, num_oov_indices=1, mask_token=None,
-                output_mode="one_hot" if one_hot else "int",
-                name=f"{feature.input_name}_lookup")
-            indices[feature.name] = lookup(inputs[feature.input_name])
-        if one_hot:
-            return list(indices.values())
+        if not features:
+            return []
+        sizes = [len(f.vocabulary) + 1 for f in features]
+        if categorical_encoding == "one_hot":
+            return [OneHotBlock(sizes, name="categorical_one_hot")(block)]
         # Features that share an embedding size share one table.
         by_dim = {}
-        for feature in features:
+        for column, feature in enumerate(features):
             by_dim.setdefault(embedding_dim or feature.embedding_dim,
-                              []).append(feature)
+                              []).append(column)
         return [
-            StackedEmbedding([len(f.vocabulary) + 1 for f in group], dim,
-                             name=f"embedding_{dim}")(
-                [indices[f.name] for f in group])
-            for dim, group in by_dim.items()
+            StackedEmbedding([sizes[c] for c in columns], dim,
+                             columns=None if len(by_dim) == 1 else columns,
+                             name=f"embedding_{dim}")(block)
+            for dim, columns in by_dim.items()
         ]
 
     def get_config(self):

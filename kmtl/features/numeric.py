@@ -9,6 +9,20 @@ from kmtl.errors import DataError
 from kmtl.features.base import Feature
 from kmtl.features.base import register
 from kmtl.layers import ImputeMissing
+from kmtl.layers import PeriodicEmbedding
+from kmtl.layers import PiecewiseLinearEncoding
+from kmtl.layers import TakeColumns
+from kmtl.layers import quantile_bin_edges
+
+NUMERIC_ENCODINGS = ("plain", "piecewise_linear", "periodic")
+"""How numeric features enter the model (`build_model`'s `numeric_encoding`,
+or a feature's own `encoding`): the normalized value (`plain`), its piecewise
+linear encoding on quantile bins (`piecewise_linear`) or periodic embedding
+(`periodic`), after Gorishniy, Rubachev and Babenko, "On Embeddings for
+Numerical Features in Tabular Deep Learning", NeurIPS 2022."""
+NUMERIC_BINS = 16
+"""The largest number of quantile bins `fit` gives a feature (fewer when the
+column has few distinct values), for the `piecewise_linear` encoding."""
 
 
 @register("numeric")
@@ -31,15 +45,24 @@ class NumericFeature(Feature):
             constant column) is stored as 1.
         missing: bool or None. Whether the training column had missing values
             (`fit`; None: unknown, the indicator is kept).
+        encoding: str or None. The feature's own encoding, one of
+            `NUMERIC_ENCODINGS`; None (default): the model's
+            (`build_model(numeric_encoding=...)`).
+        edges: list of float. The quantile bin edges of the normalized
+            training values (`fit`, at most `NUMERIC_BINS` bins), for the
+            `piecewise_linear` encoding.
 
     Input shape:
         `(batch, 1)` float32 per feature.
 
     Output shape:
-        `(batch, 2 * features)` for the block: normalized values, then indicators.
+        `(batch, 2 * features)` for the block with the `plain` encoding:
+        normalized values, then indicators; each feature with another encoding
+        puts its encoding (`PiecewiseLinearEncoding`: one column per bin;
+        `PeriodicEmbedding`: 24 columns) in place of its value.
 
     Raises:
-        ConfigError: a dtype other than float32.
+        ConfigError: a dtype other than float32, or an unknown encoding.
 
     Examples:
         >>> frame = pd.DataFrame({"x": [1.0, np.nan, 3.0]})
@@ -52,11 +75,17 @@ class NumericFeature(Feature):
     position = 0
 
     def __init__(self, name, kind=None, dtype=None, mean=None, variance=None,
-                 missing=None):
+                 missing=None, encoding=None, edges=None):
         super().__init__(name, kind, dtype)
+        if encoding is not None and encoding not in NUMERIC_ENCODINGS:
+            raise ConfigError(
+                f"Feature '{name}': unknown encoding {encoding!r}. Use one of "
+                f"{NUMERIC_ENCODINGS}, or None for the model's.")
         self.mean = mean
         self.variance = variance
         self.missing = missing
+        self.encoding = encoding
+        self.edges = edges
 
     @property
     def fitted(self):
@@ -94,32 +123,112 @@ class NumericFeature(Feature):
         self.variance = float(finite.var()) if finite.size > 1 else 1.0
         if not self.variance > 0:
             self.variance = 1.0
+        self.edges = quantile_bin_edges(
+            self.encode([self], frame)[:, 0], NUMERIC_BINS)
         return self
 
     @classmethod
-    def preprocess(cls, features, inputs, **options):
-        """One block for all numeric features: concatenate, normalize, impute.
+    def _statistics(cls, features):
+        if not all(f.fitted for f in features):
+            raise ConfigError("Numeric features must be fitted (Feature.fit) first.")
+        mean = np.array([f.mean for f in features], dtype="float32")
+        variance = np.array([f.variance for f in features], dtype="float32")
+        return mean, variance
+
+    @classmethod
+    def encode(cls, features, frame):
+        """float32 `(rows, features)`: `(x - mean) / sqrt(variance)` as
+        `keras.layers.Normalization` computes it (float32, the standard
+        deviation at least `keras.config.epsilon()`); NaN where missing."""
+        mean, variance = cls._statistics(features)
+        values = np.stack([f.convert(frame) for f in features], axis=1)
+        std = np.maximum(np.sqrt(variance),
+                         np.float32(keras.config.epsilon()))
+        return (values - mean) / std
+
+    @classmethod
+    def preprocess(cls, features, inputs):
+        """Concatenate (`numeric_features`), then `keras.layers.Normalization`
+        with the training statistics (`numeric_normalization`, the block).
 
         Raises:
             ConfigError: a feature that is not fitted.
         """
-        if not features:
-            return []
-        if not all(f.fitted for f in features):
-            raise ConfigError("Numeric features must be fitted (Feature.fit) first.")
+        mean, variance = cls._statistics(features)
         stacked = (
             keras.layers.Concatenate(name="numeric_features")(
                 [inputs[f.input_name] for f in features])
             if len(features) > 1 else inputs[features[0].input_name]
         )
-        normalized = keras.layers.Normalization(
-            mean=[f.mean for f in features], variance=[f.variance for f in features],
-            name="numeric_normalization")(stacked)
+        return keras.layers.Normalization(
+            mean=mean.tolist(), variance=variance.tolist(),
+            name=cls.block_layer(features))(stacked)
+
+    @classmethod
+    def block_layer(cls, features):
+        return "numeric_normalization"
+
+    @classmethod
+    def embed(cls, features, block, numeric_encoding="plain", **options):
+        """A NaN becomes 0 = the training mean, beside a 0/1 missing indicator
+        per feature (`kmtl.layers.ImputeMissing`, `numeric_impute`); then
+        each feature's encoding.
+
+        With every feature `plain`, the output is `numeric_impute`'s. Else the
+        plain features' values and every indicator (`numeric_plain`), then
+        one block per other encoding: `PiecewiseLinearEncoding` on the
+        features' fitted `edges` (`numeric_piecewise_linear`) and
+        `PeriodicEmbedding` (`numeric_periodic`).
+
+        Args:
+            numeric_encoding: the default encoding, one of
+                `NUMERIC_ENCODINGS` (a feature's own `encoding` wins).
+
+        Raises:
+            ConfigError: an unknown encoding, or `piecewise_linear` for a
+                feature without fitted `edges`.
+        """
+        if numeric_encoding not in NUMERIC_ENCODINGS:
+            raise ConfigError(
+                f"model.numeric_encoding: unknown value {numeric_encoding!r}. "
+                f"Use one of {NUMERIC_ENCODINGS}.")
+        if not features:
+            return []
         # An indicator only where training had missing values (None: unknown).
-        return [ImputeMissing(
+        imputed = ImputeMissing(
             indicators=[f.missing is not False for f in features],
-            name="numeric_impute")(normalized)]
+            name="numeric_impute")(block)
+        groups = {}
+        for column, feature in enumerate(features):
+            groups.setdefault(feature.encoding or numeric_encoding,
+                              []).append(column)
+        if set(groups) == {"plain"}:
+            return [imputed]
+        count = len(features)
+        kept = groups.get("plain", []) + list(range(count, 2 * count))
+        parts = [TakeColumns(kept, name="numeric_plain")(imputed)]
+        for encoding in NUMERIC_ENCODINGS[1:]:
+            columns = groups.get(encoding)
+            if not columns:
+                continue
+            values = TakeColumns(columns, name=f"numeric_{encoding}_values")(imputed)
+            if encoding == "piecewise_linear":
+                unfitted = [features[c].name for c in columns
+                            if not features[c].edges]
+                if unfitted:
+                    raise ConfigError(
+                        f"Numeric feature(s) {unfitted} have no bin edges: fit "
+                        f"them (Feature.fit) with this version of kmtl to use "
+                        f"the piecewise_linear encoding.")
+                layer = PiecewiseLinearEncoding(
+                    [features[c].edges for c in columns],
+                    name="numeric_piecewise_linear")
+            else:
+                layer = PeriodicEmbedding(len(columns), name="numeric_periodic")
+            parts.append(layer(values))
+        return parts
 
     def get_config(self):
         return {**super().get_config(), "mean": self.mean,
-                "variance": self.variance, "missing": self.missing}
+                "variance": self.variance, "missing": self.missing,
+                "encoding": self.encoding, "edges": self.edges}

@@ -22,9 +22,12 @@ class StackedEmbedding(layers.Layer):
             feature `i` are in `[0, input_dims[i])`).
         output_dim: int. Embedding size, the same for every feature.
         embeddings_initializer: default `"uniform"`, as `keras.layers.Embedding`.
+        columns: list of int or None. With one input matrix, the columns that
+            hold the features' indices (None: every column, in order).
 
     Input shape:
-        list of `len(input_dims)` integer tensors `(batch, 1)`.
+        list of `len(input_dims)` integer tensors `(batch, 1)`, or one integer
+        matrix `(batch, k)` whose `columns` (default: all) are the features.
 
     Output shape:
         `(batch, len(input_dims) * output_dim)`: the features' embeddings side by
@@ -40,7 +43,7 @@ class StackedEmbedding(layers.Layer):
     """
 
     def __init__(self, input_dims, output_dim, embeddings_initializer="uniform",
-                 **kwargs):
+                 columns=None, **kwargs):
         super().__init__(**kwargs)
         input_dims = [int(d) for d in input_dims]
         if not input_dims or min(input_dims) < 1 or int(output_dim) < 1:
@@ -52,6 +55,11 @@ class StackedEmbedding(layers.Layer):
         self.output_dim = int(output_dim)
         self.embeddings_initializer = initializers.get(embeddings_initializer)
         self.offsets = np.cumsum([0] + input_dims[:-1]).astype("int64")
+        self.columns = None if columns is None else [int(c) for c in columns]
+        if self.columns is not None and len(self.columns) != len(input_dims):
+            raise ValueError(
+                f"columns must give one column per feature ({len(input_dims)}). "
+                f"Received: columns={columns}")
 
     def build(self, input_shape):
         self.embeddings = self.add_weight(
@@ -59,18 +67,27 @@ class StackedEmbedding(layers.Layer):
             initializer=self.embeddings_initializer)
 
     def call(self, inputs):
-        indices = ops.concatenate([ops.cast(x, "int64") for x in inputs], axis=-1)
+        if isinstance(inputs, (list, tuple)):
+            indices = ops.concatenate([ops.cast(x, "int64") for x in inputs],
+                                      axis=-1)
+        else:
+            indices = ops.cast(inputs, "int64")
+            if self.columns is not None:
+                indices = ops.take(indices, self.columns, axis=1)
         vectors = ops.take(self.embeddings, indices + self.offsets, axis=0)
         return ops.reshape(vectors, (-1, len(self.input_dims) * self.output_dim))
 
     def compute_output_shape(self, input_shape):
-        return (input_shape[0][0], len(self.input_dims) * self.output_dim)
+        batch = (input_shape[0][0] if isinstance(input_shape[0], (list, tuple))
+                 else input_shape[0])
+        return (batch, len(self.input_dims) * self.output_dim)
 
     def get_config(self):
         return {
             **super().get_config(),
             "input_dims": list(self.input_dims),
             "output_dim": self.output_dim,
+            "columns": self.columns,
             "embeddings_initializer": initializers.serialize(
                 self.embeddings_initializer),
         }

@@ -70,9 +70,13 @@ def architecture_layer(model):
     return layer
 
 
-def _encoder(model):
-    """`(layer, encoder)`, the encoder a sub-model from `model.input` to the
-    architecture layer's input; built once per model."""
+def _encoder(model, x):
+    """`(layer, encoder)`, the encoder a sub-model from the inputs the batch
+    `x` uses (raw values or encoded blocks) to the architecture layer's input;
+    built once per model and input kind."""
+    if hasattr(model, "submodel"):
+        layer = architecture_layer(model)
+        return layer, model.submodel(layer.input, x)
     if model not in _ENCODERS:
         layer = architecture_layer(model)
         encoder = keras.Model(model.input, layer.input,
@@ -171,9 +175,9 @@ def sharing(model, data=None, batches=1):
         sums = {name: _as_numpy(m) for name, (m, _, _) in diagnostics.items()}
         return _frames(sums, labels, 1)
 
-    layer, encoder = _encoder(model)
     sums, labels, rows = {}, {}, 0
     for x in _feature_batches(data, batches):
+        layer, encoder = _encoder(model, x)
         inputs = encoder(_select(x, encoder), training=False)
         count = int(keras.ops.shape(inputs)[0])
         for name, (matrix, row_labels, column_labels) in layer.diagnostics(

@@ -124,7 +124,7 @@ class _Probe:
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         variables = model.trainable_variables
         with tf.GradientTape(persistent=True) as tape:
-            y_pred = model(x, training=False)
+            y_pred = model.forward(x, training=False)
             task_losses = model.compute_task_losses(y, y_pred, sample_weight)
         per_task = [tape.gradient(task_losses[n], variables)
                     for n in model.task_names]
@@ -143,7 +143,7 @@ class _Probe:
             stepped = [v if s is None else v - ops.cast(
                 learning_rate * tf.convert_to_tensor(s), v.dtype)
                 for v, s in zip(values, steps)]
-            outputs, _ = model.stateless_call(stepped, fixed, x, training=False)
+            outputs = model.stateless_forward(stepped, fixed, x, training=False)
             rows.append(model.stack_task_losses(
                 model.compute_task_losses(y, outputs, sample_weight)))
         after = tf.stack(rows)

@@ -25,8 +25,9 @@ def _check(check, *args):
 
 def build_model(features, tasks, architecture="shared_bottom", tower_units=(64,),
                 tower_activation="relu", tower_dropout=0.0,
-                categorical_encoding="embedding", embedding_dim=None, name=None,
-                encoders=None, input_shapes=None, **options):
+                categorical_encoding="embedding", embedding_dim=None,
+                numeric_encoding="plain", name=None, encoders=None,
+                input_shapes=None, **options):
     """Builds a multi-task model with the Functional API.
 
     The graph: raw feature inputs -> preprocessing (see
@@ -53,6 +54,10 @@ def build_model(features, tasks, architecture="shared_bottom", tower_units=(64,)
         tower_dropout: float in [0, 1), default 0.
         categorical_encoding: `"embedding"` (default) or `"one_hot"`.
         embedding_dim: int or None (per-feature rule of thumb).
+        numeric_encoding: `"plain"` (default: the normalized value),
+            `"piecewise_linear"` (quantile bins) or `"periodic"`
+            (`kmtl.features.NUMERIC_ENCODINGS`; Gorishniy et al., NeurIPS
+            2022), for numeric features without their own `encoding`.
         name: model name, default `"<architecture>_model"`.
         encoders: dict `{input_name: keras.Model or keras.layers.Layer}` or None.
             Each becomes a float32 model input `input_name` of the encoder's
@@ -119,7 +124,10 @@ def build_model(features, tasks, architecture="shared_bottom", tower_units=(64,)
     # === Inputs and preprocessing ===
     inputs = feature_inputs(features)
     inputs.update(encoder_inputs(encoders, input_shapes))
-    tabular = encode_features(features, inputs, categorical_encoding, embedding_dim)
+    _, tabular = encode_features(features, inputs,
+                                 categorical_encoding=categorical_encoding,
+                                 embedding_dim=embedding_dim,
+                                 numeric_encoding=numeric_encoding)
     parts = [] if tabular is None else [tabular]
     parts.extend(encode_inputs(encoders, inputs))
     encoded = (parts[0] if len(parts) == 1

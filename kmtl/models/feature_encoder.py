@@ -22,8 +22,7 @@ and concatenated with the tabular encoding (see `encoder_inputs`,
 import keras
 
 from kmtl.errors import ConfigError
-from kmtl.features import FEATURE_KINDS
-from kmtl.features import list_feature_kinds
+from kmtl.features.base import by_kind as _by_kind
 
 
 def feature_inputs(features):
@@ -146,35 +145,55 @@ def encode_inputs(encoders, inputs):
     return parts
 
 
-def encode_features(features, inputs, categorical_encoding="embedding",
-                    embedding_dim=None):
-    """Preprocesses raw inputs into one `(batch, d)` float tensor (None when
-    `features` is empty).
+def encode_features(features, inputs, **options):
+    """Preprocesses raw inputs into the encoded blocks, and those into one
+    `(batch, d)` float tensor.
 
-    Each registered feature kind encodes all its features at once
-    (`Feature.preprocess`); the kinds' blocks are concatenated in the order of
-    their `position` (numeric, then categorical) as `encoded_features`.
+    Each registered feature kind with features builds its fitted preprocessing
+    (`Feature.preprocess`: raw inputs -> its encoded block) and its own layers
+    on the block (`Feature.embed`); the kinds' outputs are concatenated in the
+    order of their `position` (numeric, then categorical) as
+    `encoded_features`.
 
     Args:
         features: list of fitted `kmtl.features.Feature`.
         inputs: dict of Keras inputs from `feature_inputs`.
-        categorical_encoding: `"embedding"` or `"one_hot"`.
-        embedding_dim: int, or None for each feature's rule-of-thumb size
-            (`CategoricalFeature.embedding_dim`).
+        **options: the kinds' options: `categorical_encoding` (`"embedding"`
+            or `"one_hot"`), `embedding_dim` (int or None), ...
+
+    Returns:
+        `(blocks, encoded)`: `{Feature.encoded_key(): block tensor}` and the
+        `(batch, d)` tensor (None when `features` is empty).
 
     Raises:
-        ConfigError: unknown encoding, or features that were not fitted.
+        ConfigError: a bad option, or features that were not fitted.
     """
-    by_kind = {}
-    for feature in features:
-        by_kind.setdefault(feature.kind, []).append(feature)
-    kinds = sorted((FEATURE_KINDS.get_class(name) for name in list_feature_kinds()),
-                   key=lambda cls: cls.position)
-    parts = []
-    for kind in kinds:
-        parts.extend(kind.preprocess(
-            by_kind.get(kind.registered_name, []), inputs,
-            categorical_encoding=categorical_encoding, embedding_dim=embedding_dim))
+    blocks, parts = {}, []
+    for kind, members in _by_kind(features):
+        block = None
+        if members:
+            block = blocks[kind.encoded_key()] = kind.preprocess(members, inputs)
+        parts.extend(kind.embed(members, block, **options))
     if len(parts) <= 1:
-        return parts[0] if parts else None
-    return keras.layers.Concatenate(name="encoded_features")(parts)
+        return blocks, (parts[0] if parts else None)
+    return blocks, keras.layers.Concatenate(name="encoded_features")(parts)
+
+
+def find_blocks(model, features):
+    """The encoded block tensors in `model`'s graph, found by the name of the
+    layer that makes each (`Feature.block_layer`), or None for a graph without
+    them (a model built by kmtl 0.2 or wired by hand).
+
+    Returns:
+        dict `{Feature.encoded_key(): KerasTensor}` or None.
+    """
+    blocks = {}
+    for kind, members in _by_kind(features):
+        if not members:
+            continue
+        try:
+            layer = model.get_layer(kind.block_layer(members))
+            blocks[kind.encoded_key()] = layer.output
+        except (ValueError, AttributeError):
+            return None
+    return blocks

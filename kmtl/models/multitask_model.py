@@ -14,6 +14,8 @@ from kmtl._keras_internals import unscale_loss_for_distribution
 from kmtl.architectures.base import Architecture
 from kmtl.errors import ConfigError
 from kmtl.features import Feature
+from kmtl.features.base import ENCODED_PREFIX
+from kmtl.models import feature_encoder
 from kmtl.models import shared_parameters
 from kmtl.models import steps
 from kmtl.weighting import StaticWeighting
@@ -114,6 +116,7 @@ class MultiTaskModel(keras.Model):
         self.loss_weights = {t.name: t.loss_weight for t in self.tasks}
         self.loss_combination = "sum"
         self.weighting = None
+        self._submodels = _Submodels()
 
     # === Data description ===
 
@@ -159,6 +162,95 @@ class MultiTaskModel(keras.Model):
             feature.input_name = name
             features.append(feature)
         return features
+
+    # === Raw and encoded inputs ===
+
+    @property
+    def encoded_inputs(self):
+        """The inputs of the encoded path: `{Feature.encoded_key(): block}`
+        for the feature kinds (the tensors the fitted preprocessing makes,
+        see `kmtl.features.Feature.encode`), plus the encoder inputs (images,
+        ...) as they are; None for a model without blocks (saved by kmtl 0.2,
+        or wired by hand)."""
+        if "encoded_inputs" not in self._submodels:
+            features = self._fitted_features
+            blocks = (None if features is None
+                      else feature_encoder.find_blocks(self, features))
+            if blocks is not None:
+                raw = {f.input_name for f in features}
+                blocks.update({name: tensor for name, tensor
+                               in self._inputs_struct.items() if name not in raw})
+            self._submodels["encoded_inputs"] = blocks
+        return self._submodels["encoded_inputs"]
+
+    def is_encoded(self, x):
+        """Whether the batch `x` holds encoded blocks (`make_dataset`'s
+        default) rather than raw feature values."""
+        return isinstance(x, dict) and any(
+            str(key).startswith(ENCODED_PREFIX) for key in x)
+
+    def submodel(self, outputs, x):
+        """A Functional model from the inputs that the batch `x` uses (raw or
+        encoded) to `outputs` (tensors of this model's graph), over this
+        model's own layers; cached per `(outputs, input kind)`.
+
+        It is held outside Keras's tracking, so its layers are not the
+        model's twice over (in `model.layers`, the saved file, the weights'
+        paths).
+
+        Raises:
+            ConfigError: `x` is encoded and the model has no encoded path.
+        """
+        encoded = self.is_encoded(x)
+        key = (id(outputs) if not isinstance(outputs, (list, tuple))
+               else tuple(id(o) for o in outputs), encoded)
+        if key not in self._submodels:
+            self._submodels[key] = _functional(self._graph_inputs(encoded),
+                                               outputs)
+        return self._submodels[key]
+
+    def _graph_inputs(self, encoded):
+        if not encoded:
+            return self._inputs_struct
+        inputs = self.encoded_inputs
+        if inputs is None:
+            raise ConfigError(
+                f"Model {self.name!r} takes raw feature values only (it has no "
+                f"encoded blocks: saved by kmtl 0.2, or wired by hand). Build "
+                f"its data with make_dataset(..., encoded=False).")
+        return inputs
+
+    def forward(self, x, training=False):
+        """The model's outputs `{task: prediction}` on a batch of raw values
+        (as `model(x)`) or of encoded blocks (the encoded path: the same
+        layers after the fitted preprocessing)."""
+        if not self.is_encoded(x):
+            return self(x, training=training)
+        return self.submodel(self._outputs_struct, x)(x, training=training)
+
+    def stateless_forward(self, trainable_variables, non_trainable_variables, x,
+                          training=False):
+        """`forward` with the given variable values (the model's
+        `trainable_variables` and `non_trainable_variables`, in order),
+        as `keras.Model.stateless_call`; returns the outputs only."""
+        if not self.is_encoded(x):
+            outputs, _ = self.stateless_call(
+                trainable_variables, non_trainable_variables, x,
+                training=training)
+            return outputs
+        submodel = self.submodel(self._outputs_struct, x)
+        values = {id(v): value for v, value in zip(
+            self.trainable_variables + self.non_trainable_variables,
+            list(trainable_variables) + list(non_trainable_variables))}
+        outputs, _ = submodel.stateless_call(
+            [values[id(v)] for v in submodel.trainable_variables],
+            [values[id(v)] for v in submodel.non_trainable_variables],
+            x, training=training)
+        return outputs
+
+    def predict_step(self, data):
+        x, _, _ = unpack_x_y_sample_weight(data)
+        return self.forward(x, training=False)
 
     # === Training ===
 
@@ -406,7 +498,7 @@ class MultiTaskModel(keras.Model):
         x, y, sample_weight = unpack_x_y_sample_weight(data)
         variables = self.trainable_weights
         with tf.GradientTape(persistent=True) as tape:
-            y_pred = self(x, training=False)
+            y_pred = self.forward(x, training=False)
             task_losses = self.compute_task_losses(y, y_pred, sample_weight)
         per_task = [tape.gradient(task_losses[n], variables) for n in self.task_names]
         del tape
@@ -430,7 +522,7 @@ class MultiTaskModel(keras.Model):
 
     def test_step(self, data):
         x, y, sample_weight = unpack_x_y_sample_weight(data)
-        y_pred = self(x, training=False)
+        y_pred = self.forward(x, training=False)
         task_losses = self.compute_task_losses(y, y_pred, sample_weight)
         total, task_weights = self.weighting.combine_losses(
             self.stack_task_losses(task_losses), self.labelled_tasks(sample_weight))
@@ -458,3 +550,32 @@ class MultiTaskModel(keras.Model):
             config["features"] = [f.get_config() for f in self._fitted_features]
         return config
 
+
+
+class _Submodels:
+    """A cache of sub-models over a model's own graph (see `submodel`). A
+    plain object, not a dict: Keras tracks the layers inside a dict or list
+    assigned to a model, but not the attributes of other objects."""
+
+    def __init__(self):
+        self._items = {}
+
+    def __contains__(self, key):
+        return key in self._items
+
+    def __getitem__(self, key):
+        return self._items[key]
+
+    def __setitem__(self, key, value):
+        self._items[key] = value
+
+
+def _functional(inputs, outputs):
+    """`keras.Model(inputs, outputs)` from tensors inside a graph (Keras clones
+    the nodes and reuses the layers), without Keras's warning that dict keys
+    differ from the tensors' names (the encoded blocks' keys are kmtl's)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="When providing `inputs` as a dict")
+        return keras.Model(inputs, outputs)

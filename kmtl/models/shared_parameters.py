@@ -30,6 +30,8 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from kmtl._keras_internals import own_nodes
+
 
 class Part(NamedTuple):
     """Rows `start:stop` of variable `index` (the whole variable when `start` is
@@ -95,12 +97,13 @@ def owner_reach(model):
             owners that do not match the variable's first axis.
     """
     layer = getattr(model, "architecture", None)
-    if layer is None or len(layer._inbound_nodes) != 1:
+    nodes = [] if layer is None else own_nodes(model, layer)
+    if len(nodes) != 1:
         return {}
     declared = dict(layer.owned_slices())
     if not declared:
         return {}
-    node = layer._inbound_nodes[0]
+    node = nodes[0]
     try:
         by_key = keras.tree.pack_sequence_as({k: 0 for k in layer.task_names},
                                              node.outputs)

@@ -25,7 +25,6 @@ optimizer's loss scale) happens here only, as the seed of each backward pass
 import warnings
 from typing import NamedTuple
 
-import keras
 from keras import ops
 
 from kmtl._keras_internals import scale_loss_for_distribution
@@ -83,7 +82,7 @@ class TrainStep:
             `(y_pred, representation)`: the outputs `{task: prediction}`, and
             the shared representation (None unless the strategy needs it).
         """
-        return model(x, training=True), None
+        return model.forward(x, training=True), None
 
     def loss(self, model, task_losses, labelled):
         """The step's loss, on the tape.
@@ -235,15 +234,12 @@ class RepresentationGradientStep(_TaskGradientStep):
         outputs = architecture.output
         representation = (outputs[0] if isinstance(outputs, (list, tuple))
                           else outputs)
-        # `inputs -> (outputs, representation)` over the model's own layers. It
-        # is held by this plain Python object, not by the model, so Keras does
-        # not track it: tracked, its layers would be the model's twice over
-        # (in `model.layers`, the saved file and the weights' paths).
-        self.representation_model = keras.Model(
-            model._inputs_struct, [model._outputs_struct, representation])
+        # `inputs -> (outputs, representation)` over the model's own layers,
+        # from the raw or the encoded inputs (`MultiTaskModel.submodel`).
+        self.outputs = [model._outputs_struct, representation]
 
     def forward(self, model, x):
-        y_pred, representation = self.representation_model(x, training=True)
+        y_pred, representation = model.submodel(self.outputs, x)(x, training=True)
         return y_pred, representation
 
     def gradients(self, model, tape, step_loss, task_losses, labelled,

@@ -44,6 +44,7 @@ from kmtl import tasks as tasks_module
 from kmtl.data import SPLIT_METHODS
 from kmtl.errors import ConfigError
 from kmtl.features import CATEGORICAL_ENCODINGS
+from kmtl.features import NUMERIC_ENCODINGS
 from kmtl.models.multitask_model import GRADIENT_MODES
 from kmtl.models.multitask_model import LOSS_COMBINATIONS
 
@@ -232,6 +233,18 @@ def _mapping(what):
     return check
 
 
+def _encodings(value):
+    if not isinstance(value, dict):
+        raise _Invalid("{path} must be a mapping of numeric columns to "
+                       "encodings, e.g. {age: periodic}. Received: {value}")
+    for column, encoding in value.items():
+        if encoding not in NUMERIC_ENCODINGS:
+            raise _Invalid("{path}: unknown encoding " + repr(encoding)
+                           + " for the column " + repr(column) + ". Use one of "
+                           + repr(NUMERIC_ENCODINGS) + ".")
+    return value
+
+
 def _names(what):
     def check(value):
         if not isinstance(value, list) or not all(
@@ -416,6 +429,11 @@ class FeaturesConfig(Section):
     min_frequency: _key(PositiveInt, _positive_int(), description="drop "
                         "categories seen fewer times in training (they become "
                         "out-of-vocabulary)") = 1
+    numeric_encoding: _key(dict[str, Literal[NUMERIC_ENCODINGS]],
+                           _null_is(dict, _encodings),
+                           description="per numeric column, an encoding other "
+                           "than `model.numeric_encoding`, e.g. `{age: "
+                           "periodic}`") = Field(default_factory=dict)
 
 
 class TaskConfig(BaseModel):
@@ -481,6 +499,13 @@ class ModelConfig(Section):
                         description="one size for every categorical embedding; "
                         "null: per feature, `min(16, ceil(6 * categories ** "
                         "0.25))`") = None
+    numeric_encoding: _key(Literal[NUMERIC_ENCODINGS], _choice(
+        "numeric encoding", NUMERIC_ENCODINGS),
+        description="how numeric features enter the model: `plain` (the "
+        "normalized value), `piecewise_linear` (quantile bins fitted on the "
+        "training split) or `periodic` (trained sin/cos embeddings); Gorishniy "
+        "et al., NeurIPS 2022. `features.numeric_encoding` sets it per "
+        "column") = "plain"
 
 
 def _optimizer(value):

@@ -23,6 +23,7 @@ from kmtl.data import combine_task_tables
 from kmtl.data import make_dataset
 from kmtl.data import read_table
 from kmtl.data import split_frame
+from kmtl.errors import ConfigError
 from kmtl.errors import DataError
 from kmtl.features import resolve_features
 from kmtl.runs.config import as_run_config
@@ -215,9 +216,21 @@ def prepare(config, train, tasks):
         # chosen automatically as a categorical, it would be all out-of-vocabulary.
         exclude.add(group_by)
     features = resolve_features(train, section.numeric, section.categorical, exclude)
+    encodings = dict(section.numeric_encoding)
     for feature in features:
         feature.fit(train, max_vocabulary=section.max_vocabulary,
                     min_frequency=section.min_frequency)
+        if feature.name in encodings:
+            if feature.kind != "numeric":
+                raise ConfigError(
+                    f"features.numeric_encoding names {feature.name!r}, a "
+                    f"{feature.kind} feature. Only numeric features take an "
+                    f"encoding; remove it there.")
+            feature.encoding = encodings.pop(feature.name)
+    if encodings:
+        raise ConfigError(
+            f"features.numeric_encoding names {sorted(encodings)}, which are not "
+            f"features. Features: {[f.name for f in features]}.")
     return features
 
 

@@ -58,6 +58,7 @@ def model_from_config(config, features, tasks):
         tower_dropout=section.tower_dropout,
         categorical_encoding=section.categorical_encoding,
         embedding_dim=section.embedding_dim,
+        numeric_encoding=section.numeric_encoding,
         name=config.name, **section.options)
 
 

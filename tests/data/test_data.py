@@ -324,9 +324,32 @@ def fitted(tiny_frame):
     return [f.fit(tiny_frame) for f in features], tasks
 
 
-def test_batch_shapes_and_dtypes(tiny_frame, fitted):
+def test_encoded_batches_hold_the_blocks(tiny_frame, fitted):
+    """The default batches hold each kind's encoded block: the numeric columns
+    normalized with the training statistics (NaN kept) and the categorical
+    lookup indices (vocabulary red, blue, green by count; 0 is unseen)."""
     features, tasks = fitted
     batches = list(make_dataset(tiny_frame, features, tasks, batch_size=4))
+    x, y, weight = batches[0]
+    assert set(x) == {"encoded:numeric", "encoded:categorical"}
+    numeric, categorical = x["encoded:numeric"], x["encoded:categorical"]
+    assert numeric.shape == (4, 2) and numeric.dtype == tf.float32
+    assert categorical.shape == (4, 1) and categorical.dtype == tf.int64
+    columns = tiny_frame[["x1", "x2"]].to_numpy()
+    expected = (columns - np.nanmean(columns, axis=0)) / np.sqrt(
+        np.nanvar(columns, axis=0))
+    np.testing.assert_allclose(numeric.numpy(), expected[:4], rtol=1e-6)
+    assert np.isnan(numeric.numpy()[2, 0])
+    assert categorical.numpy()[:, 0].tolist() == [1, 2, 1, 3]
+    np.testing.assert_array_equal(y["kind"].numpy(), [1, 0, 2, 0])
+    np.testing.assert_array_equal(weight["clicked"].numpy(), [1, 1, 0, 1])
+    assert batches[1][0]["encoded:numeric"].shape == (2, 2)
+
+
+def test_batch_shapes_and_dtypes(tiny_frame, fitted):
+    features, tasks = fitted
+    batches = list(make_dataset(tiny_frame, features, tasks, batch_size=4,
+                                encoded=False))
     assert len(batches) == 2
     x, y, weight = batches[0]
     assert set(x) == {"x1", "x2", "color"}
@@ -348,8 +371,11 @@ def test_batch_shapes_and_dtypes(tiny_frame, fitted):
 
 def test_features_only_dataset(tiny_frame, fitted):
     features, _ = fitted
-    batch = next(iter(make_dataset(tiny_frame, features, batch_size=6)))
+    batch = next(iter(make_dataset(tiny_frame, features, batch_size=6,
+                                   encoded=False)))
     assert isinstance(batch, dict) and set(batch) == {"x1", "x2", "color"}
+    batch = next(iter(make_dataset(tiny_frame, features, batch_size=6)))
+    assert set(batch) == {"encoded:numeric", "encoded:categorical"}
 
 
 def test_drop_remainder(tiny_frame, fitted):
@@ -374,10 +400,27 @@ def numbered():
             [Task("y", "binary").fit(frame)])
 
 
+def _rows(x):
+    """The row numbers of a batch of the `numbered` frame: the raw `row`
+    feature, or its encoded block (rows 0..22 normalized) mapped back."""
+    if "row" in x:
+        return x["row"].numpy()[:, 0]
+    rows = np.arange(23.0)
+    return x["encoded:numeric"].numpy()[:, 0] * rows.std() + rows.mean()
+
+
 def _epoch(iterator_source):
-    """Rows of one pass, batch by batch, read from the `row` feature."""
-    return [x["row"].numpy()[:, 0].astype(int).tolist()
-            for x, _, _ in iterator_source]
+    """Rows of one pass, batch by batch."""
+    return [np.rint(_rows(x)).astype(int).tolist() for x, _, _ in iterator_source]
+
+
+def test_encoded_and_raw_batches_take_the_same_rows(numbered):
+    frame, features, tasks = numbered
+    encoded = make_dataset(frame, features, tasks, batch_size=5, shuffle=True,
+                           seed=4)
+    raw = make_dataset(frame, features, tasks, batch_size=5, shuffle=True,
+                       seed=4, encoded=False)
+    assert _epoch(encoded) == _epoch(raw)
 
 
 def test_shuffle_covers_every_row_once_per_epoch(numbered):
@@ -396,7 +439,7 @@ def test_shuffle_labels_stay_with_their_rows(numbered):
     frame, features, tasks = numbered
     for x, y, _ in make_dataset(frame, features, tasks, batch_size=5, shuffle=True,
                                 seed=4):
-        rows = x["row"].numpy()[:, 0]
+        rows = np.rint(_rows(x))
         np.testing.assert_array_equal(y["y"].numpy()[:, 0], rows % 2)
 
 
@@ -448,7 +491,8 @@ def test_string_features_match_their_converted_text():
                           "code": [3.0, np.nan, 12.0, 3.0]})
     features = [Feature("city", "categorical").fit(frame),
                 Feature("code", "categorical").fit(frame)]
-    batch = next(iter(make_dataset(frame, features, batch_size=4)))
+    batch = next(iter(make_dataset(frame, features, batch_size=4,
+                                   encoded=False)))
     assert batch["city"].numpy()[:, 0].tolist() == [b"Oslo", b"", b"Lima", b"Oslo"]
     assert batch["code"].numpy()[:, 0].tolist() == [b"3", b"", b"12", b"3"]
     assert set(features[1].vocabulary) == {"3", "", "12"}

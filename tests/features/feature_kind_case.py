@@ -9,16 +9,21 @@ output are written out by hand.
 What it checks, for one kind:
 - the contract: `Feature(name, kind)` returns the registered class with the
   default dtype, every declared dtype is accepted and another refused, `fitted`
-  is False before `fit`, `preprocess` of no feature is empty and of an unfitted
-  one a ConfigError;
+  is False before `fit`, `embed` of no feature is empty, and `preprocess` and
+  `encode` of an unfitted one a ConfigError;
 - config: `get_config` / `from_config`, `kmtl.features.get`, `serialize` /
   `deserialize` agree, before and after `fit`, and JSON holds the config;
 - `convert` of a column with missing values, and a value the kind refuses;
 - `fit` statistics against hand-computed ones;
 - the preprocessing in a tiny model (`encode_features` on this one feature):
-  output by hand, layer names and classes, and a `.keras` round trip with the
-  same output; then `kmtl.build_model` with the feature, whose `.keras` round
-  trip keeps the predictions and the fitted feature;
+  the encoded block and the output by hand, layer names and classes, and a
+  `.keras` round trip with the same output;
+- no train/serve skew: `encode` of a frame (the training pipeline) equals the
+  block the preprocessing layers make from the same raw values (serving),
+  value for value, missing values and unseen categories included; and a built
+  model gives identical outputs on both paths;
+- `kmtl.build_model` with the feature, whose `.keras` round trip keeps the
+  predictions and the fitted feature;
 - the same feature on a column named `2nd f (é)`: the model input is
   `col_2nd_f_e`, `make_dataset` and a few training steps take the frame with
   its own column name, and the `.keras` round trip and the export serve it.
@@ -57,6 +62,7 @@ class FeatureKindExample:
         fitted: `{attribute: value}` that `fit` must set.
         serving: raw model inputs `(rows, 1)`, as a client sends them.
         options: `build_model` preprocessing options.
+        encoded: the encoded block of `serving`, `(rows, width)`.
         output: the preprocessed `serving`, `(rows, d)`.
         layers: `{layer name: layer class name}` of the preprocessing.
         refused: `(column, message regex)`: a column `convert` refuses.
@@ -68,6 +74,7 @@ class FeatureKindExample:
     fitted: dict
     serving: np.ndarray
     options: dict
+    encoded: list
     output: list
     layers: dict
     refused: tuple
@@ -82,6 +89,8 @@ EXAMPLES = {
         fitted={"mean": 4.0, "variance": 6.0, "missing": True},
         serving=np.array([[1.0], [np.nan], [4.0], [7.0]], "float32"),
         options={},
+        # (x - 4) / sqrt(6); a NaN stays NaN in the block.
+        encoded=[[-3 / SQRT_6], [np.nan], [0.0], [3 / SQRT_6]],
         # (x - 4) / sqrt(6), a NaN is 0 (the mean), then the missing indicator.
         output=[[-3 / SQRT_6, 0.0], [0.0, 1.0], [0.0, 0.0], [3 / SQRT_6, 0.0]],
         layers={"numeric_normalization": "Normalization",
@@ -97,7 +106,9 @@ EXAMPLES = {
         fitted={"vocabulary": ["b", "", "a", "c"]},
         serving=np.array([["b"], ["a"], [""], ["zebra"]], object),
         options={"categorical_encoding": "one_hot"},
-        # Index 0 is out of vocabulary (zebra), then b, "", a, c.
+        # The lookup index: 0 is out of vocabulary (zebra), then b, "", a, c.
+        encoded=[[1], [3], [2], [0]],
+        # One-hot of the index.
         output=[[0, 1, 0, 0, 0], [0, 0, 0, 1, 0], [0, 0, 1, 0, 0],
                 [1, 0, 0, 0, 0]],
         layers={"f_lookup": "StringLookup"},
@@ -141,10 +152,13 @@ def check_contract(name):
         Feature("f", name, "complex64")
     feature = declared_feature(name, example)
     assert not feature.fitted
-    assert cls.preprocess([], {}, **example.options) == []
+    assert cls.embed([], None, **example.options) == []
+    assert cls.encoded_key() == f"encoded:{name}"
     inputs = feature_inputs([feature])
     with pytest.raises(ConfigError, match="must be fitted"):
-        cls.preprocess([feature], inputs, **example.options)
+        cls.preprocess([feature], inputs)
+    with pytest.raises(ConfigError, match="must be fitted"):
+        cls.encode([feature], example_frame(example))
 
 
 def check_config_round_trip(name):
@@ -191,7 +205,12 @@ def check_preprocessing(name, folder):
     example = example_of(name)
     feature = declared_feature(name, example).fit(example_frame(example))
     inputs = feature_inputs([feature])
-    output = encode_features([feature], inputs, **example.options)
+    blocks, output = encode_features([feature], inputs, **example.options)
+    key = type(feature).encoded_key()
+    assert list(blocks) == [key]
+    block = keras.ops.convert_to_numpy(
+        keras.Model(inputs, blocks[key])({"f": example.serving}))
+    np.testing.assert_allclose(block, example.encoded, rtol=1e-6, atol=1e-7)
     model = keras.Model(inputs, output)
     got = keras.ops.convert_to_numpy(model({"f": example.serving}))
     np.testing.assert_allclose(got, example.output, rtol=1e-6, atol=1e-7)
@@ -202,6 +221,39 @@ def check_preprocessing(name, folder):
     loaded = keras.saving.load_model(path)
     again = keras.ops.convert_to_numpy(loaded({"f": example.serving}))
     np.testing.assert_array_equal(again, got)
+
+
+def serving_frame(example):
+    """The serving rows as a table: what `kmtl predict` reads."""
+    values = example.serving[:, 0]
+    if values.dtype == object:
+        values = [v.decode() if isinstance(v, bytes) else v for v in values]
+    return pd.DataFrame({"f": pd.Series(values, dtype=object)})
+
+
+def check_no_skew(name):
+    """The training pipeline's encoding (`Feature.encode`, NumPy) and the
+    serving model's preprocessing layers give the same block for the same
+    raw values, value for value (missing values and unseen categories
+    included); a built model's outputs are identical on both paths."""
+    example = example_of(name)
+    frame = example_frame(example)
+    feature = declared_feature(name, example).fit(frame)
+    cls = type(feature)
+    served = serving_frame(example)
+    inputs = feature_inputs([feature])
+    layers = keras.Model(inputs, cls.preprocess([feature], inputs))
+    from_layers = keras.ops.convert_to_numpy(layers({"f": example.serving}))
+    from_frame = cls.encode([feature], served)
+    assert from_frame.dtype == from_layers.dtype
+    np.testing.assert_array_equal(from_frame, from_layers)
+    task = Task("y", "regression").fit(frame)
+    keras.utils.set_random_seed(0)
+    model = kmtl.build_model([feature], [task], "shared_bottom", units=(4,),
+                             tower_units=(), **example.options)
+    raw = model.predict(make_dataset(served, [feature], encoded=False), verbose=0)
+    encoded = model.predict(make_dataset(served, [feature]), verbose=0)
+    np.testing.assert_array_equal(encoded["y"], raw["y"])
 
 
 def check_model(name, folder):
@@ -267,5 +319,6 @@ def run_feature_kind_test(name, folder):
     check_convert(name)
     check_fit(name)
     check_preprocessing(name, folder)
+    check_no_skew(name)
     check_model(name, folder)
     check_column_name(name, folder)

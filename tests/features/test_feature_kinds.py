@@ -60,7 +60,7 @@ def test_get_needs_name_and_kind():
 
 def _encoded(features, frame, **options):
     inputs = feature_inputs(features)
-    model = keras.Model(inputs, encode_features(features, inputs, **options))
+    model = keras.Model(inputs, encode_features(features, inputs, **options)[1])
     raw = {f.name: np.asarray(frame[f.name].tolist(),
                               object if f.dtype == "string" else f.dtype)[:, None]
            for f in features}

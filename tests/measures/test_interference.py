@@ -160,7 +160,7 @@ def _reference_affinity(model, batch, rate):
     assert any("/gate_" in v.path for v in model.trainable_variables)
 
     def losses():
-        task_losses = model.compute_task_losses(y, model(x, training=False),
+        task_losses = model.compute_task_losses(y, model.forward(x, training=False),
                                                 sample_weight)
         return np.array([float(task_losses[n]) for n in names])
 
@@ -169,7 +169,7 @@ def _reference_affinity(model, batch, rate):
     z = np.zeros((len(names), len(names)))
     for i, name in enumerate(names):
         with tf.GradientTape() as tape:
-            loss = model.compute_task_losses(y, model(x, training=False),
+            loss = model.compute_task_losses(y, model.forward(x, training=False),
                                              sample_weight)[name]
         for v, g in zip(shared, tape.gradient(loss, shared)):
             v.assign(v.numpy() - rate * tf.convert_to_tensor(g).numpy())

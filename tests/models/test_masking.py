@@ -143,7 +143,7 @@ def test_batch_without_labels_gives_zero_loss_and_finite_gradient(
                                            batch_size=4)))
     np.testing.assert_array_equal(weights["clicked"].numpy(), 0.0)
     with tf.GradientTape() as tape:
-        y_pred = model(x, training=True)
+        y_pred = model.forward(x, training=True)
         losses = model.compute_task_losses(y, y_pred, weights)
         total = model.combine_task_losses(losses)
     assert float(losses["clicked"]) == 0.0

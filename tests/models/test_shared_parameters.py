@@ -165,7 +165,7 @@ def _parts(model, batch):
     x, y, w = batch
     variables = model.trainable_weights
     with tf.GradientTape(persistent=True) as tape:
-        losses = model.compute_task_losses(y, model(x, training=True), w)
+        losses = model.compute_task_losses(y, model.forward(x, training=True), w)
     per_task = [tape.gradient(losses[n], variables) for n in model.task_names]
     return variables, per_task, gradient_parts(per_task, variables, model.tasks,
                                                owner_reach(model))
@@ -257,7 +257,7 @@ def test_hand_wired_heads_are_read_off_the_graph():
             keras.layers.Concatenate()([rep["a"], rep["b"]])),
         "c": keras.layers.Dense(1, activation="sigmoid", name="c")(rep["c"])}
     model = kmtl.MultiTaskModel(inputs, outputs, tasks=tasks)
-    batch = next(iter(make_dataset(frame, features, tasks, 64)))
+    batch = next(iter(make_dataset(frame, features, tasks, 64, encoded=False)))
     variables, per_task, parts = _parts(model, batch)
     gate = [(p.start, sorted(p.tasks)) for p in parts
             if variables[p.index].path.endswith("gate_kernel_0")]
@@ -340,7 +340,7 @@ def test_a_model_without_architecture_shares_every_slice():
     model = kmtl.MultiTaskModel(inputs, outputs, tasks=tasks)
     assert model.architecture is None and owner_reach(model) == {}
     variables, per_task, parts = _parts(
-        model, next(iter(make_dataset(frame, features, tasks, 64))))
+        model, next(iter(make_dataset(frame, features, tasks, 64, encoded=False))))
     assert [(variables[p.index].path, p.start, sorted(p.tasks)) for p in parts] == [
         ("hidden/kernel", None, [0, 1, 2]), ("hidden/bias", None, [0, 1, 2]),
         ("a/kernel", None, [0]), ("a/bias", None, [0]),
