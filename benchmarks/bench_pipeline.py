@@ -1,9 +1,13 @@
 """(a) Input pipeline throughput over the census training set.
 
-kmtl's `make_dataset` (column-stacked tensors, one gather per dtype per batch)
-against the per-row loader of the usual tutorial: a `Dataset.__getitem__` that
-reads one row with `DataFrame.iloc` and a collate step that stacks rows into a
-batch. Both produce the same `(features, labels, sample_weights)` batches of 1024.
+kmtl's `make_dataset`, as training uses it (the encoded blocks: the frame
+encoded once, then one gather per block per batch), against two references
+measured in the same run: the raw-value pipeline of kmtl 0.2
+(`encoded=False`: strings gathered per batch, the model does the lookups) and
+the per-row loader of the usual tutorial (a `Dataset.__getitem__` that reads one
+row with `DataFrame.iloc` and a collate step that stacks rows into a batch). All
+produce `(features, labels, sample_weights)` batches of 1024. The one-off
+encoding of the frame (`kmtl.features.encode_frame`) is timed apart.
 """
 
 import time
@@ -14,6 +18,7 @@ import tensorflow as tf
 from benchmarks.common import census
 from benchmarks.common import median
 from kmtl.data import make_dataset
+from kmtl.features import encode_frame
 
 BATCH = 1024
 
@@ -53,16 +58,26 @@ def _consume(dataset):
     return rows
 
 
-def run(per_row_rows=20_000, epochs=3):
-    _, train, _, features, tasks = census()
-    dataset = make_dataset(train, features, tasks, BATCH, shuffle=True, seed=0)
+def _rate(dataset, epochs):
+    """Rows per second of `dataset`, median over `epochs` after a warm-up."""
     _consume(dataset)  # warm-up epoch: traces the tf.data functions
     seconds = []
     for _ in range(epochs):
         start = time.perf_counter()
         rows = int(_consume(dataset))
         seconds.append(time.perf_counter() - start)
-    kmtl_rate = rows / median(seconds)
+    return rows / median(seconds), rows
+
+
+def run(per_row_rows=20_000, epochs=3):
+    _, train, _, features, tasks = census()
+    start = time.perf_counter()
+    encode_frame(features, train)
+    encode_seconds = time.perf_counter() - start
+    kmtl_rate, rows = _rate(
+        make_dataset(train, features, tasks, BATCH, shuffle=True, seed=0), epochs)
+    raw_rate, _ = _rate(make_dataset(train, features, tasks, BATCH, shuffle=True,
+                                     seed=0, encoded=False), epochs)
 
     loader = PerRowDataset(train, features, tasks)
     order = np.random.RandomState(0).permutation(len(train))[:per_row_rows]
@@ -71,9 +86,12 @@ def run(per_row_rows=20_000, epochs=3):
     per_row_rate = done / (time.perf_counter() - start)
     return {
         "kmtl_rows_per_s": kmtl_rate,
+        "raw_values_rows_per_s": raw_rate,
         "per_row_loader_rows_per_s": per_row_rate,
+        "encoded_over_raw": kmtl_rate / raw_rate,
         "speedup": kmtl_rate / per_row_rate,
+        "encode_frame_s": encode_seconds,
         "rows": rows,
         "per_row_rows_timed": done,
-        "targets": {"kmtl_rows_per_s": ">= 1e6", "speedup": ">= 50"},
+        "targets": {"kmtl_rows_per_s": ">= 2e6", "speedup": ">= 50"},
     }

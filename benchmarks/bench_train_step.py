@@ -1,11 +1,14 @@
 """(b) The `MultiTaskModel` training step against stock Keras `fit`.
 
-Both models share the very same layers (the census MMoE graph). The stock one is
-a plain `keras.Model` over the same inputs and outputs, compiled with the same
+Both models share the very same layers (the census MMoE graph) and train on the
+same encoded blocks (`make_dataset`'s default). The stock one is a plain
+`keras.Model` from the model's encoded inputs to its outputs, compiled with the same
 per-output losses, loss weights and weighted metrics, and trained by Keras's own
 `train_step`. Same batches (sample weights included); runs alternate A/B and the
 ratio of the medians is reported.
 """
+
+import warnings
 
 import keras
 
@@ -20,8 +23,13 @@ ROUNDS = 4
 
 
 def _stock_model(model):
+    """Stock Keras on the same encoded blocks and the same layers."""
     outputs = dict(zip(model.output_names, model.outputs))
-    stock = keras.Model(inputs=model.input, outputs=outputs, name="stock")
+    with warnings.catch_warnings():
+        # The blocks' keys (`encoded:numeric`) are not the tensors' names.
+        warnings.simplefilter("ignore")
+        stock = keras.Model(inputs=model.encoded_inputs, outputs=outputs,
+                            name="stock")
     stock.compile(
         optimizer="adam",
         loss={t.name: t.build_loss() for t in model.tasks},
@@ -57,5 +65,5 @@ def run():
         "ratio": kmtl_ms / stock_ms,
         "steps_per_epoch": STEPS,
         "epochs_timed_each": len(seconds["kmtl"]),
-        "target": {"ratio": "<= 1.05"},
+        "target": {"ratio": "<= 1.02"},
     }

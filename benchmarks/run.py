@@ -1,6 +1,7 @@
 """Runs every benchmark, prints a table and writes benchmarks/results/<name>.json.
 
 Usage: python benchmarks/run.py [pipeline] [train_step] [census_epoch]
+    [numeric_table] [weighting]
 Needs the Census-Income files in ../shared/data/census-income or $KMTL_DATA_DIR.
 """
 
@@ -12,6 +13,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks import bench_census_epoch  # noqa: E402
+from benchmarks import bench_numeric_table  # noqa: E402
 from benchmarks import bench_pipeline  # noqa: E402
 from benchmarks import bench_train_step  # noqa: E402
 from benchmarks import bench_weighting  # noqa: E402
@@ -21,6 +23,7 @@ BENCHMARKS = {
     "pipeline": bench_pipeline.run,
     "train_step": bench_train_step.run,
     "census_epoch": bench_census_epoch.run,
+    "numeric_table": bench_numeric_table.run,
     "weighting": bench_weighting.run,
 }
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")

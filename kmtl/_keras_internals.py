@@ -25,17 +25,17 @@ from keras.src.losses.loss import unscale_loss_for_distribution
 # builds its own (task-specific) losses on it.
 from keras.src.losses.losses import LossFunctionWrapper
 
-# Holds the arguments of `compile` untracked (no Keras attribute tracking of
-# the optimizer or the weighting inside it) and serializes them when the model
-# is saved, as `keras.Model.compile` does; Keras has no public equivalent.
-from keras.src.saving.serialization_lib import SerializableDict
-
 # The key of a layer's call (node) in a Functional model's graph
 # (`model._nodes` holds the keys of the model's own calls). A layer's
 # `_inbound_nodes` also lists calls from other graphs over the same layers (a
 # sub-model such as the encoded path, `MultiTaskModel.submodel`); this tells
 # the model's own call apart.
 from keras.src.ops.function import make_node_key
+
+# Holds the arguments of `compile` untracked (no Keras attribute tracking of
+# the optimizer or the weighting inside it) and serializes them when the model
+# is saved, as `keras.Model.compile` does; Keras has no public equivalent.
+from keras.src.saving.serialization_lib import SerializableDict
 
 
 def own_nodes(model, layer):

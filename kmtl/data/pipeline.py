@@ -8,9 +8,9 @@ arrays and the model skips its preprocessing layers (its encoded path, see
 `MultiTaskModel.forward`). With `encoded=False` they are the raw values, one
 tensor per raw dtype, for a model that takes raw inputs only. Each batch is
 then one `tf.gather` per tensor on a batch of row indices: no per-row Python
-and no per-row tf.data elements. Shuffling permutes the row indices once per epoch with a
-stateless shuffle seeded from `tf.data.Dataset.random(seed)`, so the order is the
-same for the same seed, and differs from epoch to epoch.
+and no per-row tf.data elements. Shuffling permutes the row indices once per
+epoch with a stateless shuffle seeded from `tf.data.Dataset.random(seed)`, so
+the order is the same for the same seed, and differs from epoch to epoch.
 """
 
 import numpy as np

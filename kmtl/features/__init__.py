@@ -8,9 +8,9 @@ dtype)` returns an instance of the kind's class, `register` adds a kind.
 -> `bill_length_mm`).
 """
 
+from kmtl.features.base import ENCODED_PREFIX
 from kmtl.features.base import FEATURE_KINDS
 from kmtl.features.base import INPUT_NAME_PREFIX
-from kmtl.features.base import ENCODED_PREFIX
 from kmtl.features.base import MISSING_INT
 from kmtl.features.base import MISSING_STRING
 from kmtl.features.base import RESERVED_KINDS

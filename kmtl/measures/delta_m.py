@@ -57,7 +57,7 @@ def metric_direction(metric, directions=None):
             is not +1 or -1.
 
     Examples:
-        >>> metric_direction("auc"), metric_direction("mae")
+        >>> metric_direction("auc"), metric_direction("mae_height")
         (1, -1)
     """
     if directions and metric in directions:
@@ -68,6 +68,11 @@ def metric_direction(metric, directions=None):
         return int(value)
     if metric in DIRECTIONS:
         return DIRECTIONS[metric]
+    # A variant of a known metric (`auc_micro`, `auc_<label>`, `mae_<target>`):
+    # the longest known name it starts with.
+    known = [m for m in DIRECTIONS if metric.startswith(m + "_")]
+    if known:
+        return DIRECTIONS[max(known, key=len)]
     raise ValueError(
         f"Unknown metric {metric!r}: kmtl does not know whether higher or lower is "
         f"better. Pass directions={{{metric!r}: +1}} (higher is better) or "

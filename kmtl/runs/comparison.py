@@ -15,8 +15,11 @@ What is trained, all on the same data, split and budget:
   options, weighting, gradients), or the config's own model when it is null.
 
 Every model trains with the config's `training` section: the same epochs,
-batch size, optimizer, learning rate and early stopping on the validation loss
-(best epoch restored). Each model is trained once per seed. A seed sets
+batch size, optimizer, learning rate, weight decay and early stopping on the
+validation loss (best epoch restored). Keys the config leaves unset are chosen
+from the number of training rows as `kmtl train` chooses them
+(`kmtl.runs.training.prepare_run`), for the baselines and every variant
+alike. Each model is trained once per seed. A seed sets
 `training.seed` (weight initialisation, dropout, the order of the training
 batches); the data split is the config's (`data.split.seed`) for every run. The
 data is loaded, split and fitted once per compare.
@@ -54,11 +57,13 @@ from kmtl.runs.config import SINGLE_TASK
 from kmtl.runs.config import BaselineConfig
 from kmtl.runs.config import VariantConfig
 from kmtl.runs.config import as_run_config
-from kmtl.runs.data import prepare_data
+from kmtl.runs.config import shared_units_key
+from kmtl.runs.config import size_defaults
 from kmtl.runs.report import write_report
 from kmtl.runs.run_dir import RunDir
 from kmtl.runs.training import build_run_model
 from kmtl.runs.training import precision_policy
+from kmtl.runs.training import prepare_run
 from kmtl.runs.training import run_model
 from kmtl.tasks import Task
 
@@ -163,6 +168,17 @@ def seed_list(config, seeds=None):
     return seeds
 
 
+def with_shared_units(spec, rows):
+    """A variant or baseline spec (`architecture`, `options`) whose options
+    leave the shared part's sizes unset, with the sizes `kmtl train` would
+    choose for `rows` training rows (`kmtl.runs.config.size_defaults`)."""
+    key = shared_units_key(spec["architecture"], spec["options"])
+    if key is None:
+        return spec
+    return {**spec, "options": {**spec["options"],
+                                key: size_defaults(rows)["shared_units"]}}
+
+
 def _run_config(config, spec, seed, weighting=None, gradients="parameters"):
     return config.model_copy(update={
         "model": config.model.model_copy(update={
@@ -187,8 +203,10 @@ def baseline_tasks(tasks):
 
 
 def counted_metrics(config, tasks):
-    """`{task: [metric, ...]}` that Δm counts: `compare.metrics`, else every metric
-    of every task with a target (its `metrics`, not its loss).
+    """`{task: [metric, ...]}` that Δm counts: `compare.metrics`, else every
+    whole-task metric of every task with a target (its `metrics`, not its loss,
+    nor the per-label or per-target metrics such as `auc_<label>`, which would
+    outweigh the other tasks in the flat average).
 
     Raises:
         ConfigError: a listed metric is not one the task computes, a task
@@ -197,8 +215,9 @@ def counted_metrics(config, tasks):
     """
     config = as_run_config(config)
     section = config.compare
-    given = section.metrics or {t.name: list(t.metrics) for t in tasks
-                                if t.has_labels}
+    given = section.metrics or {
+        t.name: [m for m in t.metrics if m in t.metric_factories()]
+        for t in tasks if t.has_labels}
     by_name = {t.name: t for t in tasks}
     for task_name, names in given.items():
         if not by_name[task_name].has_labels:
@@ -390,9 +409,11 @@ def _compare(config, data_dir, output_dir, seeds, log):
         raise ConfigError("compare needs at least two tasks: a multi-task model is "
                           "compared with one single-task model per task.")
     seeds = seed_list(config, seeds)
-    variants = resolve_variants(config)
-    baseline = baseline_spec(config)
-    data = prepare_data(config, data_dir)
+    resolve_variants(config)  # bad variants fail before the data is read
+    config, data = prepare_run(config, data_dir, log)
+    rows = len(data.train)
+    variants = [with_shared_units(v, rows) for v in resolve_variants(config)]
+    baseline = with_shared_units(baseline_spec(config), rows)
     split = section.split
     if split not in data.held_out:
         raise ConfigError(f"compare.split: the {split} split is empty, so nothing "

@@ -4,9 +4,12 @@ Task types are registered classes, one file each: `BinaryTask` ("binary"),
 `MulticlassTask` ("multiclass"), `MultilabelTask` ("multilabel"),
 `RegressionTask` ("regression"). `Task(name, type, ...)` returns an instance of
 the type's class; `get` reads a run config's task dict; `register` adds a type.
+`ColumnMetric` is the metric of one label or target column (`auc_<label>`,
+`mae_<target>`).
 """
 
 from kmtl.tasks.base import LOSS_REDUCTION
+from kmtl.tasks.base import PER_COLUMN_DEFAULT_LIMIT
 from kmtl.tasks.base import TASK_TYPES
 from kmtl.tasks.base import Task
 from kmtl.tasks.base import deserialize
@@ -16,14 +19,17 @@ from kmtl.tasks.base import register
 from kmtl.tasks.base import serialize
 from kmtl.tasks.binary import BinaryTask
 from kmtl.tasks.derived import derivation_order
+from kmtl.tasks.metrics import ColumnMetric
 from kmtl.tasks.multiclass import MulticlassTask
 from kmtl.tasks.multilabel import MultilabelTask
 from kmtl.tasks.regression import RegressionTask
 
 __all__ = [
     "LOSS_REDUCTION",
+    "PER_COLUMN_DEFAULT_LIMIT",
     "TASK_TYPES",
     "BinaryTask",
+    "ColumnMetric",
     "MulticlassTask",
     "MultilabelTask",
     "RegressionTask",

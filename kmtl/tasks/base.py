@@ -28,12 +28,19 @@ from kmtl.errors import ConfigError
 from kmtl.errors import DataError
 from kmtl.registry import Registry
 from kmtl.tasks.derived import check_derived_from
+from kmtl.tasks.metrics import ColumnMetric
+from kmtl.tasks.metrics import column_metric_names
 
 # The reduction every task loss uses: the mean over the labelled rows of a batch.
 # Keras divides with `divide_no_nan`, so a batch without labels for a task adds 0.
 LOSS_REDUCTION = "mean_with_sample_weight"
 """The Keras loss reduction of every task loss: the mean over the labelled rows
 of a batch (0 for a batch without labels)."""
+
+PER_COLUMN_DEFAULT_LIMIT = 10
+"""The most columns (labels of a multilabel task, target columns of a
+regression) for which a task logs per-column metrics by default; above it they
+are opt-in (`metrics=[..., "auc_per_label"]`)."""
 
 
 class Task:
@@ -68,10 +75,17 @@ class Task:
             for a task without target (its loss is always 0).
         metrics: list of str. Metric names of the type (`metric_factories()`;
             binary: auc, accuracy, precision, recall, crossentropy; multiclass:
-            accuracy, top_k_accuracy, crossentropy; multilabel: auc, accuracy;
-            regression: mae, rmse, mse). Defaults (`default_metrics`): binary
-            auc + accuracy; multiclass accuracy; multilabel auc; regression
-            mae + rmse.
+            accuracy, top_k_accuracy, crossentropy; multilabel: auc (macro),
+            auc_macro, auc_micro, accuracy; regression: mae, rmse, mse), their
+            per-column forms (multilabel `auc_<label>`, `accuracy_<label>`;
+            regression `mae_<target>`, `rmse_<target>`, `mse_<target>`), and
+            groups that expand into one per column (`auc_per_label`,
+            `mae_per_target`; `metric_groups()`). The task keeps the expanded
+            names, each once, in order. Defaults (`default_metrics`): binary
+            auc + accuracy; multiclass accuracy; multilabel auc + auc_micro +
+            auc_per_label; regression mae + rmse, + mae_per_target +
+            rmse_per_target with several targets. Per-column metrics are in
+            the defaults only for 2 to `PER_COLUMN_DEFAULT_LIMIT` (10) columns.
         target_mean: float or list of float (regression only). The training
             labels' mean, one per target column. The model's regression head
             outputs label units (`z * std + mean`) and the loss is taken on
@@ -109,8 +123,18 @@ class Task:
 
     #: The Keras loss class name a task of this type uses by default.
     default_loss = None
-    #: Metric names used when `metrics` is not given.
+    #: Metric names (and per-column groups, `auc_per_label`) used when
+    #: `metrics` is not given; a type whose defaults depend on its target
+    #: makes it a property.
     default_metrics = ()
+    #: Metrics the type also computes per column of its output:
+    #: `{metric: constructor(name) -> keras.metrics.Metric}`, the constructor
+    #: of the metric of one column `(batch, 1)`. Each gives one metric
+    #: `<metric>_<column>` per column (`metric_columns`, see `ColumnMetric`)
+    #: and a group `<metric>_per_<column_kind>` that expands into them.
+    column_metrics = {}
+    #: What a column is called in the group names (`auc_per_label`).
+    column_kind = "column"
     #: The head's output activation (None: linear).
     activation = None
     #: A task of this type may be derived (`derived_from`) and derived from: its
@@ -129,9 +153,16 @@ class Task:
 
     def metric_factories(self):
         """`{short name: constructor(name) -> keras.metrics.Metric}`: the metrics
-        a task of this type can log. Called before `fit`, so a factory reads
-        anything fitted (`units`) only when called."""
+        of the whole output a task of this type can log (the per-column ones
+        come from `column_metrics`; `all_metric_factories` has both). Called
+        before `fit`, so a factory reads anything fitted (`units`) only when
+        called."""
         raise NotImplementedError
+
+    def metric_columns(self):
+        """The names per-column metrics are named after, one per output unit
+        in output order. Default: the target columns."""
+        return self.target_columns
 
     @property
     def units(self):
@@ -255,14 +286,7 @@ class Task:
             )
         if metrics is None:
             metrics = self.default_metrics if self.has_labels else ()
-        self.metrics = list(metrics)
-        known = self.metric_factories()
-        for metric in self.metrics:
-            if metric not in known:
-                raise ConfigError(
-                    f"Task '{name}': unknown metric {metric!r} for a {own} task. "
-                    f"Use any of {sorted(known)}."
-                )
+        self.metrics = self._expand_metrics(metrics)
         self.target_mean = target_mean
         self.target_std = target_std
         self.derived_from = check_derived_from(self, derived_from)
@@ -321,9 +345,67 @@ class Task:
             obj, reduction=LOSS_REDUCTION, name=getattr(obj, "__name__", None)
         )
 
+    def all_metric_factories(self):
+        """`{short name: constructor(name) -> keras.metrics.Metric}`: the
+        type's `metric_factories()`, and for each metric of `column_metrics`
+        one `ColumnMetric` per column of `metric_columns()`, named
+        `<metric>_<column>` (`kmtl.tasks.metrics.column_metric_names`)."""
+        return self._metrics_by_name()[0]
+
+    def metric_groups(self):
+        """`{group: [metric, ...]}`: the names that expand into one metric per
+        column, `<metric>_per_<column_kind>` (`auc_per_label`,
+        `mae_per_target`) for each metric of `column_metrics`."""
+        return self._metrics_by_name()[1]
+
+    def _metrics_by_name(self):
+        factories = dict(self.metric_factories())
+        groups = {f"{metric}_per_{self.column_kind}": [] for metric
+                  in self.column_metrics}
+        taken = set(factories) | set(groups)
+        columns = self.metric_columns()
+        for metric, make in self.column_metrics.items():
+            names = column_metric_names(metric, columns, taken)
+            taken.update(names)
+            groups[f"{metric}_per_{self.column_kind}"] = names
+            for index, name in enumerate(names):
+                factories[name] = _column_factory(make, index)
+        return factories, groups
+
+    def _expand_metrics(self, metrics):
+        """The metric names of `metrics`, groups expanded, each name once.
+
+        Raises:
+            ConfigError: a name that is neither a metric nor a group.
+        """
+        factories, groups = self._metrics_by_name()
+        names = []
+        for metric in metrics:
+            if metric in groups:
+                names.extend(groups[metric])
+            elif metric in factories:
+                names.append(metric)
+            else:
+                choices = sorted(self.metric_factories()) + sorted(groups)
+                examples = [n for group in groups.values() for n in group][:1]
+                per_column = (f", or one {self.column_kind}'s metric such as "
+                              f"{examples[0]!r}" if examples else "")
+                raise ConfigError(
+                    f"Task '{self.name}': unknown metric {metric!r} for a "
+                    f"{self.type} task. Use any of {choices}{per_column}."
+                )
+        return list(dict.fromkeys(names))
+
+    def _per_column_defaults(self, groups):
+        """`groups` when the task has 2 to `PER_COLUMN_DEFAULT_LIMIT` columns
+        (one column: its per-column metric is the whole metric), else ()."""
+        count = len(self.metric_columns())
+        return tuple(groups) if 2 <= count <= PER_COLUMN_DEFAULT_LIMIT else ()
+
     def build_metrics(self):
-        """Fresh metric objects named `<task>_<metric>`."""
-        factories = self.metric_factories()
+        """Fresh metric objects named `<task>_<metric>`, one per name in
+        `metrics`."""
+        factories = self.all_metric_factories()
         return [factories[m](f"{self.name}_{m}") for m in self.metrics]
 
     # === Labels ===
@@ -442,6 +524,12 @@ class Task:
                    else "")
         return (f"Task(name={self.name!r}, type={self.type!r}, "
                 f"target={self.target!r}{derived})")
+
+
+def _column_factory(make, index):
+    """A constructor(name) of the `ColumnMetric` of column `index` around the
+    metric `make(name)`."""
+    return lambda name: ColumnMetric(make(name), index, name=name)
 
 
 def _check_name(name):

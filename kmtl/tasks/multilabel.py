@@ -18,6 +18,25 @@ class MultilabelTask(Task):
     Takes the arguments of `kmtl.Task`; `target` must be a list of columns,
     and `classes` names the labels (default: the target columns).
 
+    Metrics (the log key is `<task>_<metric>`; the ROC AUCs are Keras's, from
+    200 thresholds):
+
+    - `auc`: the macro-averaged ROC AUC, the mean of the labels' AUCs (the
+      name kmtl has always logged); `auc_macro` is the same number under a
+      name that says the averaging.
+    - `auc_micro`: the micro-averaged ROC AUC, one AUC over every (row,
+      label) pair, so frequent labels weigh more.
+    - `auc_<label>`: one label's AUC, `<label>` its class name made a valid
+      metric name (`kmtl.tasks.metrics.column_suffix`: `"Sci-Fi"` ->
+      `Sci_Fi`; a name taken by another metric gets the label's index
+      appended, `auc_micro_1`). `auc_per_label` expands into all of them.
+    - `accuracy` (over every label at threshold 0.5), `accuracy_<label>`
+      and `accuracy_per_label`.
+
+    Default: `auc`, `auc_micro`, and `auc_per_label` when there are 2 to
+    `PER_COLUMN_DEFAULT_LIMIT` (10) labels; list `auc_per_label` in `metrics`
+    to get it for more. A task's `metrics` holds the expanded names.
+
     Output shape:
         `(batch, len(target))`: one probability per label.
 
@@ -26,13 +45,23 @@ class MultilabelTask(Task):
 
     Examples:
         >>> task = Task("tags", "multilabel", target=["sports", "news"])
-        >>> task.units
-        2
+        >>> task.units, task.metrics
+        (2, ['auc', 'auc_micro', 'auc_sports', 'auc_news'])
     """
 
     default_loss = "BinaryCrossentropy"
-    default_metrics = ("auc",)
     activation = "sigmoid"
+    column_metrics = {
+        "auc": lambda name: keras.metrics.AUC(name=name),
+        "accuracy": lambda name: keras.metrics.BinaryAccuracy(name=name),
+    }
+    column_kind = "label"
+
+    @property
+    def default_metrics(self):
+        """`("auc", "auc_micro")`, and `"auc_per_label"` for 2 to
+        `PER_COLUMN_DEFAULT_LIMIT` labels."""
+        return ("auc", "auc_micro") + self._per_column_defaults(["auc_per_label"])
 
     def check_target(self):
         if isinstance(self.target, str):
@@ -44,12 +73,21 @@ class MultilabelTask(Task):
             self.classes = list(self.target_columns)
 
     def metric_factories(self):
+        def macro(name):
+            return keras.metrics.AUC(name=name, multi_label=True,
+                                     num_labels=self.units)
+
         return {
-            "auc": lambda name: keras.metrics.AUC(
-                name=name, multi_label=True, num_labels=self.units
-            ),
+            "auc": macro,
+            "auc_macro": macro,
+            "auc_micro": lambda name: keras.metrics.AUC(name=name,
+                                                        multi_label=False),
             "accuracy": lambda name: keras.metrics.BinaryAccuracy(name=name),
         }
+
+    def metric_columns(self):
+        """The label names (`classes`)."""
+        return self.classes
 
     @property
     def units(self):

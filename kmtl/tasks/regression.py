@@ -20,6 +20,26 @@ class RegressionTask(Task):
     Takes the arguments of `kmtl.Task`; `target_mean` and `target_std` (fitted
     on the training labels when not given) are its own.
 
+    Metrics, all in label units (they compare the labels with the head's
+    output, not the standardized values the loss sees); the log key is
+    `<task>_<metric>`:
+
+    - `mae`, `mse`: the mean absolute (squared) error over every target
+      column; with several columns, the mean of the columns' MAEs (MSEs).
+    - `rmse`: the root of `mse`, so with several columns the root of the
+      mean of the columns' MSEs, not the mean of their RMSEs.
+    - `mae_<target>`, `rmse_<target>`, `mse_<target>`: one target column's
+      error in its own units, `<target>` the column name made a valid metric
+      name (`kmtl.tasks.metrics.column_suffix`: `"flipper length (mm)"` ->
+      `flipper_length_mm`). `mae_per_target` (`rmse_per_target`,
+      `mse_per_target`) expands into one per target column.
+
+    With targets in different units (grams and millimetres), the averages
+    over columns mix units; the per-target metrics are the ones to read.
+    Default: `mae`, `rmse`, and `mae_per_target`, `rmse_per_target` when
+    there are 2 to `PER_COLUMN_DEFAULT_LIMIT` (10) target columns. A task's
+    `metrics` holds the expanded names.
+
     Output shape:
         `(batch, len(target))`, in label units.
 
@@ -27,10 +47,25 @@ class RegressionTask(Task):
         >>> task = Task("body_mass_g", "regression").fit(frame)
         >>> task.target_mean, task.target_std
         ([4201.75...], [801.25...])
+        >>> Task("size", "regression", target=["mass_g", "length_mm"]).metrics
+        ['mae', 'rmse', 'mae_mass_g', 'mae_length_mm', 'rmse_mass_g',
+         'rmse_length_mm']
     """
 
     default_loss = "MeanSquaredError"
-    default_metrics = ("mae", "rmse")
+    column_metrics = {
+        "mae": lambda name: keras.metrics.MeanAbsoluteError(name=name),
+        "rmse": lambda name: keras.metrics.RootMeanSquaredError(name=name),
+        "mse": lambda name: keras.metrics.MeanSquaredError(name=name),
+    }
+    column_kind = "target"
+
+    @property
+    def default_metrics(self):
+        """`("mae", "rmse")`, and `"mae_per_target"`, `"rmse_per_target"` for
+        2 to `PER_COLUMN_DEFAULT_LIMIT` target columns."""
+        return ("mae", "rmse") + self._per_column_defaults(
+            ["mae_per_target", "rmse_per_target"])
 
     def metric_factories(self):
         return {

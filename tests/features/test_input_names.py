@@ -73,7 +73,8 @@ def test_the_input_name_is_in_the_config_only_when_it_differs():
 def test_a_stored_input_name_is_kept_on_revival():
     """A saved model keeps the names it was built with, whatever the rule."""
     config = {"name": "a b", "kind": "numeric", "dtype": "float32", "mean": 0.0,
-              "variance": 1.0, "missing": False, "input_name": "stored_name"}
+              "variance": 1.0, "missing": False, "encoding": None,
+              "edges": [-1.0, 1.0], "input_name": "stored_name"}
     feature = kmtl.features.get(config)
     assert (feature.name, feature.input_name) == ("a b", "stored_name")
     assert feature.get_config() == config

@@ -42,6 +42,18 @@ def test_metric_directions():
     assert metric_direction("auc", {"auc": -1}) == -1
 
 
+def test_per_label_and_per_target_metrics_take_their_metric_s_direction():
+    """`auc_micro`, `auc_<label>`: higher is better; `mae_<target>`,
+    `rmse_<target>`: lower; the longest known prefix decides
+    (`mean_squared_error_x` is an error, not a mean)."""
+    for name in ("auc_micro", "auc_macro", "auc_sci_fi", "accuracy_a"):
+        assert metric_direction(name) == 1
+    for name in ("mae_height", "rmse_weight_kg", "mean_squared_error_x"):
+        assert metric_direction(name) == -1
+    with pytest.raises(ValueError, match="Unknown metric 'aucx'"):
+        metric_direction("aucx")
+
+
 def test_unknown_metric_names_the_fix():
     with pytest.raises(ValueError, match=r"'ndcg'.*directions=\{'ndcg': \+1\}"):
         metric_direction("ndcg")

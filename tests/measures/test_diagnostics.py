@@ -143,12 +143,12 @@ def test_sharing_averages_over_rows_not_batches(gated):
 
 def test_encoder_is_built_once_per_model(gated):
     model, data = gated
-    diagnostics.sharing(model, data)
-    layer, encoder = diagnostics._ENCODERS[model]
-    diagnostics.sharing(model, data)
-    assert diagnostics._ENCODERS[model][1] is encoder and layer.name == "gated"
-    # The encoder stops at the architecture input: (a, b, missing_a, missing_b).
     x = next(iter(data))[0]
+    diagnostics.sharing(model, data)
+    layer, encoder = diagnostics._encoder(model, x)
+    diagnostics.sharing(model, data)
+    assert diagnostics._encoder(model, x)[1] is encoder and layer.name == "gated"
+    # The encoder stops at the architecture input: (a, b, missing_a, missing_b).
     np.testing.assert_allclose(
         keras.ops.convert_to_numpy(encoder(x)),
         [[0.0, math.log(3.0), 0.0, 0.0], [math.log(4.0), 0.0, 0.0, 0.0]], rtol=1e-6)

@@ -73,8 +73,9 @@ def zero_prediction():
     data = make_dataset(frame, features, tasks, ROWS)
     # The shared layer's input u (normalized features and missing indicators),
     # and the standardized labels t: the loss is mean((p - t)^2).
-    encoder = keras.Model(model.inputs, model.get_layer("numeric_impute").output)
-    u = encoder(next(iter(data))[0]).numpy().astype("float64")
+    x = next(iter(data))[0]
+    encoder = model.submodel(model.get_layer("numeric_impute").output, x)
+    u = encoder(x).numpy().astype("float64")
     targets = {t.name: np.asarray(t.standardize(frame[t.name].to_numpy("float32")),
                                   "float64") for t in tasks}
     return model, data, u, targets

@@ -145,11 +145,20 @@ def check_contract(name):
     assert type(task) is cls and task.type == name, "Task(name, type) dispatch"
     assert isinstance(task, Task)
     assert cls.registered_name == name
-    factories = task.metric_factories()
-    assert set(cls.default_metrics) <= set(factories), (
-        f"default metrics {cls.default_metrics} are not all in "
-        f"metric_factories() {sorted(factories)}")
-    assert task.metrics == list(cls.default_metrics)
+    factories = task.all_metric_factories()
+    groups = task.metric_groups()
+    defaults = list(task.default_metrics)
+    assert set(defaults) <= set(factories) | set(groups), (
+        f"default metrics {defaults} are not all in all_metric_factories() "
+        f"{sorted(factories)} or metric_groups() {sorted(groups)}")
+    assert task.metrics == [n for m in defaults for n in groups.get(m, [m])]
+    assert set(groups) == {f"{m}_per_{cls.column_kind}" for m in cls.column_metrics}
+    for names in groups.values():
+        assert len(names) == len(task.metric_columns()) == task.units
+        assert set(names) <= set(factories)
+    everything = [make(f"y_{m}") for m, make in factories.items()]
+    assert [m.name for m in everything] == [f"y_{m}" for m in factories]
+    assert all(isinstance(m, keras.metrics.Metric) for m in everything)
     loss = task.build_loss()
     assert isinstance(loss, keras.losses.Loss)
     assert loss.reduction == kmtl.tasks.LOSS_REDUCTION

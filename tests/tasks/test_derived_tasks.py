@@ -221,7 +221,7 @@ def _cvr_head_gradients(model, features, tasks, frame, loss_weights):
     variables = [*model.get_layer("cvr_tower_0").trainable_weights,
                  *head.trainable_weights]
     with tf.GradientTape() as tape:
-        y_pred = model(x, training=False)
+        y_pred = model.forward(x, training=False)
         losses = model.compute_task_losses(y, y_pred, sample_weight)
         total = model.combine_task_losses(losses, model.labelled_tasks(sample_weight))
     return tape.gradient(total, variables), y, y_pred
