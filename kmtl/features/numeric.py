@@ -33,8 +33,8 @@ class NumericFeature(Feature):
     concatenated (`numeric_features`), normalized with the training mean and
     variance (`keras.layers.Normalization`, `numeric_normalization`), and a NaN
     becomes 0 = the training mean, with a 0/1 missing indicator per feature
-    (`kmtl.layers.ImputeMissing`, `numeric_impute`); the indicator stays 0 for a
-    feature that had no missing value in training.
+    (`kmtl.layers.ImputeMissing`, `numeric_impute`) for a feature that had
+    missing values in training (no column for the others).
 
     Args:
         name: str. The column name (the input is `input_name(name)`).
@@ -56,8 +56,9 @@ class NumericFeature(Feature):
         `(batch, 1)` float32 per feature.
 
     Output shape:
-        `(batch, 2 * features)` for the block with the `plain` encoding:
-        normalized values, then indicators; each feature with another encoding
+        `(batch, features + indicators)` for the block with the `plain`
+        encoding: normalized values, then the indicators of the features
+        that had missing values in training; each feature with another encoding
         puts its encoding (`PiecewiseLinearEncoding`: one column per bin;
         `PeriodicEmbedding`: 24 columns) in place of its value.
 
@@ -171,8 +172,10 @@ class NumericFeature(Feature):
     @classmethod
     def embed(cls, features, block, numeric_encoding="plain", **options):
         """A NaN becomes 0 = the training mean, beside a 0/1 missing indicator
-        per feature (`kmtl.layers.ImputeMissing`, `numeric_impute`); then
-        each feature's encoding.
+        per feature that had missing values in training
+        (`kmtl.layers.ImputeMissing`, `numeric_impute`; a NaN in another
+        feature at serving time is plain mean imputation); then each
+        feature's encoding.
 
         With every feature `plain`, the output is `numeric_impute`'s. Else the
         plain features' values and every indicator (`numeric_plain`), then
@@ -195,9 +198,9 @@ class NumericFeature(Feature):
         if not features:
             return []
         # An indicator only where training had missing values (None: unknown).
-        imputed = ImputeMissing(
-            indicators=[f.missing is not False for f in features],
-            name="numeric_impute")(block)
+        indicators = [f.missing is not False for f in features]
+        imputed = ImputeMissing(indicators=indicators, drop_unused=True,
+                                name="numeric_impute")(block)
         groups = {}
         for column, feature in enumerate(features):
             groups.setdefault(feature.encoding or numeric_encoding,
@@ -205,8 +208,9 @@ class NumericFeature(Feature):
         if set(groups) == {"plain"}:
             return [imputed]
         count = len(features)
-        kept = groups.get("plain", []) + list(range(count, 2 * count))
-        parts = [TakeColumns(kept, name="numeric_plain")(imputed)]
+        kept = groups.get("plain", []) + list(range(count, count + sum(indicators)))
+        parts = ([TakeColumns(kept, name="numeric_plain")(imputed)] if kept
+                 else [])
         for encoding in NUMERIC_ENCODINGS[1:]:
             columns = groups.get(encoding)
             if not columns:

@@ -17,18 +17,23 @@ class ImputeMissing(keras.layers.Layer):
     while training, so the weights that read the indicator stay untrained; with
     `indicators`, such a column's indicator is always 0, and a NaN there at
     serving time is plain mean imputation rather than a jump by untrained
-    weights. The output width stays `2 * features`.
+    weights. The output width stays `2 * features`, unless `drop_unused`
+    leaves such always-0 indicators out.
 
     Args:
         fill_value: float, default 0.0.
         indicators: list of bool (one per column) or None (every column). The
             columns whose indicator may be 1.
+        drop_unused: bool, default False. Leave out the indicators that
+            `indicators` keeps at 0 (they carry nothing, and cost the next
+            layer's weights and time).
 
     Input shape:
         `(batch, features)` floats, NaN where missing.
 
     Output shape:
-        `(batch, 2 * features)`: the filled values, then the indicators.
+        `(batch, 2 * features)`: the filled values, then the indicators; with
+        `drop_unused`, `(batch, features + sum(indicators))`.
 
     Raises:
         ValueError: when built, `indicators` does not have one entry per input
@@ -39,10 +44,12 @@ class ImputeMissing(keras.layers.Layer):
         [[1.0, 0.0, 0.0, 1.0]]
     """
 
-    def __init__(self, fill_value=0.0, indicators=None, **kwargs):
+    def __init__(self, fill_value=0.0, indicators=None, drop_unused=False,
+                 **kwargs):
         super().__init__(**kwargs)
         self.fill_value = float(fill_value)
         self.indicators = None if indicators is None else [bool(i) for i in indicators]
+        self.drop_unused = bool(drop_unused)
 
     def build(self, input_shape):
         if self.indicators is not None and len(self.indicators) != input_shape[-1]:
@@ -55,13 +62,23 @@ class ImputeMissing(keras.layers.Layer):
         filled = ops.where(missing, ops.cast(self.fill_value, inputs.dtype), inputs)
         flags = ops.cast(missing, inputs.dtype)
         if self.indicators is not None and not all(self.indicators):
-            flags = flags * ops.cast(self.indicators, inputs.dtype)
+            if self.drop_unused:
+                kept = [i for i, used in enumerate(self.indicators) if used]
+                if not kept:
+                    return filled
+                flags = ops.take(flags, kept, axis=-1)
+            else:
+                flags = flags * ops.cast(self.indicators, inputs.dtype)
         return ops.concatenate([filled, flags], axis=-1)
 
     def compute_output_shape(self, input_shape):
-        last = None if input_shape[-1] is None else 2 * input_shape[-1]
-        return (*input_shape[:-1], last)
+        if input_shape[-1] is None:
+            return (*input_shape[:-1], None)
+        flags = input_shape[-1]
+        if self.drop_unused and self.indicators is not None:
+            flags = sum(self.indicators)
+        return (*input_shape[:-1], input_shape[-1] + flags)
 
     def get_config(self):
         return {**super().get_config(), "fill_value": self.fill_value,
-                "indicators": self.indicators}
+                "indicators": self.indicators, "drop_unused": self.drop_unused}

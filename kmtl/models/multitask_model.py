@@ -442,13 +442,29 @@ class MultiTaskModel(keras.Model):
             return None
         return ops.cast(self._penalty_layer().penalty(), "float32")
 
+    @property
+    def metrics(self):
+        """Keras's metrics, without the task weight trackers when the
+        weighting's weights are fixed (`Weighting.logs_weights`): the logs
+        then have no constant `<task>_weight` columns."""
+        metrics = super().metrics
+        if self._logs_task_weights:
+            return metrics
+        hidden = {id(m) for m in self.task_weight_trackers}
+        return [m for m in metrics if id(m) not in hidden]
+
+    @property
+    def _logs_task_weights(self):
+        weighting = getattr(self, "weighting", None)
+        return weighting is not None and weighting.logs_weights
+
     def _update_metrics(self, loss, task_losses, x, y, y_pred, sample_weight,
                         task_weights=None, penalty=None):
         batch_size = ops.shape(next(iter(x.values())))[0]
         self._loss_tracker.update_state(loss, sample_weight=batch_size)
         if penalty is not None:
             self.sharing_penalty_tracker.update_state(penalty)
-        if task_weights is not None:
+        if task_weights is not None and self._logs_task_weights:
             for i, tracker in enumerate(self.task_weight_trackers):
                 tracker.update_state(task_weights[i])
         for task, tracker in zip(self.tasks, self.task_loss_trackers):

@@ -54,6 +54,9 @@ class Weighting(keras.layers.Layer):
     """
 
     gradient_based = False
+    #: Whether the train step logs the method's task weights
+    #: (`<task>_weight`); False for fixed weights, which the config states.
+    logs_weights = True
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)

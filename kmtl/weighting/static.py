@@ -26,6 +26,9 @@ class StaticWeighting(Weighting):
         >>> model.compile(optimizer="adam", weighting="static")
     """
 
+    # The weights are the config's: logging them adds a constant column.
+    logs_weights = False
+
     def __init__(self, mean=False, **kwargs):
         super().__init__(**kwargs)
         self.mean = bool(mean)

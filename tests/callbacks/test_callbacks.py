@@ -67,10 +67,11 @@ def test_task_gradients_match_the_hand_derived_gradient(setup):
     gradients = keras.ops.convert_to_numpy(gradients)
     assert bool(np.all(labelled))
     expected = _hand_gradient(model, frame)
-    # 8 encoded inputs (4 normalized values, 4 missing indicators) x 8 units
-    # + 8 biases: only the shared bottom is shared (the numeric encoding has no
-    # weight, each head is its own task's).
-    assert gradients.shape == (3, 8 * 8 + 8)
+    # 4 encoded inputs (the normalized values; no missing indicator, as no
+    # value was missing in training) x 8 units + 8 biases: only the shared
+    # bottom is shared (the numeric encoding has no weight, each head is its
+    # own task's).
+    assert gradients.shape == (3, 4 * 8 + 8)
     np.testing.assert_allclose(gradients[0], expected, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(gradients[1], expected, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(gradients[2], -expected, rtol=1e-4, atol=1e-6)

@@ -46,3 +46,19 @@ def test_impute_missing_without_nan_is_identity_plus_zeros():
     out = keras.ops.convert_to_numpy(ImputeMissing()(x))
     np.testing.assert_array_equal(out[:, :5], x)
     np.testing.assert_array_equal(out[:, 5:], 0.0)
+
+
+def test_drop_unused_leaves_out_the_always_zero_indicators():
+    x = np.array([[np.nan, np.nan, np.nan], [1.0, np.nan, 2.0]], "float32")
+    layer = ImputeMissing(indicators=[True, False, True], drop_unused=True)
+    out = keras.ops.convert_to_numpy(layer(x))
+    np.testing.assert_array_equal(out, [[0, 0, 0, 1, 1], [1, 0, 2, 0, 0]])
+    assert layer.compute_output_shape((None, 3)) == (None, 5)
+    clone = ImputeMissing.from_config(layer.get_config())
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(clone(x)), out)
+    none_used = ImputeMissing(indicators=[False, False, False], drop_unused=True)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(none_used(x)),
+                                  [[0, 0, 0], [1, 0, 2]])
+    assert none_used.compute_output_shape((None, 3)) == (None, 3)
+    # Without `indicators` every column may be missing: nothing is dropped.
+    assert ImputeMissing(drop_unused=True)(x).shape == (2, 6)

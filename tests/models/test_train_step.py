@@ -63,17 +63,26 @@ def test_summed_task_gradients_equal_the_equal_weighting_step(fitted, architectu
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     assert static_logs["loss"] == pytest.approx(summed_logs["loss"], rel=1e-5)
     assert summed_logs["sex_weight"] == [1.0]
+    assert "sex_weight" not in static_logs  # fixed weights are not logged
 
 
-def test_task_weights_are_logged(fitted):
+def test_fixed_task_weights_are_not_logged_dynamic_ones_are(fitted):
+    """Static weights are the config's: no constant `<task>_weight` column.
+    A dynamic method's weights are logged (DWA's are 1 per task, summing to
+    the task count, in its first epochs)."""
     frame, features, tasks = fitted
     model = kmtl.build_model(features, tasks, "shared_bottom", units=(8,))
     model.compile(optimizer="adam", loss_weights={"sex": 2.0},
                   loss_combination="mean")
     logs = model.fit(make_dataset(frame, features, tasks, 64), epochs=1,
                      verbose=0).history
-    assert logs["sex_weight"][0] == pytest.approx(2.0 / 4.0)
-    assert logs["species_weight"][0] == pytest.approx(1.0 / 4.0)
+    assert not [key for key in logs if key.endswith("_weight")]
+    assert "sex_weight" not in model.metrics_names
+    model.compile(optimizer="adam", weighting="dwa")
+    logs = model.fit(make_dataset(frame, features, tasks, 64), epochs=1,
+                     verbose=0).history
+    weights = [logs[f"{t.name}_weight"][0] for t in tasks]
+    assert sum(weights) == pytest.approx(len(tasks))
 
 
 def test_representation_gradients_of_the_sum_equal_the_equal_weighting_step(fitted):
