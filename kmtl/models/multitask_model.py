@@ -3,6 +3,7 @@ training step that computes, weights and logs per-task losses."""
 
 
 import keras
+import numpy as np
 import tensorflow as tf
 from keras import ops
 from keras.utils import unpack_x_y_sample_weight
@@ -13,6 +14,7 @@ from kmtl._keras_internals import SerializableDict
 from kmtl._keras_internals import unscale_loss_for_distribution
 from kmtl.architectures.base import Architecture
 from kmtl.errors import ConfigError
+from kmtl.errors import DataError
 from kmtl.features import Feature
 from kmtl.features.base import ENCODED_PREFIX
 from kmtl.models import feature_encoder
@@ -219,6 +221,36 @@ class MultiTaskModel(keras.Model):
                 f"encoded blocks: saved by kmtl 0.2, or wired by hand). Build "
                 f"its data with make_dataset(..., encoded=False).")
         return inputs
+
+    def __call__(self, inputs, *args, **kwargs):
+        if isinstance(inputs, dict) and not self.is_encoded(inputs):
+            self._check_raw_dtypes(inputs)
+        return super().__call__(inputs, *args, **kwargs)
+
+    def _check_raw_dtypes(self, inputs):
+        """Raises DataError for a raw input whose values are of another kind
+        than the feature takes (numbers for a string categorical, text for a
+        number), naming the input and the dtype it takes: Keras would fail
+        deep in the graph, or map every value to out-of-vocabulary."""
+        for feature in self._fitted_features or []:
+            value = inputs.get(feature.input_name)
+            kind = _value_kind(value)
+            if kind is None:
+                continue
+            expected = "text" if feature.dtype == "string" else "number"
+            if kind == expected:
+                continue
+            column = ("" if feature.name == feature.input_name
+                      else f" (column {feature.name!r})")
+            raise DataError(
+                f"Input {feature.input_name!r}{column} is a {feature.kind} "
+                f"feature of dtype {feature.dtype}, as in training, but received "
+                f"{kind} values of dtype {_dtype_name(value)}. Send "
+                + ("the categories as strings (a code such as 1 and the text "
+                   "'1' are different categories)."
+                   if feature.dtype == "string" else
+                   f"{'integer codes' if feature.kind == 'categorical' else 'numbers'}"
+                   f" (NaN where missing)."))
 
     def forward(self, x, training=False):
         """The model's outputs `{task: prediction}` on a batch of raw values
@@ -566,6 +598,36 @@ class MultiTaskModel(keras.Model):
             config["features"] = [f.get_config() for f in self._fitted_features]
         return config
 
+
+
+def _dtype_name(value):
+    dtype = getattr(value, "dtype", None)
+    return getattr(dtype, "name", str(dtype))
+
+
+def _value_kind(value):
+    """`"text"` or `"number"` for an array or tensor of such values; None when
+    it cannot be told (a list, an object array of mixed values)."""
+    dtype = getattr(value, "dtype", None)
+    if dtype is None:
+        return None
+    if isinstance(dtype, tf.dtypes.DType):
+        if dtype == tf.string:
+            return "text"
+        return "number" if (dtype.is_floating or dtype.is_integer
+                            or dtype.is_bool) else None
+    try:
+        kind = np.dtype(dtype).kind
+    except TypeError:
+        return None
+    if kind in "SU":
+        return "text"
+    if kind == "O":
+        flat = np.asarray(value).ravel()
+        if flat.size and all(isinstance(v, (str, bytes)) for v in flat[:100]):
+            return "text"
+        return None
+    return "number" if kind in "biuf" else None
 
 
 class _Submodels:

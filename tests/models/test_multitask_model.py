@@ -3,9 +3,12 @@
 
 import keras
 import numpy as np
+import pandas as pd
+import pytest
 from keras import ops
 
 import kmtl
+from kmtl.errors import DataError
 from kmtl.features import Feature
 from kmtl.models import MultiTaskModel
 
@@ -61,3 +64,29 @@ def test_labelled_tasks_and_stacked_losses_follow_task_names():
     stacked = model.stack_task_losses({"price": 3.0, "big": 1.0})
     np.testing.assert_array_equal(ops.convert_to_numpy(stacked), [1.0, 3.0])
 
+
+
+def test_a_raw_input_of_the_wrong_kind_names_the_input_and_its_dtype():
+    """Integer codes sent to a categorical trained on strings would all be
+    out-of-vocabulary; text sent to a numeric feature fails deep in the graph.
+    Both are an error naming the input, its column and the dtype it takes."""
+    frame = pd.DataFrame({"home island": ["a", "b", "a", "c"] * 5,
+                          "x": [1.0, 2.0, 3.0, 4.0] * 5, "t": [0, 1, 0, 1] * 5})
+    features = [f.fit(frame) for f in kmtl.features.resolve_features(
+        frame, exclude=["t"])]
+    model = kmtl.build_model(features, [kmtl.Task("t", "binary").fit(frame)])
+    x = np.array([[1.0], [2.0]], "float32")
+    codes = {"home_island": np.array([[1], [2]]), "x": x}
+    message = (r"Input 'home_island' \(column 'home island'\) is a categorical "
+               r"feature of dtype string, as in training, but received number "
+               r"values of dtype int64. Send the categories as strings")
+    with pytest.raises(DataError, match=message):
+        model(codes)
+    with pytest.raises(DataError, match=message):
+        model.predict(codes, verbose=0)
+    with pytest.raises(DataError, match=r"Input 'x' is a numeric feature of dtype "
+                                        r"float32, .* received text values"):
+        model({"home_island": np.array([["a"], ["b"]], object),
+               "x": np.array([["1"], ["2"]])})
+    names = {"home_island": np.array([["a"], ["zebra"]], object), "x": x}
+    assert model(names)["t"].shape == (2, 1)
