@@ -49,6 +49,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 _STDOUT, sys.stdout = sys.stdout, sys.stderr
 
 import json  # noqa: E402
+import resource  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
 from importlib import metadata  # noqa: E402
@@ -176,6 +177,9 @@ def main(argv):
         "s_per_epoch_after_first": (round(statistics.median(timer.train_seconds[1:]), 3)
                                     if len(timer.train_seconds) > 1 else None),
         "test_auc": test_auc,
+        # Linux reports kilobytes.
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+                             / 1024, 1),
         "versions": {"tensorflow": tf.__version__,
                      "tf_keras": metadata.version("tf-keras"),
                      "deepctr": metadata.version("deepctr")},

@@ -310,6 +310,11 @@ class MultiTaskModel(keras.Model):
             **kwargs: `run_eagerly`, `steps_per_execution`, `jit_compile`,
                 `auto_scale_loss`, as in `keras.Model.compile`. Losses and metrics
                 belong to the tasks, so `loss` and `metrics` are not accepted.
+                `jit_compile=True` compiles the train step with XLA on the
+                encoded path (the model's lookups do not compile, so Keras
+                alone would refuse it); evaluation and prediction stay
+                without XLA, as they may get raw values. Default `"auto"`:
+                no XLA (measured on the census MMoE, docs/benchmarks.md).
 
         Raises:
             ConfigError: unknown task in `loss_weights`, a negative weight, an
@@ -347,7 +352,16 @@ class MultiTaskModel(keras.Model):
         if weighting is None:
             weighting = StaticWeighting(mean=loss_combination == "mean")
         weighting = weighting_module.get(weighting)
-        super().compile(optimizer=optimizer, **kwargs)
+        jit_compile = kwargs.pop("jit_compile", "auto")
+        if jit_compile is True:
+            self._check_jit()
+        # The raw graph's lookups do not compile with XLA, so Keras would turn
+        # `jit_compile=True` off for the whole model: kmtl turns it on for the
+        # train step, which runs the encoded path (`make_train_function`).
+        super().compile(optimizer=optimizer,
+                        jit_compile=False if jit_compile is True else jit_compile,
+                        **kwargs)
+        self._jit_train = jit_compile is True
         self.loss_weights = weights
         self.loss_combination = loss_combination
         weighting.build_tasks(self.task_names, weights)
@@ -363,7 +377,34 @@ class MultiTaskModel(keras.Model):
             optimizer=optimizer, loss_weights=loss_weights,
             loss_combination=loss_combination,
             weighting=weighting_module.serialize(weighting), gradients=gradients,
-            **kwargs)
+            jit_compile=jit_compile, **kwargs)
+
+    def _check_jit(self):
+        """Raises ConfigError unless the encoded path compiles with XLA."""
+        inputs = self.encoded_inputs
+        if inputs is None:
+            raise ConfigError(
+                f"jit_compile=True needs the encoded path, which model "
+                f"{self.name!r} does not have (saved by kmtl 0.2, or wired by "
+                f"hand). Use jit_compile='auto'.")
+        submodel = _functional(inputs, self._outputs_struct)
+        refused = [layer.name for layer in submodel._flatten_layers(
+            include_self=False) if not layer.supports_jit]
+        if refused:
+            raise ConfigError(
+                f"jit_compile=True: the layers {refused} do not compile with "
+                f"XLA. Use jit_compile='auto'.")
+
+    def make_train_function(self, force=False):
+        """Keras's, with XLA when compiled with `jit_compile=True` (the
+        train step then runs the encoded path only; see `compile`)."""
+        if not getattr(self, "_jit_train", False):
+            return super().make_train_function(force)
+        self._jit_compile = True
+        try:
+            return super().make_train_function(force)
+        finally:
+            self._jit_compile = False
 
     def fit(self, *args, callbacks=None, **kwargs):
         """`keras.Model.fit`, plus the callbacks the weighting method needs.
@@ -512,6 +553,11 @@ class MultiTaskModel(keras.Model):
 
     def train_step(self, data):
         x, y, sample_weight = unpack_x_y_sample_weight(data)
+        if getattr(self, "_jit_train", False) and not self.is_encoded(x):
+            raise ConfigError(
+                "A model compiled with jit_compile=True trains on encoded "
+                "batches (make_dataset's default, encoded=True): the raw "
+                "inputs' lookups do not compile with XLA.")
         step = self.step_strategy
         with tf.GradientTape(persistent=step.persistent) as tape:
             y_pred, representation = step.forward(self, x)

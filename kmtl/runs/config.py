@@ -19,6 +19,11 @@ Entry points:
   a run directory's `config.yaml` holds).
 - `as_run_config(config)`: a `RunConfig` or a mapping to a `RunConfig`; every
   function of `kmtl.runs` takes either.
+- `size_defaults(rows)` / `with_size_defaults(config, rows)`: the keys whose
+  default depends on the number of training rows (epochs, batch size,
+  learning rate, weight decay, patience, the shared part's and the towers'
+  sizes) are null until the data is split; a run fills them in from the
+  training rows (`SIZE_TIERS`), and its `config.yaml` holds the values used.
 """
 
 import copy
@@ -41,17 +46,21 @@ from pydantic import model_validator
 
 from kmtl import datasets
 from kmtl import tasks as tasks_module
+from kmtl.architectures import ARCHITECTURES
 from kmtl.data import SPLIT_METHODS
 from kmtl.errors import ConfigError
 from kmtl.features import CATEGORICAL_ENCODINGS
 from kmtl.features import NUMERIC_ENCODINGS
 from kmtl.models.multitask_model import GRADIENT_MODES
 from kmtl.models.multitask_model import LOSS_COMBINATIONS
+from kmtl.registry import parse_spec
 
 __all__ = [
     "AVERAGES",
     "DIRECTIONS",
     "SINGLE_TASK",
+    "SIZE_KEYS",
+    "SIZE_TIERS",
     "SPLIT_METHODS",
     "VERDICT_SPLITS",
     "BaselineConfig",
@@ -67,11 +76,15 @@ __all__ = [
     "TrainingConfig",
     "VariantConfig",
     "as_run_config",
+    "describe_size_defaults",
     "load_config",
     "parse_config",
     "parse_stored_config",
     "read_config",
     "resolve_config",
+    "shared_units_key",
+    "size_defaults",
+    "with_size_defaults",
 ]
 
 AVERAGES = ("task", "flat")
@@ -195,6 +208,17 @@ def _positive_real(example):
     return check
 
 
+def _non_negative_real(example):
+    def check(value):
+        value = _real(value)
+        if not _is_real(value) or not 0 <= value < math.inf:
+            raise _Invalid("{path} must be a number >= 0, e.g. " + example
+                           + ". Received: {value}")
+        return value
+
+    return check
+
+
 def _fraction(value):
     value = _real(value)
     if not _is_real(value) or not 0 <= value < 1:
@@ -274,7 +298,76 @@ PositiveInt = Annotated[int, Field(ge=1)]
 Count = Annotated[int, Field(ge=0)]
 Fraction = Annotated[float, Field(ge=0, lt=1)]
 PositiveReal = Annotated[float, Field(gt=0)]
+NonNegativeReal = Annotated[float, Field(ge=0)]
 Spec = str | dict[str, Any]  # a name or spec string, or a Keras-style config
+
+
+# === Size defaults ===
+
+SIZE_KEYS = ("epochs", "batch_size", "learning_rate", "weight_decay",
+             "early_stopping_patience", "shared_units", "tower_units")
+"""The keys `size_defaults` chooses: `training.<key>` for the first five,
+`model.options.units` or `.expert_units` (`shared_units`) and
+`model.tower_units`."""
+
+SIZE_TIERS = (
+    (2_000, {"epochs": 200, "batch_size": 32, "learning_rate": 0.003,
+             "weight_decay": 1.0, "early_stopping_patience": 20,
+             "shared_units": [64], "tower_units": [32]}),
+    (20_000, {"epochs": 100, "batch_size": 64, "learning_rate": 0.003,
+              "weight_decay": 1.0, "early_stopping_patience": 10,
+              "shared_units": [64], "tower_units": [32]}),
+    (100_000, {"epochs": 30, "batch_size": 256, "learning_rate": 0.001,
+               "weight_decay": 0.0, "early_stopping_patience": 5,
+               "shared_units": [256, 128], "tower_units": [64]}),
+    (None, {"epochs": 10, "batch_size": 1024, "learning_rate": 0.001,
+            "weight_decay": 0.0, "early_stopping_patience": 3,
+            "shared_units": [256, 128], "tower_units": [64]}),
+)
+"""`(rows below, values)`, by number of training rows n: the first tier whose
+bound is above n gives the values of the keys a config leaves unset (None: no
+bound). Measured on Census-Income subsamples against logistic regression
+(`benchmarks/small_data.py`); the largest tier is the census examples' own
+setting."""
+
+
+def size_defaults(rows):
+    """The values of the size-dependent keys for `rows` training rows.
+
+    The rule (`SIZE_TIERS`): a small table wants a small network, small
+    batches, many epochs with a long patience (its validation loss is noisy)
+    and weight decay; a large one the reverse.
+
+    Args:
+        rows: int, the number of training rows (after the split).
+
+    Returns:
+        dict with the keys of `SIZE_KEYS`.
+
+    Examples:
+        >>> size_defaults(1_000)["batch_size"]
+        32
+    """
+    for bound, values in SIZE_TIERS:
+        if bound is None or rows < bound:
+            return copy.deepcopy(values)
+    raise AssertionError("the last size tier has no bound")
+
+
+def _size_rule(key):
+    """`size_defaults`'s rule for one key, in words, for its description:
+    `` `32` for n < 2,000; `64` for n < 20,000; ...`` (tiers with the same
+    value are read as one)."""
+    tiers = []
+    for bound, values in SIZE_TIERS:
+        value = str(values[key]).replace("'", "")
+        if tiers and tiers[-1][1] == value:
+            tiers.pop()
+        tiers.append((bound, value))
+    parts = [f"`{value}` for n < {bound:,}" for bound, value in tiers[:-1]]
+    last = f" for n >= {tiers[-2][0]:,}" if len(tiers) > 1 else ""
+    parts.append(f"`{tiers[-1][1]}`{last}")
+    return "; ".join(parts) + " (`kmtl.runs.config.size_defaults`)"
 
 
 # === Sections ===
@@ -480,12 +573,16 @@ class ModelConfig(Section):
     options: _key(dict[str, Any], _mapping(
         "architecture arguments, e.g. {num_experts: 3}"),
         description="the architecture's own arguments, e.g. `{num_experts: "
-        "4}` for `mmoe`") = Field(
+        "4}` for `mmoe`. The shared part's hidden sizes (`units`, or "
+        "`expert_units` for the expert architectures), when neither these "
+        "options nor an architecture spec set them, are chosen from the number "
+        "of training rows n: " + _size_rule("shared_units") + "; the "
+        "other options take the architecture's defaults") = Field(
             default_factory=dict)
-    tower_units: _key(list[PositiveInt], _units,
+    tower_units: _key(list[PositiveInt] | None, _optional(_units),
                       description="hidden units of each task's tower; `[]` for "
-                      "none") = Field(
-            default_factory=lambda: [64])
+                      "none. null: chosen from the number of training rows n: "
+                      + _size_rule("tower_units")) = None
     tower_activation: _key(str, _text("a Keras activation name such as 'relu'"),
                            description="the towers' activation, a Keras "
                            "activation name") = "relu"
@@ -526,16 +623,26 @@ def _weighting(value):
 class TrainingConfig(Section):
     """`training`: the fit of one model."""
 
-    epochs: _key(PositiveInt, _positive_int(), description="at most this many "
-                 "epochs; --epochs overrides it") = 10
-    batch_size: _key(PositiveInt, _positive_int(),
-                     description="rows per batch") = 256
+    epochs: _key(PositiveInt | None, _optional(_positive_int()),
+                 description="at most this many epochs; --epochs overrides it. "
+                 "null: chosen from the number of training rows n: "
+                 + _size_rule("epochs")) = None
+    batch_size: _key(PositiveInt | None, _optional(_positive_int()),
+                     description="rows per batch. null: chosen from the number "
+                     "of training rows n: " + _size_rule("batch_size")) = None
     optimizer: _key(Spec, _optimizer,
                     description="a Keras optimizer name or config "
                     "(`keras.optimizers.get`)") = "adam"
-    learning_rate: _key(PositiveReal, _positive_real("0.001"),
+    learning_rate: _key(PositiveReal | None, _optional(_positive_real("0.001")),
                         description="used with an optimizer name (`1e-3` is "
-                        "read as a number too)") = 0.001
+                        "read as a number too). null: chosen from the number of "
+                        "training rows n: " + _size_rule("learning_rate")) = None
+    weight_decay: _key(NonNegativeReal | None, _optional(_non_negative_real(
+        "0.01")), description="decoupled weight decay, used with an optimizer "
+        "name: its `weight_decay` argument, so `adam` with a positive value is "
+        "AdamW (each step every weight `w` shrinks by `learning_rate * "
+        "weight_decay * w`); 0: none. null: chosen from the number of training "
+        "rows n: " + _size_rule("weight_decay")) = None
     loss_combination: _key(Literal[LOSS_COMBINATIONS], _choice(
         "loss combination", LOSS_COMBINATIONS), description="`sum`: "
         "`sum_t w_t L_t`; `mean`: `sum_t w_t L_t / sum_t w_t`") = "sum"
@@ -571,13 +678,20 @@ class TrainingConfig(Section):
                             "null: every epoch when the architecture has "
                             "diagnostics; N > 0 with an architecture without "
                             "diagnostics (`shared_bottom`) is an error") = None
-    early_stopping_patience: _key(Count, _count(
-        " (epochs without a lower validation loss before stopping)"),
+    early_stopping_patience: _key(Count | None, _optional(_count(
+        " (epochs without a lower validation loss before stopping)")),
         description="epochs without a lower validation loss before stopping; "
-        "the best epoch's weights are restored") = 3
+        "the best epoch's weights are restored. null: chosen from the number "
+        "of training rows n: " + _size_rule("early_stopping_patience")) = None
     seed: _key(Count, _count(" (the training seed)"), description="seeds Keras, "
                "NumPy and the batch order; `--seed` overrides it (and "
                "`data.split.seed`)") = 0
+    jit_compile: _key(bool, _boolean, description="compile the train step with "
+                      "XLA (`MultiTaskModel.compile(jit_compile=True)`; it "
+                      "runs on the encoded blocks). Off by default: measured "
+                      "on the census MMoE, CPU, it saves little "
+                      "(docs/benchmarks.md), and gradient methods with "
+                      "iterative solvers (MGDA, Nash-MTL) compile slowly") = False
     mixed_precision: _key(bool, _boolean, description="train with the "
                           "`mixed_float16` policy (heads stay float32); a YAML "
                           "boolean, not a string") = False
@@ -785,8 +899,10 @@ class RunConfig(Section):
         >>> config = parse_config({
         ...     "data": {"dataset": "penguins"},
         ...     "tasks": [{"name": "species", "type": "multiclass"}]})
-        >>> config.training.epochs
-        10
+        >>> config.model.architecture
+        'shared_bottom'
+        >>> config.training.epochs is None  # chosen from the training rows
+        True
     """
 
     name: _key(str, _run_name, description="names the run directory "
@@ -950,8 +1066,81 @@ def as_run_config(config):
     return config if isinstance(config, RunConfig) else parse_config(config)
 
 
+def shared_units_key(architecture, options=None):
+    """The option that sets the hidden sizes of an architecture's shared part
+    (`units`, or `expert_units` for the expert architectures), or None when
+    the architecture takes neither, or when the spec (`"mmoe(expert_units=[8])"`)
+    or `options` already set it.
+
+    Args:
+        architecture: str, a registered name or spec.
+        options: dict, the config's `model.options`.
+    """
+    try:
+        name, given = parse_spec(architecture)
+        allowed = ARCHITECTURES.options(name)
+    except ConfigError:
+        return None  # an unknown architecture is reported when it is built
+    for key in ("expert_units", "units"):
+        if key in allowed:
+            return None if key in given or key in (options or {}) else key
+    return None
+
+
+def with_size_defaults(config, rows):
+    """The config with the size-dependent keys it leaves unset (null) chosen
+    for `rows` training rows (`size_defaults`). A key the config sets is kept.
+
+    Args:
+        config: a `RunConfig` or a config mapping.
+        rows: int, the number of training rows (after the split).
+
+    Returns:
+        `(config, chosen)`: a `RunConfig` in which no size key is null, and
+        `{"section.key": value}` of the keys chosen here, in `SIZE_KEYS`
+        order (empty when the config set them all).
+
+    Raises:
+        ConfigError: a mapping fails validation.
+    """
+    config = as_run_config(config)
+    values = size_defaults(rows)
+    chosen = {}
+    for key in SIZE_KEYS[:5]:
+        if getattr(config.training, key) is None:
+            chosen[f"training.{key}"] = values[key]
+    model = config.model
+    key = shared_units_key(model.architecture, model.options)
+    if key is not None:
+        chosen[f"model.options.{key}"] = values["shared_units"]
+    if model.tower_units is None:
+        chosen["model.tower_units"] = values["tower_units"]
+    if not chosen:
+        return config, chosen
+    changes = {k: v for k, v in chosen.items() if not k.startswith("model.options")}
+    if key is not None:
+        changes["model.options"] = {**model.options, key: values["shared_units"]}
+    return config.replace(changes), chosen
+
+
+def describe_size_defaults(chosen, rows):
+    """The line `kmtl train` and `kmtl compare` print: the keys chosen by
+    `with_size_defaults` and their values.
+
+    Examples:
+        >>> describe_size_defaults({"training.batch_size": 32,
+        ...                         "model.tower_units": [16]}, 1000)
+        'Defaults for 1,000 training rows: batch_size 32, tower_units [16]'
+    """
+    values = ", ".join(f"{key.rsplit('.', 1)[-1]} {value}"
+                       for key, value in chosen.items())
+    return f"Defaults for {rows:,} training rows: {values}"
+
+
 def resolve_config(raw, name=None):
     """Fills defaults into a config mapping and validates it (`parse_config`).
+    The size keys stay null: a run chooses them from its training rows
+    (`with_size_defaults`).
 
     Returns:
         The resolved config as a new plain dict (`RunConfig.to_dict()`).
@@ -1002,7 +1191,8 @@ def load_config(path):
         path: str. The YAML file.
 
     Returns:
-        dict: the resolved config, every default filled in.
+        dict: the resolved config, every default filled in but the size keys
+        (null until the training rows are known, `with_size_defaults`).
 
     Raises:
         ConfigError: the file is missing, is not valid YAML, or fails validation.

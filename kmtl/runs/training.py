@@ -2,10 +2,12 @@
 This is what `kmtl train` runs; every step is also a public function.
 
 One run has three steps, shared by `kmtl train` and `kmtl compare`:
-`prepare_data` (load, split, fit tasks and features, convert the held-out splits:
-once per config; `kmtl.runs.data`), `build_run_model` (seed, build, compile) and
-`run_model` (fit with early stopping, evaluate the held-out splits). `train`
-writes the run directory through `kmtl.runs.run_dir.RunDir`.
+`prepare_run` (load, split, fit tasks and features, convert the held-out splits:
+once per config, `kmtl.runs.data.prepare_data`; then the keys the config leaves
+unset are chosen from the number of training rows,
+`kmtl.runs.config.with_size_defaults`), `build_run_model` (seed, build,
+compile) and `run_model` (fit with early stopping, evaluate the held-out
+splits). `train` writes the run directory through `kmtl.runs.run_dir.RunDir`.
 
 Every function takes a `kmtl.runs.config.RunConfig` or a config mapping (which
 is validated first).
@@ -30,7 +32,10 @@ from kmtl.models import build_model
 from kmtl.models.export import describe_renamed_inputs
 from kmtl.models.export import export_saved_model
 from kmtl.runs.config import as_run_config
+from kmtl.runs.config import describe_size_defaults
+from kmtl.runs.config import with_size_defaults
 from kmtl.runs.data import prepare_data
+from kmtl.runs.data import split_datasets
 from kmtl.runs.run_dir import RunDir
 
 __all__ = [
@@ -42,18 +47,32 @@ __all__ = [
     "model_from_config",
     "nested_metrics",
     "precision_policy",
+    "prepare_run",
     "run_model",
     "train",
 ]
 
 
-def model_from_config(config, features, tasks):
-    """`build_model` with the config's `model` section (uncompiled)."""
+def model_from_config(config, features, tasks, rows=None):
+    """`build_model` with the config's `model` section (uncompiled).
+
+    Args:
+        config: a `RunConfig` or a config mapping.
+        features: fitted features.
+        tasks: fitted tasks.
+        rows: int or None. The number of training rows, to choose the sizes
+            the config leaves unset (`kmtl.runs.config.with_size_defaults`);
+            None: such sizes take `build_model`'s and the architecture's
+            defaults.
+    """
     config = as_run_config(config)
+    if rows is not None:
+        config, _ = with_size_defaults(config, rows)
     section = config.model
+    towers = {} if section.tower_units is None else {
+        "tower_units": section.tower_units}
     return build_model(
-        features, tasks, section.architecture,
-        tower_units=section.tower_units,
+        features, tasks, section.architecture, **towers,
         tower_activation=section.tower_activation,
         tower_dropout=section.tower_dropout,
         categorical_encoding=section.categorical_encoding,
@@ -118,19 +137,30 @@ def evaluate_splits(model, datasets):
 def _optimizer(training):
     optimizer = training.optimizer
     if isinstance(optimizer, str):
+        arguments = {"learning_rate": training.learning_rate}
         try:
-            optimizer = keras.optimizers.get(
-                {"class_name": optimizer, "config": {
-                    "learning_rate": training.learning_rate}})
+            built = keras.optimizers.get({"class_name": optimizer,
+                                          "config": arguments})
+            if training.weight_decay or built.weight_decay is not None:
+                # Keras applies it decoupled, as AdamW: w -= lr * wd * w. 0 is
+                # passed only to an optimizer with a default of its own (AdamW).
+                arguments["weight_decay"] = training.weight_decay
+                built = keras.optimizers.get({"class_name": optimizer,
+                                              "config": arguments})
         except ValueError:
             raise ConfigError(f"training.optimizer: unknown optimizer {optimizer!r}. "
                               f"Use a Keras optimizer name such as 'adam'.") from None
-        return optimizer
+        return built
     try:
         return keras.optimizers.get(optimizer)
     except (ValueError, TypeError) as error:
         raise ConfigError(f"training.optimizer: {error} Give a Keras optimizer name "
                           f"such as 'adam' or a Keras optimizer config.") from None
+
+
+HELD_OUT_BATCH_SIZE = 256
+"""The batch size the held-out splits are first converted with when
+`training.batch_size` is left to the data size (`prepare_run`)."""
 
 
 @dataclasses.dataclass
@@ -187,15 +217,55 @@ def check_plugins(config, task_names):
         raise ConfigError(f"training.weighting: {error}") from None
 
 
+def prepare_run(config, data_dir=None, log=None):
+    """`prepare_data`, then the keys the config leaves unset chosen from the
+    number of training rows (`kmtl.runs.config.with_size_defaults`).
+
+    Args:
+        config: a `RunConfig` or a config mapping.
+        data_dir: folder of relative data paths and built-in data sets.
+        log: callable taking one str, or None. Given, it receives one line
+            naming the keys chosen and their values (nothing when the config
+            sets them all).
+
+    Returns:
+        `(config, data)`: the config with every size key set, and its
+        `kmtl.runs.data.PreparedData` (batched with that batch size).
+
+    Raises:
+        ConfigError: a bad config.
+        DataError: data that does not fit the config.
+    """
+    config = as_run_config(config)
+    given = config
+    if config.training.batch_size is None:
+        # The held-out splits are converted before the training rows are
+        # counted; they are converted again below if the chosen size differs.
+        given = config.replace({"training.batch_size": HELD_OUT_BATCH_SIZE})
+    data = prepare_data(given, data_dir)
+    rows = len(data.train)
+    config, chosen = with_size_defaults(config, rows)
+    batch_size = config.training.batch_size
+    if data.batch_size != batch_size:
+        held_out = split_datasets({"validation": data.validation, "test": data.test},
+                                  data.features, data.tasks, batch_size)
+        data = dataclasses.replace(data, batch_size=batch_size, held_out=held_out)
+    if chosen and log is not None:
+        log(describe_size_defaults(chosen, rows))
+    return config, data
+
+
 def build_run_model(config, data, tasks=None):
     """Seeds Keras with `training.seed`, builds the config's model for `tasks`
     (default: every task of `data`) and compiles it with the config's optimizer,
-    loss combination, weighting and gradient mode.
+    loss combination, weighting and gradient mode. Keys the config leaves unset
+    are chosen from `data`'s training rows
+    (`kmtl.runs.config.with_size_defaults`).
 
     Raises:
         ConfigError: unknown architecture, option, optimizer or weighting.
     """
-    config = as_run_config(config)
+    config, _ = with_size_defaults(config, len(data.train))
     tasks = data.tasks if tasks is None else tasks
     check_plugins(config, [t.name for t in tasks if not t.derived_from])
     training = config.training
@@ -204,7 +274,8 @@ def build_run_model(config, data, tasks=None):
     model.compile(optimizer=_optimizer(training),
                   loss_combination=training.loss_combination,
                   weighting=training.weighting,
-                  gradients=training.gradients)
+                  gradients=training.gradients,
+                  jit_compile=True if training.jit_compile else "auto")
     return model
 
 
@@ -215,7 +286,8 @@ def run_model(config, data, tasks=None, model=None, train_data=None, callbacks=(
     most `training.epochs` epochs, validating on `data.held_out["validation"]`,
     stops when the validation loss (the training loss without a validation split)
     has not improved for `training.early_stopping_patience` epochs and restores the
-    best epoch's weights.
+    best epoch's weights. Keys the config leaves unset are chosen from `data`'s
+    training rows (`kmtl.runs.config.with_size_defaults`).
 
     Args:
         config: a `RunConfig` (or a config mapping).
@@ -228,7 +300,7 @@ def run_model(config, data, tasks=None, model=None, train_data=None, callbacks=(
     Returns:
         A `RunResult`.
     """
-    config = as_run_config(config)
+    config, _ = with_size_defaults(config, len(data.train))
     training = config.training
     if model is None:
         model = build_run_model(config, data, tasks)
@@ -253,8 +325,11 @@ def train(config, data_dir=None, output_dir="runs", export_root="saved_models",
           log=print):
     """Runs a whole training job from a config (see `kmtl.runs.config`).
 
-    Writes a fresh run directory (`kmtl.runs.run_dir.RunDir`) holding
-    `config.yaml` (resolved, with the fitted task fields and the features used),
+    Keys the config leaves unset are chosen from the number of training rows
+    (`prepare_run`), printed in one line through `log`, and stored with their
+    values. Writes a fresh run directory (`kmtl.runs.run_dir.RunDir`) holding
+    `config.yaml` (resolved: every default and every size key filled in, with
+    the fitted task fields and the features used),
     `split.json`, `model.keras`, `metrics.json` (split -> task -> metric ->
     value) and `logs/` (TensorBoard), and, unless `export.enabled` is false, a
     SavedModel in `<export.dir or export_root/<name>>/<version>/`. Nothing is
@@ -280,8 +355,8 @@ def train(config, data_dir=None, output_dir="runs", export_root="saved_models",
 
 
 def _train(config, data_dir, output_dir, export_root, log):
+    config, data = prepare_run(config, data_dir, log)
     training = config.training
-    data = prepare_data(config, data_dir)
     export_dir = None
     if config.export.enabled:
         export_dir = config.export.dir or os.path.join(export_root, config.name)

@@ -475,10 +475,13 @@ def test_config_schema_prints_the_json_schema(capsys):
     assert schema["required"] == ["tasks"]
     training = _resolve(schema, schema["properties"]["training"])
     assert training["additionalProperties"] is False
+    # Null by default: chosen from the number of training rows.
     epochs = training["properties"]["epochs"]
-    assert (epochs["type"], epochs["default"], epochs["minimum"]) == ("integer", 10, 1)
+    assert epochs["default"] is None
+    assert epochs["anyOf"] == [{"type": "integer", "minimum": 1}, {"type": "null"}]
     assert training["properties"]["mixed_precision"]["type"] == "boolean"
-    assert training["properties"]["learning_rate"]["exclusiveMinimum"] == 0
+    assert training["properties"]["learning_rate"]["anyOf"][0] == {
+        "type": "number", "exclusiveMinimum": 0}
     split = _resolve(schema, _resolve(schema, schema["properties"]["data"])[
         "properties"]["split"])
     assert split["properties"]["method"]["default"] == "stratified"

@@ -222,12 +222,13 @@ def test_python_compare_returns_the_report_in_a_new_directory(compared,
     through the CLI above): single-task models score accuracy 0.8 and mae/rmse
     100, multi-task ones 0.9 and 90, so every seed's Δm is the mean of +12.5 %
     (species) and +10 % (body_mass_g) = 11.25 %."""
-    calls = []
+    calls, configs = [], []
 
     def fake_run(config, data, tasks=None, model=None, train_data=None,
                  callbacks=()):
         tasks = data.tasks if tasks is None else tasks
         single = len(tasks) == 1
+        configs.append(config)
         calls.append((config.training.seed, [t.name for t in tasks], data,
                       config.model.architecture, config.training.weighting))
         scores = {"species": {"loss": 0.5, "accuracy": 0.8 if single else 0.9},
@@ -285,8 +286,12 @@ def test_python_compare_returns_the_report_in_a_new_directory(compared,
     markdown = (directory / "report.md").read_text()
     assert "Not measured" in markdown and "+11.25 % ± 0.00 %" in markdown
     assert lines[-1] == f"Compare directory: {directory}"
-    assert lines[0] == ("[1/6] seed 0 single-task species: species_accuracy=0.8000 "
+    # The example sets every size key but the weight decay.
+    assert lines[0] == "Defaults for 240 training rows: weight_decay 1.0"
+    assert lines[1] == ("[1/6] seed 0 single-task species: species_accuracy=0.8000 "
                         "(0.5 s)")
+    assert report["config"]["training"]["weight_decay"] == 1.0
+    assert {c.training.weight_decay for c in configs} == {1.0}
 
 
 # === Errors stop the compare before anything is written ===

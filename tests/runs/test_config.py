@@ -38,9 +38,11 @@ def test_defaults_are_filled_in():
                                        "test": 0.1, "seed": 0}
     assert config["model"]["architecture"] == "shared_bottom"
     assert config["model"]["options"] == {}
-    assert config["model"]["tower_units"] == [64]
-    assert config["training"]["epochs"] == 10
-    assert config["training"]["batch_size"] == 256
+    # The size keys wait for the number of training rows (test_size_defaults).
+    assert config["model"]["tower_units"] is None
+    assert config["training"]["epochs"] is None
+    assert config["training"]["batch_size"] is None
+    assert config["training"]["weight_decay"] is None
     assert config["training"]["loss_combination"] == "sum"
     assert config["export"] == {"enabled": True, "dir": None}
 
@@ -54,7 +56,7 @@ def test_given_values_override_defaults_and_nested_defaults_stay():
     ), name="from_file")
     assert config["name"] == "run"
     assert config["training"]["epochs"] == 3
-    assert config["training"]["batch_size"] == 256
+    assert config["training"]["batch_size"] is None
     assert config["data"]["split"] == {"method": "random", "order_by": None,
                                        "group_by": None, "validation": 0.1,
                                        "test": 0.1, "seed": 0}
@@ -67,12 +69,14 @@ def test_name_defaults_to_argument():
 
 def test_defaults_are_copies():
     first = resolve_config(_minimal())
-    first["model"]["tower_units"].append(8)
+    first["model"]["options"]["units"] = [8]
+    first["features"]["exclude"].append("island")
     first["data"]["split"]["seed"] = 99
     second = resolve_config(_minimal())
-    assert second["model"]["tower_units"] == [64]
+    assert second["model"]["options"] == {}
+    assert second["features"]["exclude"] == []
     assert second["data"]["split"]["seed"] == 0
-    assert ModelConfig().tower_units == [64]
+    assert ModelConfig().options == {}
 
 
 def test_model_options_are_passed_through_unchecked():
@@ -181,7 +185,7 @@ def test_load_config(tmp_path):
     assert [t["name"] for t in config["tasks"]] == ["species", "sex"]
     assert config["tasks"][1]["positive"] == "female"
     assert config["model"]["options"] == {"num_experts": 4}
-    assert config["training"]["epochs"] == 10
+    assert config["training"]["epochs"] is None
 
 
 def test_load_invalid_yaml(tmp_path):
@@ -470,8 +474,12 @@ def test_schema_declares_types_and_defaults():
     schema = RunConfig.model_json_schema()
     training = schema["$defs"]["TrainingConfig"]
     assert training["properties"]["epochs"] == {
-        "default": 10, "description": "at most this many epochs; --epochs "
-        "overrides it", "minimum": 1, "title": "Epochs", "type": "integer"}
+        "default": None, "description": "at most this many epochs; --epochs "
+        "overrides it. null: chosen from the number of training rows n: `200` "
+        "for n < 2,000; `100` for n < 20,000; `30` for n < 100,000; `10` for "
+        "n >= 100,000 (`kmtl.runs.config.size_defaults`)",
+        "anyOf": [{"minimum": 1, "type": "integer"}, {"type": "null"}],
+        "title": "Epochs"}
     assert training["additionalProperties"] is False
     assert schema["$defs"]["SplitConfig"]["properties"]["method"]["default"] == (
         "stratified")

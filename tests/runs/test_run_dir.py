@@ -17,6 +17,7 @@ from kmtl.runs.data import load_stored_splits
 from kmtl.runs.data import prepare_data
 from kmtl.runs.data import split_data
 from kmtl.runs.run_dir import RunDir
+from kmtl.runs.training import prepare_run
 
 
 @pytest.fixture
@@ -104,8 +105,7 @@ def test_run_dir_round_trip(table, tmp_path):
     """config.yaml holds the fitted tasks and the features chosen automatically
     (by kind); split.json and metrics.json read back as written."""
     _, path = table
-    config = _config(path)
-    data = prepare_data(config)
+    config, data = prepare_run(_config(path))
     run = RunDir.create(tmp_path / "runs", config.name)
     assert os.path.dirname(run.path) == str(tmp_path / "runs")
     assert os.path.basename(run.path).startswith("table-")
@@ -184,7 +184,9 @@ def test_a_stored_config_with_values_an_older_kmtl_accepted_stays_readable():
     with pytest.warns(UserWarning, match=r"\['training\.epochs', "
                                          r"'training\.mixed_precision'\]"):
         config = parse_stored_config(raw)
-    assert config.training.epochs == 10 and config.training.mixed_precision is False
+    # Read as its default: null, chosen from the training rows at training time.
+    assert config.training.epochs is None
+    assert config.training.mixed_precision is False
     assert config.training.batch_size == 32
     assert raw["training"]["epochs"] is True  # the caller's mapping is untouched
     with pytest.raises(ConfigError, match="tasks"):
