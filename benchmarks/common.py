@@ -31,7 +31,9 @@ def census():
 
 
 class EpochTimer:
-    """A Keras callback recording wall-clock seconds per epoch."""
+    """A Keras callback recording wall-clock seconds per epoch: the training
+    part only, until fit's validation pass starts (`on_test_begin`), as
+    DeepCTR's timer in `deepctr_mmoe.py` does."""
 
     def __new__(cls):
         import keras
@@ -42,11 +44,27 @@ class EpochTimer:
 
             def on_epoch_begin(self, epoch, logs=None):
                 self._start = time.perf_counter()
+                self._train_end = None
+
+            def on_test_begin(self, logs=None):
+                if self._train_end is None:
+                    self._train_end = time.perf_counter()
 
             def on_epoch_end(self, epoch, logs=None):
-                self.seconds.append(time.perf_counter() - self._start)
+                end = self._train_end or time.perf_counter()
+                self.seconds.append(end - self._start)
 
         return _Timer()
+
+
+def peak_rss_mb():
+    """This process's peak resident memory in MB (`VmHWM`: reset by `exec`,
+    unlike `ru_maxrss`, which a child started from a large parent inherits)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def median(values):

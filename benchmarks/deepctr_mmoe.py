@@ -49,7 +49,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 _STDOUT, sys.stdout = sys.stdout, sys.stderr
 
 import json  # noqa: E402
-import resource  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
 from importlib import metadata  # noqa: E402
@@ -112,6 +111,15 @@ def encode(train, others):
     for frame in [train] + others:
         frame[DENSE] = scaler.transform(frame[DENSE]).astype("float32")
     return vocab
+
+
+def peak_rss_mb():
+    """Peak resident memory in MB (`VmHWM`, as benchmarks/common.py reads it)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    return None
 
 
 class EpochTimer(tf.keras.callbacks.Callback):
@@ -177,9 +185,7 @@ def main(argv):
         "s_per_epoch_after_first": (round(statistics.median(timer.train_seconds[1:]), 3)
                                     if len(timer.train_seconds) > 1 else None),
         "test_auc": test_auc,
-        # Linux reports kilobytes.
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-                             / 1024, 1),
+        "peak_rss_mb": peak_rss_mb(),
         "versions": {"tensorflow": tf.__version__,
                      "tf_keras": metadata.version("tf-keras"),
                      "deepctr": metadata.version("deepctr")},

@@ -75,7 +75,7 @@ def encode_labels(frame, tasks):
 
 
 def make_dataset(frame, features, tasks=None, batch_size=256, shuffle=False, seed=0,
-                 drop_remainder=False, encoded=True):
+                 drop_remainder=False, encoded=True, cache=False):
     """A `tf.data.Dataset` of batches from a DataFrame.
 
     Args:
@@ -91,6 +91,12 @@ def make_dataset(frame, features, tasks=None, batch_size=256, shuffle=False, see
             and for `model.predict` / `evaluate` of a `kmtl.MultiTaskModel`;
             False: the raw values, for calling a model (or a SavedModel) on
             the batch directly, and for models saved by kmtl 0.2.
+        cache: bool, default False. Keep the batches in memory after the
+            first pass (`Dataset.cache`), for a dataset read every epoch
+            without shuffling (validation): each new pass then skips
+            rebuilding the iterator over the frame's arrays, which costs more
+            than a small split's evaluation (29 ms against 7 ms per
+            evaluation of 52 rows). Refused with `shuffle`.
 
     Returns:
         A dataset of `(features, labels, sample_weights)` (or `features`), where
@@ -105,8 +111,12 @@ def make_dataset(frame, features, tasks=None, batch_size=256, shuffle=False, see
 
     Raises:
         DataError: a column is missing or holds values that do not fit its kind.
-        ValueError: `batch_size` is not a positive integer.
+        ValueError: `batch_size` is not a positive integer, or `cache` with
+            `shuffle` (the cached order would repeat every epoch).
     """
+    if cache and shuffle:
+        raise ValueError("make_dataset: cache=True keeps the first epoch's order; "
+                         "it cannot be combined with shuffle=True.")
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer. Received: "
                          f"batch_size={batch_size!r}")
@@ -166,4 +176,6 @@ def make_dataset(frame, features, tasks=None, batch_size=256, shuffle=False, see
         gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
     )
     dataset = dataset.apply(tf.data.experimental.assert_cardinality(num_batches))
+    if cache:
+        dataset = dataset.cache()
     return dataset.prefetch(tf.data.AUTOTUNE)

@@ -675,9 +675,12 @@ class TrainingConfig(Section):
                             "`<matrix>/<row>/<column>` and a heatmap image per "
                             "matrix in the `diagnostics` run "
                             "(`kmtl.callbacks.SharingDiagnostics`). 0: off; "
-                            "null: every epoch when the architecture has "
-                            "diagnostics; N > 0 with an architecture without "
-                            "diagnostics (`shared_bottom`) is an error") = None
+                            "null: about ten times per run, every "
+                            "`max(1, epochs // 10)` epochs, when the "
+                            "architecture has diagnostics (each write costs "
+                            "a forward pass and a heatmap per matrix); N > 0 "
+                            "with an architecture without diagnostics "
+                            "(`shared_bottom`) is an error") = None
     early_stopping_patience: _key(Count | None, _optional(_count(
         " (epochs without a lower validation loss before stopping)")),
         description="epochs without a lower validation loss before stopping; "

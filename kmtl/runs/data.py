@@ -235,11 +235,12 @@ def prepare(config, train, tasks):
 
 
 def split_datasets(frames, features, tasks, batch_size):
-    """`make_dataset` for each named non-empty frame (no shuffling).
+    """`make_dataset` for each named non-empty frame (no shuffling; cached,
+    since validation reads its split every epoch).
 
     Converting every split up front finds bad labels or feature values before
     anything is trained or written."""
-    return {split: make_dataset(frame, features, tasks, batch_size)
+    return {split: make_dataset(frame, features, tasks, batch_size, cache=True)
             for split, frame in frames.items() if frame is not None and len(frame)}
 
 

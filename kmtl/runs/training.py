@@ -372,8 +372,10 @@ def _train(config, data_dir, output_dir, export_root, log):
             raise ConfigError(f"training.diagnostics_every: {error}") from None
         diagnostics_every = 0
     if diagnostics_every is None:
-        # Default: every epoch, when the architecture has something to show.
-        diagnostics_every = 1
+        # Default, when the architecture has something to show: about ten
+        # writes per run (each is a forward pass and a heatmap per matrix,
+        # several times a short epoch's training).
+        diagnostics_every = max(1, training.epochs // 10)
     train_data = data.train_dataset(training.seed)
 
     run = RunDir.create(output_dir, config.name)

@@ -584,3 +584,12 @@ def test_missing_order_values_are_a_data_error():
                                         r"missing value"):
         split_frame(frame, [Task("y", "binary")], "ordered", 0.1, 0.1,
                     order_by="t")
+
+
+def test_cached_dataset_yields_the_same_batches_and_refuses_shuffle(numbered):
+    frame, features, tasks = numbered
+    plain = make_dataset(frame, features, tasks, batch_size=5)
+    cached = make_dataset(frame, features, tasks, batch_size=5, cache=True)
+    assert _epoch(cached) == _epoch(plain) == _epoch(cached)
+    with pytest.raises(ValueError, match="cannot be combined with shuffle"):
+        make_dataset(frame, features, tasks, batch_size=5, shuffle=True, cache=True)
