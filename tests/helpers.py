@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 from keras import ops
+from tensorboard.backend.event_processing import event_accumulator
+from tensorboard.util import tensor_util
 
 import kmtl
 from kmtl import architectures
@@ -212,3 +214,13 @@ def fit_tasks_and_features(frame, tasks, numeric=None, categorical=None):
     features = resolve_features(frame, numeric, categorical,
                                 exclude=[c for t in tasks for c in t.target_columns])
     return [f.fit(frame) for f in features], tasks
+
+
+def read_tensorboard(directory):
+    """`{tag: [(step, value), ...]}` from the event files in `directory`."""
+    accumulator = event_accumulator.EventAccumulator(
+        str(directory), size_guidance={event_accumulator.TENSORS: 0})
+    accumulator.Reload()
+    return {tag: [(e.step, float(tensor_util.make_ndarray(e.tensor_proto)))
+                  for e in accumulator.Tensors(tag)]
+            for tag in accumulator.Tags()["tensors"]}

@@ -4,10 +4,12 @@ from kmtl.callbacks.delta_m import DeltaM
 from kmtl.callbacks.gradient_statistics import GradientStatistics
 from kmtl.callbacks.sharing_diagnostics import SharingDiagnostics
 from kmtl.callbacks.task_interference import TaskInterference
+from kmtl.callbacks.tensorboard import TensorBoard
 
 __all__ = [
     "DeltaM",
     "GradientStatistics",
     "SharingDiagnostics",
     "TaskInterference",
+    "TensorBoard",
 ]

@@ -107,7 +107,8 @@ def load_census_income(data_dir=None, origin=None, seed=0):
 
     Returns:
         `(train, validation, test)` DataFrames (199,523 / 49,881 / 49,881 rows)
-        with the raw columns plus 0/1 columns `income` and `never_married`.
+        with the raw columns (text columns as pandas categoricals) plus 0/1
+        columns `income` and `never_married`.
 
     Raises:
         DataError: files missing or damaged.
@@ -119,6 +120,10 @@ def load_census_income(data_dir=None, origin=None, seed=0):
         frame["income"] = (frame["income_50k"] == "50000+.").astype("int64")
         frame["never_married"] = (frame["marital_stat"] == "Never married").astype(
             "int64")
+        # 33 text columns of a few dozen values each: as pandas categoricals
+        # they take 8 MB instead of 150 MB of Python strings (same values).
+        text = frame.select_dtypes("object").columns
+        frame[text] = frame[text].astype("category")
         frames.append(frame)
     train, test = frames
     order = np.random.RandomState(seed).permutation(len(test))

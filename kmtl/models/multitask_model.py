@@ -222,10 +222,14 @@ class MultiTaskModel(keras.Model):
                 f"its data with make_dataset(..., encoded=False).")
         return inputs
 
+    # Plain Python, not converted by AutoGraph when a SavedModel signature is
+    # traced (AutoGraph cannot convert a zero-argument `super()`).
+    @tf.autograph.experimental.do_not_convert
     def __call__(self, inputs, *args, **kwargs):
         if isinstance(inputs, dict) and not self.is_encoded(inputs):
             self._check_raw_dtypes(inputs)
-        return super().__call__(inputs, *args, **kwargs)
+        return super(MultiTaskModel, self).__call__(  # noqa: UP008
+            inputs, *args, **kwargs)
 
     def _check_raw_dtypes(self, inputs):
         """Raises DataError for a raw input whose values are of another kind
@@ -410,7 +414,13 @@ class MultiTaskModel(keras.Model):
         """`keras.Model.fit`, plus the callbacks the weighting method needs.
 
         The method's callbacks run first, so its state is up to date when a
-        user's callback (e.g. `ModelCheckpoint`) saves the model."""
+        user's callback (e.g. `ModelCheckpoint`) saves the model. Given a
+        `tf.data.Dataset` (which `make_dataset` shuffles itself), `shuffle`
+        defaults to False: Keras ignores it for a dataset and warns at every
+        `fit` when it is True, its default."""
+        x = args[0] if args else kwargs.get("x")
+        if isinstance(x, tf.data.Dataset):
+            kwargs.setdefault("shuffle", False)
         extra = self.weighting.callbacks() if self.weighting is not None else []
         return super().fit(*args, callbacks=extra + list(callbacks or []), **kwargs)
 

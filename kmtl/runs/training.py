@@ -25,6 +25,7 @@ from kmtl import architectures
 from kmtl import weighting as weighting_module
 from kmtl.callbacks.gradient_statistics import GradientStatistics
 from kmtl.callbacks.sharing_diagnostics import SharingDiagnostics
+from kmtl.callbacks.tensorboard import TensorBoard
 from kmtl.errors import ConfigError
 from kmtl.errors import DataError
 from kmtl.measures.diagnostics import architecture_layer
@@ -390,7 +391,7 @@ def _train(config, data_dir, output_dir, export_root, log):
         callbacks.append(SharingDiagnostics(
             data.held_out.get("validation") or train_data,
             every=diagnostics_every, log_dir=run.log_dir))
-    callbacks.append(keras.callbacks.TensorBoard(run.log_dir))
+    callbacks.append(TensorBoard(run.log_dir))
     log(f"Training {config.name}: {config.model.architecture}, "
         f"{len(data.train)} training rows, tasks {[t.name for t in data.tasks]}")
     result = run_model(config, data, model=model, train_data=train_data,

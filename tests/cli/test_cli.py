@@ -18,10 +18,9 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 import yaml
+from helpers import read_tensorboard
 from helpers import snapshot
 from sklearn.metrics import roc_auc_score
-from tensorboard.backend.event_processing import event_accumulator
-from tensorboard.util import tensor_util
 
 import kmtl
 from kmtl.cli import main
@@ -80,16 +79,6 @@ def raw_inputs(model, frame):
             values = column.astype(object).where(column.notna(), "").astype(str)
             inputs[feature.name] = tf.constant(values.to_numpy()[:, None])
     return inputs
-
-
-def read_tensorboard(directory):
-    """`{tag: [(step, value), ...]}` from the event files in `directory`."""
-    accumulator = event_accumulator.EventAccumulator(
-        str(directory), size_guidance={event_accumulator.TENSORS: 0})
-    accumulator.Reload()
-    return {tag: [(e.step, float(tensor_util.make_ndarray(e.tensor_proto)))
-                  for e in accumulator.Tensors(tag)]
-            for tag in accumulator.Tags()["tensors"]}
 
 
 @pytest.fixture(scope="module")
