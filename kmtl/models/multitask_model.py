@@ -318,7 +318,9 @@ class MultiTaskModel(keras.Model):
                 encoded path (the model's lookups do not compile, so Keras
                 alone would refuse it); evaluation and prediction stay
                 without XLA, as they may get raw values. Default `"auto"`:
-                no XLA (measured on the census MMoE, docs/benchmarks.md).
+                no XLA (on the census MMoE it saved 17-21% of an epoch in two
+                runs and nothing in a third, docs/benchmarks.md; MGDA and
+                Nash-MTL refuse it).
 
         Raises:
             ConfigError: unknown task in `loss_weights`, a negative weight, an
@@ -359,6 +361,11 @@ class MultiTaskModel(keras.Model):
         jit_compile = kwargs.pop("jit_compile", "auto")
         if jit_compile is True:
             self._check_jit()
+            if not weighting.compiles_with_xla:
+                raise ConfigError(
+                    f"jit_compile=True: the weighting "
+                    f"{weighting.registered_name!r} does not compile with XLA in "
+                    f"reasonable time. Use jit_compile='auto' (no XLA) with it.")
         # The raw graph's lookups do not compile with XLA, so Keras would turn
         # `jit_compile=True` off for the whole model: kmtl turns it on for the
         # train step, which runs the encoded path (`make_train_function`).

@@ -691,10 +691,11 @@ class TrainingConfig(Section):
                "`data.split.seed`)") = 0
     jit_compile: _key(bool, _boolean, description="compile the train step with "
                       "XLA (`MultiTaskModel.compile(jit_compile=True)`; it "
-                      "runs on the encoded blocks). Off by default: measured "
-                      "on the census MMoE, CPU, it saves little "
-                      "(docs/benchmarks.md), and gradient methods with "
-                      "iterative solvers (MGDA, Nash-MTL) compile slowly") = False
+                      "runs on the encoded blocks). Off by default: on the "
+                      "census MMoE (CPU) it saved 17-21% of an epoch in two "
+                      "runs and nothing in a third (docs/benchmarks.md); "
+                      "`mgda` and `nash_mtl` refuse it (their solvers do not "
+                      "compile in reasonable time)") = False
     mixed_precision: _key(bool, _boolean, description="train with the "
                           "`mixed_float16` policy (heads stay float32); a YAML "
                           "boolean, not a string") = False

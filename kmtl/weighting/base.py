@@ -54,6 +54,8 @@ class Weighting(keras.layers.Layer):
     """
 
     gradient_based = False
+    #: Whether the train step compiles with XLA (`compile(jit_compile=True)`).
+    compiles_with_xla = True
     #: Whether the train step logs the method's task weights
     #: (`<task>_weight`); False for fixed weights, which the config states.
     logs_weights = True

@@ -14,6 +14,7 @@ import kmtl
 from kmtl.data import make_dataset
 from kmtl.datasets import PENGUIN_FEATURES
 from kmtl.datasets import penguin_tasks
+from kmtl.errors import ConfigError
 from kmtl.features import resolve_features
 from kmtl.models import steps
 from kmtl.weighting import Weighting
@@ -157,3 +158,29 @@ def test_the_representation_model_is_not_tracked(fitted, tmp_path):
     assert type(restored.step_strategy) is steps.RepresentationGradientStep
     for got, saved in zip(restored.weights, model.weights):
         np.testing.assert_array_equal(np.asarray(got), np.asarray(saved))
+
+
+def test_xla_train_step_on_the_encoded_path(fitted):
+    """`jit_compile=True` compiles the train step (Keras alone would refuse it
+    for a model holding lookups): the same losses as without XLA; evaluation
+    and prediction still take raw values; raw training batches and MGDA are
+    refused with the reason."""
+    frame, features, tasks = fitted
+    data = make_dataset(frame.iloc[:64], features, tasks, 32)
+    histories = []
+    for jit_compile in ("auto", True):
+        keras.utils.set_random_seed(0)
+        model = kmtl.build_model(features, tasks, "shared_bottom", units=(8,))
+        model.compile(optimizer=keras.optimizers.SGD(0.1), jit_compile=jit_compile)
+        histories.append(model.fit(data, epochs=2, verbose=0).history["loss"])
+    assert model._jit_train and not model.jit_compile  # eval, predict: no XLA
+    np.testing.assert_allclose(histories[1], histories[0], rtol=1e-4)
+    raw = make_dataset(frame.iloc[:64], features, tasks, 32, encoded=False)
+    model.evaluate(raw, verbose=0)
+    model.predict(make_dataset(frame.iloc[:8], features, encoded=False), verbose=0)
+    with pytest.raises(ConfigError, match="'mgda' does not compile with XLA"):
+        model.compile(weighting="mgda", jit_compile=True)
+    fresh = kmtl.build_model(features, tasks, "shared_bottom", units=(8,))
+    fresh.compile(jit_compile=True)
+    with pytest.raises(ConfigError, match="trains on encoded batches"):
+        fresh.fit(raw, epochs=1, verbose=0)
