@@ -26,8 +26,7 @@ class TensorBoard(keras.callbacks.TensorBoard):
     (Keras 3.x); `tests/callbacks/test_callbacks.py` checks the tags and
     values against Keras's own callback.
 
-    Args:
-        As `keras.callbacks.TensorBoard`.
+    Takes the arguments of `keras.callbacks.TensorBoard` (`log_dir`, ...).
     """
 
     def __init__(self, *args, **kwargs):
