@@ -87,10 +87,11 @@ def make_dataset(frame, features, tasks=None, batch_size=256, shuffle=False, see
         shuffle: bool. Permute rows every epoch.
         seed: int. Seed of the permutation: same seed, same order of batches.
         drop_remainder: bool. Drop the last partial batch.
-        encoded: bool, default True. Yield the encoded blocks, for training
-            and for `model.predict` / `evaluate` of a `kmtl.MultiTaskModel`;
-            False: the raw values, for calling a model (or a SavedModel) on
-            the batch directly, and for models saved by kmtl 0.2.
+        encoded: bool, default True. Yield the encoded blocks, for a
+            `kmtl.MultiTaskModel` (`fit`, `evaluate`, `predict`, or calling
+            it on a batch); False: the raw values, for a SavedModel or
+            another model that takes raw inputs, and for models saved by
+            kmtl 0.2.
         cache: bool, default False. Keep the batches in memory after the
             first pass (`Dataset.cache`), for a dataset read every epoch
             without shuffling (validation): each new pass then skips

@@ -226,7 +226,12 @@ class MultiTaskModel(keras.Model):
     # traced (AutoGraph cannot convert a zero-argument `super()`).
     @tf.autograph.experimental.do_not_convert
     def __call__(self, inputs, *args, **kwargs):
-        if isinstance(inputs, dict) and not self.is_encoded(inputs):
+        """`keras.Model.__call__` on raw values; a batch of encoded blocks
+        (`make_dataset`'s default) runs the encoded path (`forward`)."""
+        if self.is_encoded(inputs):
+            return self.submodel(self._outputs_struct, inputs)(
+                inputs, *args, **kwargs)
+        if isinstance(inputs, dict):
             self._check_raw_dtypes(inputs)
         return super(MultiTaskModel, self).__call__(  # noqa: UP008
             inputs, *args, **kwargs)
@@ -258,11 +263,9 @@ class MultiTaskModel(keras.Model):
 
     def forward(self, x, training=False):
         """The model's outputs `{task: prediction}` on a batch of raw values
-        (as `model(x)`) or of encoded blocks (the encoded path: the same
-        layers after the fitted preprocessing)."""
-        if not self.is_encoded(x):
-            return self(x, training=training)
-        return self.submodel(self._outputs_struct, x)(x, training=training)
+        or of encoded blocks (the encoded path: the same layers after the
+        fitted preprocessing); `model(x, training=...)` does the same."""
+        return self(x, training=training)
 
     def stateless_forward(self, trainable_variables, non_trainable_variables, x,
                           training=False):

@@ -8,6 +8,7 @@ import pytest
 from keras import ops
 
 import kmtl
+from kmtl.data import make_dataset
 from kmtl.errors import DataError
 from kmtl.features import Feature
 from kmtl.models import MultiTaskModel
@@ -90,3 +91,16 @@ def test_a_raw_input_of_the_wrong_kind_names_the_input_and_its_dtype():
                "x": np.array([["1"], ["2"]])})
     names = {"home_island": np.array([["a"], ["zebra"]], object), "x": x}
     assert model(names)["t"].shape == (2, 1)
+
+
+def test_calling_the_model_on_an_encoded_batch_runs_the_encoded_path():
+    frame = pd.DataFrame({"c": ["a", "b", "a", "zebra"] * 4,
+                          "x": [1.0, np.nan, 3.0, 4.0] * 4, "t": [0, 1, 0, 1] * 4})
+    features = [f.fit(frame.iloc[:8]) for f in kmtl.features.resolve_features(
+        frame, exclude=["t"])]
+    model = kmtl.build_model(features, [kmtl.Task("t", "binary").fit(frame)])
+    encoded = next(iter(make_dataset(frame, features, batch_size=16)))
+    raw = next(iter(make_dataset(frame, features, batch_size=16,
+                                      encoded=False)))
+    np.testing.assert_array_equal(ops.convert_to_numpy(model(encoded)["t"]),
+                                  ops.convert_to_numpy(model(raw)["t"]))
