@@ -10,33 +10,15 @@ rounds and each keeps its fastest epoch.
 """
 
 import keras
-import numpy as np
-import pandas as pd
 
-from benchmarks.common import EpochTimer
-from kmtl import Task
+from benchmarks.common import epoch_seconds
+from benchmarks.common import numeric_table
 from kmtl import build_model
-from kmtl.data import make_dataset
-from kmtl.features import Feature
 
 STEPS = 20
 ROUNDS = 5
 INPUTS = 64
 TASKS = 3
-
-
-def _data(rows=STEPS * 1024, seed=0):
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(rows, INPUTS)).astype("float32")
-    frame = pd.DataFrame(x, columns=[f"x{i}" for i in range(INPUTS)])
-    for t in range(TASKS):
-        frame[f"y{t}"] = x @ rng.normal(size=INPUTS) + rng.normal(size=rows)
-    tasks = [Task(f"y{t}", "regression").fit(frame) for t in range(TASKS)]
-    features = [Feature(f"x{i}", "numeric").fit(frame) for i in range(INPUTS)]
-    data = make_dataset(frame, features, tasks, 1024).cache()
-    for _ in data:
-        pass
-    return features, tasks, data
 
 
 def _stock(tasks):
@@ -66,21 +48,15 @@ def _kmtl(features, tasks):
     return model
 
 
-def _epoch_seconds(model, data):
-    timer = EpochTimer()
-    model.fit(data, epochs=1, verbose=0, shuffle=False, callbacks=[timer])
-    return timer.seconds[0]
-
-
 def run(rounds=ROUNDS):
-    features, tasks, data = _data()
+    features, tasks, data = numeric_table(TASKS, INPUTS, STEPS * 1024)
     models = {"kmtl": _kmtl(features, tasks), "stock": _stock(tasks)}
     for model in models.values():  # tracing
-        _epoch_seconds(model, data)
+        epoch_seconds(model, data)
     best = {name: float("inf") for name in models}
     for _ in range(rounds):
         for name, model in models.items():
-            best[name] = min(best[name], _epoch_seconds(model, data))
+            best[name] = min(best[name], epoch_seconds(model, data))
     return {
         "kmtl_ms_per_step": best["kmtl"] / STEPS * 1000,
         "stock_keras_ms_per_step": best["stock"] / STEPS * 1000,

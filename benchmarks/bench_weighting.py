@@ -8,35 +8,15 @@ rounds, and each method's fastest epoch is divided by EW's, in the same run.
 """
 
 import keras
-import numpy as np
-import pandas as pd
 
-from benchmarks.common import EpochTimer
-from kmtl import Task
+from benchmarks.common import epoch_seconds
+from benchmarks.common import numeric_table
 from kmtl import build_model
 from kmtl import weighting as weighting_module
-from kmtl.data import make_dataset
-from kmtl.features import Feature
 
 STEPS = 20
 ROUNDS = 5
 INPUTS = 64
-
-
-def _data(num_tasks, rows=STEPS * 1024, seed=0):
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(rows, INPUTS)).astype("float32")
-    frame = pd.DataFrame(x, columns=[f"x{i}" for i in range(INPUTS)])
-    for t in range(num_tasks):
-        frame[f"y{t}"] = x @ rng.normal(size=INPUTS) + rng.normal(size=rows)
-    tasks = [Task(f"y{t}", "regression") for t in range(num_tasks)]
-    for task in tasks:
-        task.fit(frame)
-    features = [Feature(f"x{i}", "numeric").fit(frame) for i in range(INPUTS)]
-    data = make_dataset(frame, features, tasks, 1024).cache()
-    for _ in data:
-        pass
-    return features, tasks, data
 
 
 def _model(features, tasks, method):
@@ -49,12 +29,6 @@ def _model(features, tasks, method):
     return model
 
 
-def _epoch_seconds(model, data):
-    timer = EpochTimer()
-    model.fit(data, epochs=1, verbose=0, shuffle=False, callbacks=[timer])
-    return timer.seconds[0]
-
-
 def run(rounds=ROUNDS):
     # `ew` (the reference) and every registered method; `static` is the same
     # computation as `ew`, so its ratio shows the noise floor.
@@ -65,16 +39,16 @@ def run(rounds=ROUNDS):
     result = {"steps_per_epoch": STEPS, "rounds": rounds, "ms_per_step": {},
               "ratio_to_ew": {}}
     for num_tasks in (3, 6):
-        features, tasks, data = _data(num_tasks)
+        features, tasks, data = numeric_table(num_tasks, INPUTS, STEPS * 1024)
         models = {m: _model(features, tasks, m) for m in methods}
         for model in models.values():  # tracing
-            _epoch_seconds(model, data)
+            epoch_seconds(model, data)
         # Methods take turns within each round, so a burst of load elsewhere hits
         # them alike; each keeps its fastest epoch.
         best = {m: float("inf") for m in methods}
         for _ in range(rounds):
             for method, model in models.items():
-                best[method] = min(best[method], _epoch_seconds(model, data))
+                best[method] = min(best[method], epoch_seconds(model, data))
         key = f"{num_tasks}_tasks"
         result["ms_per_step"][key] = {m: best[m] / STEPS * 1000 for m in methods}
         result["ratio_to_ew"][key] = {m: best[m] / best["ew"] for m in methods

@@ -69,3 +69,34 @@ def peak_rss_mb():
 
 def median(values):
     return statistics.median(values)
+
+
+def numeric_table(num_tasks, inputs=64, rows=20 * 1024, seed=0):
+    """`(features, tasks, data)`: a synthetic table of `inputs` normal columns
+    and `num_tasks` linear regression targets, as cached encoded batches of
+    1024 (read once, so timing starts warm)."""
+    import numpy as np
+    import pandas as pd
+
+    from kmtl import Task
+    from kmtl.data import make_dataset
+    from kmtl.features import Feature
+
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(rows, inputs)).astype("float32")
+    frame = pd.DataFrame(x, columns=[f"x{i}" for i in range(inputs)])
+    for t in range(num_tasks):
+        frame[f"y{t}"] = x @ rng.normal(size=inputs) + rng.normal(size=rows)
+    tasks = [Task(f"y{t}", "regression").fit(frame) for t in range(num_tasks)]
+    features = [Feature(f"x{i}", "numeric").fit(frame) for i in range(inputs)]
+    data = make_dataset(frame, features, tasks, 1024).cache()
+    for _ in data:
+        pass
+    return features, tasks, data
+
+
+def epoch_seconds(model, data):
+    """Wall-clock seconds of one training epoch of `model` on `data`."""
+    timer = EpochTimer()
+    model.fit(data, epochs=1, verbose=0, shuffle=False, callbacks=[timer])
+    return timer.seconds[0]

@@ -224,3 +224,27 @@ def read_tensorboard(directory):
     return {tag: [(e.step, float(tensor_util.make_ndarray(e.tensor_proto)))
                   for e in accumulator.Tensors(tag)]
             for tag in accumulator.Tags()["tensors"]}
+
+
+def assert_same_under_xla(layer, x, **tolerance):
+    """`layer(x)` inside `tf.function(jit_compile=True)` equals it eager."""
+    import tensorflow as tf
+
+    expected = ops.convert_to_numpy(layer(x))
+
+    @tf.function(jit_compile=True)
+    def compiled(inputs):
+        return layer(inputs)
+
+    np.testing.assert_allclose(ops.convert_to_numpy(compiled(tf.constant(x))),
+                               expected, **tolerance)
+
+
+def assert_keras_export_serves(model, x, folder, **tolerance):
+    """`model.export(folder)` (a plain Keras model) serves what `model(x)`
+    gives."""
+    import tensorflow as tf
+
+    model.export(str(folder), verbose=False)
+    served = tf.saved_model.load(str(folder))
+    np.testing.assert_allclose(served.serve(x), model(x), **tolerance)

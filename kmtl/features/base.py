@@ -24,8 +24,6 @@ sanitized for one such as `bill length (mm)`, which Keras refuses as a layer
 name and TensorFlow as a SavedModel signature key.
 """
 
-import re
-import unicodedata
 import warnings
 
 import numpy as np
@@ -33,6 +31,7 @@ import pandas as pd
 
 from kmtl.errors import ConfigError
 from kmtl.errors import DataError
+from kmtl.naming import ascii_name
 from kmtl.registry import Registry
 
 MISSING_STRING = ""
@@ -52,15 +51,6 @@ RESERVED_KINDS = {
 that kind gets: `{kind: reason}`."""
 
 
-# A name TensorFlow keeps as it is as a SavedModel signature key (and Keras as a
-# layer name): an ASCII letter, then ASCII letters, digits and underscores.
-_VALID_INPUT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
-# Letters that Unicode does not decompose into an ASCII letter and a mark.
-_TRANSLITERATIONS = str.maketrans({
-    "ß": "ss", "ẞ": "SS", "æ": "ae", "Æ": "AE", "œ": "oe", "Œ": "OE",
-    "ø": "o", "Ø": "O", "ł": "l", "Ł": "L", "đ": "d", "Đ": "D", "ð": "d",
-    "Ð": "D", "þ": "th", "Þ": "Th", "ı": "i",
-})
 INPUT_NAME_PREFIX = "col_"
 """What `input_name` puts before a sanitized name that does not start with a
 letter (`2nd home` -> `col_2nd_home`)."""
@@ -92,21 +82,7 @@ def input_name(column):
         ...                          "île", "Größe", "2nd home"]]
         ['island', 'bill_length_mm', 'capital_gain', 'ile', 'Grosse', 'col_2nd_home']
     """
-    text = str(column)
-    if _VALID_INPUT_NAME.fullmatch(text):
-        return text
-    characters = []
-    for character in unicodedata.normalize(
-            "NFKD", text.translate(_TRANSLITERATIONS)):
-        if unicodedata.combining(character):
-            continue
-        if character.isascii() and character.isalnum():
-            characters.append(character)
-        elif character.isalnum():
-            characters.append(f"_u{ord(character):04x}_")
-        else:
-            characters.append("_")
-    name = re.sub("_+", "_", "".join(characters)).strip("_")
+    name = ascii_name(column)
     if not name[:1].isalpha():
         name = INPUT_NAME_PREFIX + name if name else INPUT_NAME_PREFIX.rstrip("_")
     return name

@@ -287,10 +287,6 @@ class MultiTaskModel(keras.Model):
             x, training=training)
         return outputs
 
-    def predict_step(self, data):
-        x, _, _ = unpack_x_y_sample_weight(data)
-        return self.forward(x, training=False)
-
     # === Training ===
 
     def compile(self, optimizer="adam", loss_weights=None, loss_combination="sum",

@@ -8,22 +8,10 @@ metric name per column. `Task` builds its per-column metrics with them (see
 `Task.column_metrics`).
 """
 
-import re
-import unicodedata
-
 import keras
 from keras import ops
 
-# A name kept as it is: an ASCII letter, then ASCII letters, digits and `_`.
-_VALID_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
-# Letters that Unicode does not decompose into an ASCII letter and a mark. The
-# same spelling as feature input names (`kmtl.features.input_name`), so a column
-# reads the same in a model input and in a metric name.
-_TRANSLITERATIONS = str.maketrans({
-    "ß": "ss", "ẞ": "SS", "æ": "ae", "Æ": "AE", "œ": "oe", "Œ": "OE",
-    "ø": "o", "Ø": "O", "ł": "l", "Ł": "L", "đ": "d", "Đ": "D", "ð": "d",
-    "Ð": "D", "þ": "th", "Þ": "Th", "ı": "i",
-})
+from kmtl.naming import ascii_name
 
 
 def column_suffix(column):
@@ -49,21 +37,7 @@ def column_suffix(column):
         ...                             "2nd home"]]
         ['sports', 'bill_length_mm', 'Grosse', '2nd_home']
     """
-    text = str(column)
-    if _VALID_NAME.fullmatch(text):
-        return text
-    characters = []
-    for character in unicodedata.normalize(
-            "NFKD", text.translate(_TRANSLITERATIONS)):
-        if unicodedata.combining(character):
-            continue
-        if character.isascii() and character.isalnum():
-            characters.append(character)
-        elif character.isalnum():
-            characters.append(f"_u{ord(character):04x}_")
-        else:
-            characters.append("_")
-    return re.sub("_+", "_", "".join(characters)).strip("_")
+    return ascii_name(column)
 
 
 def column_metric_names(metric, columns, taken=()):

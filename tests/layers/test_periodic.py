@@ -7,6 +7,8 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import assert_keras_export_serves
+from helpers import assert_same_under_xla
 
 from kmtl.layers import PeriodicEmbedding
 
@@ -205,9 +207,7 @@ def test_keras_file_round_trip(tmp_path):
 def test_export_for_serving(tmp_path):
     model = _model()
     x = np.random.default_rng(3).normal(size=(4, 3)).astype("float32")
-    model.export(str(tmp_path / "served"), verbose=False)
-    served = tf.saved_model.load(str(tmp_path / "served"))
-    np.testing.assert_allclose(served.serve(x), model(x), rtol=1e-5, atol=1e-6)
+    assert_keras_export_serves(model, x, tmp_path / "served", rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("lite", [False, True])
@@ -215,14 +215,7 @@ def test_runs_in_an_xla_compiled_function(lite):
     layer = PeriodicEmbedding(3, frequencies=4, sigma=0.5, output_dim=2, lite=lite,
                               seed=5)
     x = np.random.default_rng(4).normal(size=(6, 3)).astype("float32")
-    expected = _numpy(layer(x))
-
-    @tf.function(jit_compile=True)
-    def compiled(inputs):
-        return layer(inputs)
-
-    np.testing.assert_allclose(_numpy(compiled(tf.constant(x))), expected,
-                               rtol=1e-5, atol=1e-6)
+    assert_same_under_xla(layer, x, rtol=1e-5, atol=1e-6)
 
 
 def test_mixed_precision_keeps_the_phase_in_float32(mixed_float16):

@@ -5,6 +5,8 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import assert_keras_export_serves
+from helpers import assert_same_under_xla
 
 from kmtl.layers import PiecewiseLinearEncoding
 from kmtl.layers import quantile_bin_edges
@@ -313,9 +315,7 @@ def test_keras_file_round_trip(tmp_path):
 def test_export_for_serving(tmp_path):
     model = _model()
     x = np.random.default_rng(5).normal(size=(4, 3)).astype("float32")
-    model.export(str(tmp_path / "served"), verbose=False)
-    served = tf.saved_model.load(str(tmp_path / "served"))
-    np.testing.assert_allclose(served.serve(x), model(x), rtol=1e-6)
+    assert_keras_export_serves(model, x, tmp_path / "served", rtol=1e-6)
 
 
 @pytest.mark.parametrize("output_dim", [None, 4])
@@ -323,14 +323,7 @@ def test_runs_in_an_xla_compiled_function(output_dim):
     layer = PiecewiseLinearEncoding([[-1.0, 0.0, 2.0, 3.0], [0.0, 4.0]],
                                     output_dim=output_dim, seed=0)
     x = np.float32([[-3.0, 1.0], [0.0, 2.0], [2.25, 9.0]])
-    expected = _numpy(layer(x))
-
-    @tf.function(jit_compile=True)
-    def compiled(inputs):
-        return layer(inputs)
-
-    np.testing.assert_allclose(_numpy(compiled(tf.constant(x))), expected,
-                               rtol=1e-6, atol=1e-7)
+    assert_same_under_xla(layer, x, rtol=1e-6, atol=1e-7)
 
 
 def test_mixed_precision_encodes_in_float32(mixed_float16):
