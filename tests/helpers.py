@@ -13,6 +13,7 @@ import kmtl
 from kmtl import architectures
 from kmtl.datasets import PENGUIN_FEATURES
 from kmtl.datasets import penguin_tasks
+from kmtl.features import fit_features
 from kmtl.features import resolve_features
 
 
@@ -213,7 +214,7 @@ def fit_tasks_and_features(frame, tasks, numeric=None, categorical=None):
     tasks = [t.fit(frame) for t in tasks]
     features = resolve_features(frame, numeric, categorical,
                                 exclude=[c for t in tasks for c in t.target_columns])
-    return [f.fit(frame) for f in features], tasks
+    return fit_features(features, frame), tasks
 
 
 def read_tensorboard(directory):

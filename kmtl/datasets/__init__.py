@@ -1,7 +1,8 @@
-"""Data sets: Palmer penguins (embedded), UCI Census-Income (KDD), and the
-synthetic two-task regression data of the MMoE paper.
+"""Data sets: Palmer penguins (embedded), UCI Census-Income (KDD), Women's
+E-Commerce Clothing Reviews (text), and the synthetic two-task regression data
+of the MMoE paper.
 
-The first two are registered by name for `data.dataset` in a config:
+The first three are registered by name for `data.dataset` in a config:
 `kmtl.datasets.get("penguins").load()`, `kmtl.datasets.list_datasets()`.
 """
 
@@ -17,11 +18,13 @@ from kmtl.datasets.synthetic import SYNTHETIC_TARGETS
 from kmtl.datasets.synthetic import make_synthetic_tasks
 from kmtl.datasets.synthetic import synthetic_feature_names
 from kmtl.datasets.synthetic import synthetic_tasks
+from kmtl.datasets.womens_clothing_reviews import REVIEWS_TEXT
+from kmtl.datasets.womens_clothing_reviews import load_womens_clothing_reviews
 
 get = DATASETS.get
 """A built-in data set by name: `get("penguins")` (`Registry.get`)."""
 list_datasets = DATASETS.names
-"""The built-in data set names, sorted: `["census_income", "penguins"]`."""
+"""The built-in data set names, sorted: `["census_income", "penguins", "womens_clothing_reviews"]`."""
 
 __all__ = [
     "Dataset",
@@ -30,9 +33,11 @@ __all__ = [
     "CENSUS_CATEGORICAL",
     "CENSUS_NUMERIC",
     "PENGUIN_FEATURES",
+    "REVIEWS_TEXT",
     "SYNTHETIC_TARGETS",
     "load_census_income",
     "load_penguins",
+    "load_womens_clothing_reviews",
     "make_synthetic_tasks",
     "penguin_tasks",
     "synthetic_feature_names",

@@ -11,7 +11,9 @@ Each kind is a subclass of `Feature` registered in `FEATURE_KINDS`, one file eac
   `StringLookup`) or integer codes (`dtype="int64"`, `IntegerLookup`). Missing
   strings become the empty string `""`, a category like any other; values not
   seen in training map to the out-of-vocabulary index.
-- `text`: reserved for free text (tokenized inside the model); not built yet.
+- `text` (`TextFeature`): free text, vectorized with the training vocabulary
+  (`keras.layers.TextVectorization`) and read by a bag-of-n-grams, pooled
+  embedding or Transformer encoder; a missing text is the empty string.
 
 `Feature(name, kind, dtype)` returns an instance of the kind's class. A new kind
 is one file: a subclass that fills in the contract below, registered with
@@ -42,14 +44,6 @@ ENCODED_PREFIX = "encoded:"
 """The key of a kind's encoded block in an encoded batch is this prefix and the
 kind's name (`encoded:numeric`); the `:` keeps it apart from any model input
 name."""
-
-# Kinds that are planned but not built: the reason a feature cannot use them yet.
-RESERVED_KINDS = {
-    "text": "text features are not supported yet; declare it categorical or drop it.",
-}
-"""Feature kinds that are planned but not built, with the message a feature of
-that kind gets: `{kind: reason}`."""
-
 
 INPUT_NAME_PREFIX = "col_"
 """What `input_name` puts before a sanitized name that does not start with a
@@ -118,18 +112,20 @@ class Feature:
             attribute `input_name` (the same name unless the column name is not
             a valid input name, e.g. `bill length (mm)` -> `bill_length_mm`).
         kind: str. A registered kind (`kmtl.features.list_feature_kinds()`):
-            `"numeric"` or `"categorical"` (`"text"` is reserved).
+            `"numeric"`, `"categorical"` or `"text"`.
             `Feature(name, kind, ...)` returns an instance of that kind's class.
         dtype: str. The raw dtype the model takes, one of the kind's `dtypes`:
-            `"float32"` for numeric, `"string"` or `"int64"` for categorical.
+            `"float32"` for numeric, `"string"` or `"int64"` for categorical,
+            `"string"` for text.
             Default: the kind's first.
 
     A kind's class also takes the kind's fitted statistics as keyword arguments
-    (numeric: `mean`, `variance`, `missing`; categorical: `vocabulary`), as
-    `fit` sets them and `get_config` lists them.
+    (numeric: `mean`, `variance`, `missing`; categorical: `vocabulary`;
+    text: `vocabulary`, `idf`, `sequence_length`), and its settings, as `fit`
+    sets them and `get_config` lists them.
 
     Raises:
-        ConfigError: unknown or reserved kind, or a dtype the kind does not take.
+        ConfigError: unknown kind, or a dtype the kind does not take.
 
     Examples:
         >>> feature = Feature("island", "categorical").fit(frame)
@@ -165,6 +161,21 @@ class Feature:
                 times.
         """
         raise NotImplementedError
+
+    @classmethod
+    def fit_kind(cls, features, frame, max_vocabulary=None, min_frequency=1):
+        """Fits every feature of this kind on the training split (by default
+        each one's `fit`; a kind whose features depend on each other, such as
+        text columns sharing a vocabulary, fits them together).
+
+        Args:
+            features: list of features of this kind.
+            frame: the training DataFrame.
+            max_vocabulary, min_frequency: as for `fit`.
+        """
+        for feature in features:
+            feature.fit(frame, max_vocabulary=max_vocabulary,
+                        min_frequency=min_frequency)
 
     @property
     def fitted(self):
@@ -264,8 +275,6 @@ class Feature:
 
     def __new__(cls, name=None, kind=None, *args, **kwargs):
         if cls is Feature:
-            if kind in RESERVED_KINDS and kind not in FEATURE_KINDS.list():
-                raise ConfigError(f"Feature '{name}': {RESERVED_KINDS[kind]}")
             if kind not in FEATURE_KINDS.list():
                 raise ConfigError(
                     f"Feature '{name}': unknown kind {kind!r}. Use one of "
@@ -470,6 +479,32 @@ def by_kind(features):
     return [(kind, groups.get(kind.registered_name, [])) for kind in kinds]
 
 
+def fit_features(features, frame, max_vocabulary=None, min_frequency=1):
+    """Fits every feature on the training split, kind by kind
+    (`Feature.fit_kind`): text columns that share a vocabulary group are
+    fitted together.
+
+    Args:
+        features: list of `Feature`.
+        frame: the training DataFrame.
+        max_vocabulary: int or None. Categorical features keep at most this
+            many categories.
+        min_frequency: int. Categorical features drop categories seen fewer
+            times (text features have their own `min_frequency`).
+
+    Returns:
+        `features`, fitted.
+
+    Raises:
+        DataError: a column is missing or holds values its kind refuses.
+    """
+    for kind, members in by_kind(features):
+        if members:
+            kind.fit_kind(members, frame, max_vocabulary=max_vocabulary,
+                          min_frequency=min_frequency)
+    return features
+
+
 def encode_frame(features, frame):
     """The encoded blocks of `frame`'s rows, computed once in NumPy
     (`Feature.encode`): what the fitted preprocessing in front of the model
@@ -530,12 +565,60 @@ def _looks_unique(column):
         f"Column {column.name!r} is not used as a feature: {distinct:,} of its "
         f"{len(values):,} values are distinct ({distinct / len(values):.0%}), as "
         f"in free text or an ID, so most held-out values would be unseen "
-        f"categories. Declare it under features.categorical to use it anyway, or "
-        f"under features.exclude to silence this.", UserWarning, stacklevel=3)
+        f"categories. Declare free text under features.text, an ID under "
+        f"features.exclude (or features.categorical to use it anyway).",
+        UserWarning, stacklevel=3)
     return True
 
 
-def resolve_features(frame, numeric=None, categorical=None, exclude=()):
+def text_features(text):
+    """The text features a `features.text` declaration describes.
+
+    Args:
+        text: list whose items are a column name (a text feature with the
+            default settings, its own vocabulary) or a mapping with `columns`
+            (a list: one vocabulary group, fitted on all of them, one encoder
+            read by each) or `column`, an optional `group` name, and any
+            `kmtl.features.TextFeature` setting (`encoder`, `ngrams`, ...).
+
+    Returns:
+        list of unfitted text `Feature`s, in declaration order.
+
+    Raises:
+        ConfigError: an item that is neither, a mapping without columns, or a
+            bad setting (naming the column and key).
+
+    Examples:
+        >>> [(f.name, f.group) for f in text_features(
+        ...     [{"columns": ["Title", "Review Text"], "ngrams": 2}, "notes"])]
+        [('Title', 'Title'), ('Review Text', 'Title'), ('notes', 'notes')]
+    """
+    features = []
+    for position, item in enumerate(text or []):
+        if isinstance(item, str):
+            features.append(Feature(item, "text"))
+            continue
+        if not isinstance(item, dict):
+            raise ConfigError(
+                f"features.text[{position}] must be a column name or a mapping "
+                f"such as {{columns: [Title, Review Text], encoder: bag}}. "
+                f"Received: {item!r}")
+        settings = dict(item)
+        columns = settings.pop("columns", None)
+        column = settings.pop("column", None)
+        if column is not None:
+            columns = [column] + list(columns or [])
+        if not columns or not all(isinstance(c, str) for c in columns):
+            raise ConfigError(
+                f"features.text[{position}] needs `columns` (a list of column "
+                f"names) or `column`. Received: {item!r}")
+        group = settings.pop("group", None) or input_name(columns[0])
+        features.extend(Feature(name, "text", group=group, **settings)
+                        for name in columns)
+    return features
+
+
+def resolve_features(frame, numeric=None, categorical=None, exclude=(), text=None):
     """Builds the feature list from declarations and the training frame.
 
     Args:
@@ -544,33 +627,46 @@ def resolve_features(frame, numeric=None, categorical=None, exclude=()):
         categorical: list of str, or None. Columns declared categorical; integer
             columns keep integer codes (`IntegerLookup`), others become strings.
         exclude: columns never used as features (targets, ids). When neither
-            `numeric` nor `categorical` is given, every other column is a feature
-            of the inferred kind, except a text column that looks like free text
-            or an ID (at least `UNIQUE_MIN_VALUES` distinct values, more than
-            `UNIQUE_SHARE` of its values), which is left out with a warning.
+            `numeric` nor `categorical` is given, every other column that is
+            not a text feature is a feature of the inferred kind, except a
+            text column that looks like free text or an ID (at least
+            `UNIQUE_MIN_VALUES` distinct values, more than `UNIQUE_SHARE` of
+            its values), which is left out with a warning.
+        text: list or None. Text features (`text_features`): column names or
+            mappings of vocabulary groups with their settings.
 
     Returns:
-        A list of unfitted `Feature`s, in the frame's column order for inferred
-        ones and in declaration order otherwise.
+        A list of unfitted `Feature`s: the declared or inferred numeric and
+        categorical ones (in the frame's column order for inferred ones and in
+        declaration order otherwise), then the text ones.
 
     Raises:
         DataError: a declared column is absent from the frame.
-        ConfigError: a declared feature is also excluded (a task target), or two
-            columns get the same model input name (`check_input_names`).
+        ConfigError: a declared feature is also excluded (a task target), a
+            column declared twice, or two columns get the same model input
+            name (`check_input_names`).
     """
+    texts = text_features(text)
+    text_names = [f.name for f in texts]
     declared = list(numeric or []) + list(categorical or [])
-    missing = [c for c in declared if c not in frame.columns]
+    missing = [c for c in declared + text_names if c not in frame.columns]
     if missing:
         raise DataError(
             f"Feature column(s) {missing} not found in the data. Available columns: "
             f"{list(frame.columns)}. Fix `features` in the config."
         )
-    overlap = set(declared) & set(exclude)
+    overlap = set(declared + text_names) & set(exclude)
     if overlap:
         raise ConfigError(
             f"Column(s) {sorted(overlap)} are declared as features and also used as "
             f"task targets. A target cannot be an input; remove it from `features`."
         )
+    twice = sorted({c for c in declared + text_names
+                    if (declared + text_names).count(c) > 1})
+    if twice:
+        raise ConfigError(
+            f"Column(s) {twice} are declared more than once in `features`; "
+            f"give each column one kind.")
     features = []
     if declared:
         for name in numeric or []:
@@ -581,16 +677,18 @@ def resolve_features(frame, numeric=None, categorical=None, exclude=()):
                        or pd.api.types.is_bool_dtype(column))
             dtype = "int64" if integer else "string"
             features.append(Feature(name, "categorical", dtype))
+        features.extend(texts)
         check_input_names(features)
         return features
     for name in frame.columns:
-        if name in exclude:
+        if name in exclude or name in text_names:
             continue
         kind, dtype = infer_kind(frame[name])
         if kind == "categorical" and dtype == "string" and _looks_unique(
                 frame[name]):
             continue
         features.append(Feature(name, kind, dtype))
+    features.extend(texts)
     if not features:
         raise DataError("No feature columns are left after removing the targets.")
     check_input_names(features)

@@ -45,6 +45,7 @@ from pydantic import model_serializer
 from pydantic import model_validator
 
 from kmtl import datasets
+from kmtl import features as features_module
 from kmtl import tasks as tasks_module
 from kmtl.architectures import ARCHITECTURES
 from kmtl.data import SPLIT_METHODS
@@ -266,6 +267,19 @@ def _encodings(value):
             raise _Invalid("{path}: unknown encoding " + repr(encoding)
                            + " for the column " + repr(column) + ". Use one of "
                            + repr(NUMERIC_ENCODINGS) + ".")
+    return value
+
+
+def _text_declarations(value):
+    if not isinstance(value, list):
+        raise _Invalid("{path} must be a list of text columns or groups, e.g. "
+                       "[Review Text] or [{{columns: [Title, Review Text], "
+                       "ngrams: 2}}]. Received: {value}")
+    try:
+        features_module.text_features(value)
+    except ConfigError as error:
+        raise _Invalid("{path}: " + str(error).replace("{", "{{").replace(
+            "}", "}}")) from None
     return value
 
 
@@ -512,6 +526,21 @@ class FeaturesConfig(Section):
         "stay integer codes (`IntegerLookup`), others are strings "
         "(`StringLookup`); a missing value is the category `\"\"`, an unseen "
         "value the out-of-vocabulary index") = None
+    text: _key(list[str | dict[str, Any]] | None, _optional(_text_declarations),
+               description="free-text columns (`kmtl.features.TextFeature`): "
+               "each item a column name (its own vocabulary, default settings) "
+               "or a mapping `{columns: [Title, Review Text], encoder: bag, "
+               "ngrams: 2, ...}`: one vocabulary fitted on all the listed "
+               "columns and one encoder reading each. Settings: `encoder` "
+               "(`bag` TF-IDF bag of n-grams into a dense layer, `embedding` "
+               "mean/max-pooled token embeddings, `transformer` KerasHub "
+               "Transformer blocks), `split` (`whitespace` or `character`), "
+               "`ngrams`, `standardize`, `max_tokens` (20000), "
+               "`min_frequency` (texts an n-gram must be in, 2), `dim` (64), "
+               "`dropout`, `sequence_length` (longest training text), "
+               "`tf_idf`, `num_layers`, `num_heads`. A missing text is the "
+               "empty string. Text columns are never inferred: declare them "
+               "here") = None
     exclude: _key(list[str], _null_is(list, _names("column names")),
                   description="columns never used as features (ids, "
                   "leaks)") = Field(

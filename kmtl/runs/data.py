@@ -25,6 +25,7 @@ from kmtl.data import read_table
 from kmtl.data import split_frame
 from kmtl.errors import ConfigError
 from kmtl.errors import DataError
+from kmtl.features import fit_features
 from kmtl.features import resolve_features
 from kmtl.runs.config import as_run_config
 
@@ -215,11 +216,12 @@ def prepare(config, train, tasks):
         # A group id (a user, a session) is unseen in held-out rows by design:
         # chosen automatically as a categorical, it would be all out-of-vocabulary.
         exclude.add(group_by)
-    features = resolve_features(train, section.numeric, section.categorical, exclude)
+    features = resolve_features(train, section.numeric, section.categorical, exclude,
+                                text=section.text)
+    fit_features(features, train, max_vocabulary=section.max_vocabulary,
+                 min_frequency=section.min_frequency)
     encodings = dict(section.numeric_encoding)
     for feature in features:
-        feature.fit(train, max_vocabulary=section.max_vocabulary,
-                    min_frequency=section.min_frequency)
         if feature.name in encodings:
             if feature.kind != "numeric":
                 raise ConfigError(

@@ -63,7 +63,9 @@ class FeatureKindExample:
         serving: raw model inputs `(rows, 1)`, as a client sends them.
         options: `build_model` preprocessing options.
         encoded: the encoded block of `serving`, `(rows, width)`.
-        output: the preprocessed `serving`, `(rows, d)`.
+        output: the preprocessed `serving`, `(rows, d)`; or `(layer name,
+            values)` for a kind whose output passes trainable layers: the
+            output of the named layer before them.
         layers: `{layer name: layer class name}` of the preprocessing.
         refused: `(column, message regex)`: a column `convert` refuses.
     """
@@ -113,6 +115,39 @@ EXAMPLES = {
                 [1, 0, 0, 0, 0]],
         layers={"f_lookup": "StringLookup"},
         refused=None,
+    ),
+    "text": FeatureKindExample(
+        declare={"min_frequency": 1},
+        column=["Red dress!", "red shoes", None, "dress, dress", "blue"],
+        converted=np.array([b"Red dress!", b"red shoes", b"", b"dress, dress",
+                            b"blue"], object),
+        # Lower case without punctuation; the missing text is "" (no word).
+        # Document frequencies: dress 2, red 2, blue 1, shoes 1 (most first,
+        # ties sorted). idf = ln((1 + 5) / (1 + df)) + 1 over the 5 texts:
+        # padding 0, out-of-vocabulary (df 0) 1 + ln 6, dress and red 1 + ln 2,
+        # blue and shoes 1 + ln 3. Longest text: 2 words.
+        fitted={"vocabulary": ["dress", "red", "blue", "shoes"],
+                "sequence_length": 2,
+                "idf": pytest.approx([0.0, 1 + np.log(6), 1 + np.log(2),
+                                      1 + np.log(2), 1 + np.log(3),
+                                      1 + np.log(3)], abs=1e-6)},
+        serving=np.array([["Red dress"], [""], ["green red"],
+                          ["dress dress"]], object),
+        options={},
+        # Indices: 0 padding, 1 out-of-vocabulary (green), dress 2, red 3.
+        encoded=[[3, 2], [0, 0], [1, 3], [2, 2]],
+        # The TF-IDF bag (1 + ln count) * idf at unit L2 norm: red and dress
+        # weigh alike; green (1 + ln 6) and red (1 + ln 2); dress alone is 1.
+        output=("text_f_bag", [
+            [0, 0, 0.5 ** 0.5, 0.5 ** 0.5, 0, 0],
+            [0] * 6,
+            np.array([0, 1 + np.log(6), 0, 1 + np.log(2), 0, 0]) / np.hypot(
+                1 + np.log(6), 1 + np.log(2)),
+            [0, 0, 1, 0, 0, 0]]),
+        layers={"f_vectorize": "TextVectorization", "text_f_bag": "TokenBag",
+                "text_f_encoder": "Dense"},
+        refused=([1.5, "text"], r"Text feature 'f' holds values that are not "
+                                r"text, such as 1.5 \(float\) in row 0"),
     ),
 }
 
@@ -213,7 +248,14 @@ def check_preprocessing(name, folder):
     np.testing.assert_allclose(block, example.encoded, rtol=1e-6, atol=1e-7)
     model = keras.Model(inputs, output)
     got = keras.ops.convert_to_numpy(model({"f": example.serving}))
-    np.testing.assert_allclose(got, example.output, rtol=1e-6, atol=1e-7)
+    if isinstance(example.output, tuple):
+        layer_name, expected = example.output
+        part = keras.Model(inputs, model.get_layer(layer_name).output)
+        part = keras.ops.convert_to_numpy(part({"f": example.serving}))
+        np.testing.assert_allclose(part, np.array(expected, "float64"), rtol=1e-6,
+                                   atol=1e-7)
+    else:
+        np.testing.assert_allclose(got, example.output, rtol=1e-6, atol=1e-7)
     for layer_name, class_name in example.layers.items():
         assert type(model.get_layer(layer_name)).__name__ == class_name, layer_name
     path = folder / f"{name}_preprocessing.keras"

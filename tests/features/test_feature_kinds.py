@@ -30,19 +30,13 @@ def test_feature_kind(name, tmp_path):
 
 
 def test_the_built_in_kinds_are_registered():
-    assert kmtl.features.list_feature_kinds() == ["categorical", "numeric"]
+    assert kmtl.features.list_feature_kinds() == ["categorical", "numeric", "text"]
     assert set(EXAMPLES) == set(kmtl.features.list_feature_kinds())
-
-
-def test_text_is_refused_with_the_reason():
-    with pytest.raises(ConfigError, match="Feature 'notes': text features are not "
-                                          "supported yet; declare it categorical"):
-        Feature("notes", "text")
 
 
 def test_unknown_kind_lists_the_kinds():
     with pytest.raises(ConfigError, match=r"unknown kind 'image'. Use one of "
-                                          r"\('categorical', 'numeric'\)"):
+                                          r"\('categorical', 'numeric', 'text'\)"):
         Feature("x", "image")
 
 
