@@ -16,7 +16,6 @@ CTCVR = CTR x CVR. A task may also have no target column at all (`target=[]`):
 an output that only ever learns through a task derived from it.
 """
 
-import inspect
 import math
 
 import keras
@@ -27,6 +26,7 @@ from kmtl._keras_internals import LossFunctionWrapper
 from kmtl.errors import ConfigError
 from kmtl.errors import DataError
 from kmtl.registry import Registry
+from kmtl.registry import options_of
 from kmtl.tasks.derived import check_derived_from
 from kmtl.tasks.metrics import ColumnMetric
 from kmtl.tasks.metrics import column_metric_names
@@ -53,8 +53,9 @@ class Task:
             `"binary"`, `"multiclass"`, `"multilabel"`, `"regression"`.
             `Task(name, type, ...)` returns an instance of that type's class.
         target: str or list of str. The label column(s). Defaults to `name`.
-            Multilabel tasks take one 0/1 column per label; regression tasks may
-            take several columns (one output unit each). An empty list `[]`
+            Multilabel tasks take one 0/1 column per label, or one column of
+            delimited labels with `delimiter` (`MultilabelTask`); regression
+            tasks may take several columns (one output unit each). An empty list `[]`
             declares a binary task without labels: an output that learns only
             through the tasks derived from it (ESMM's CVR), with sample weight 0
             on every row, so it adds 0 to every loss and gets weight 0 from every
@@ -65,7 +66,8 @@ class Task:
         classes: list. The class values of a multiclass task, in output order.
             Inferred (sorted) from the training labels when not given; a label
             outside a declared list is an error. Multilabel: the label names
-            (default: the target columns).
+            (default: the target columns, or the labels found in a delimited
+            column).
         loss: A Keras loss identifier (string, config dict or `keras.losses.Loss`).
             Defaults by type (`default_loss`): binary and multilabel
             cross-entropy, sparse categorical cross-entropy, mean squared error.
@@ -633,12 +635,16 @@ def get(identifier):
     if isinstance(identifier, dict):
         if "class_name" in identifier and "name" not in identifier:
             return deserialize(identifier)
-        allowed = set(inspect.signature(Task.__init__).parameters) - {"self"}
+        # `Task`'s arguments, and those a type adds (multilabel `delimiter`).
+        kind = identifier.get("type")
+        cls = TASK_TYPES.get_class(kind) if kind in TASK_TYPES else Task
+        allowed = set(options_of(Task)) | set(options_of(cls))
         unknown = set(identifier) - allowed
         if unknown:
+            of_type = f" for a {cls.registered_name} task" if cls is not Task else ""
             raise ConfigError(
                 f"Task {identifier.get('name', '?')!r}: unknown key(s) "
-                f"{sorted(unknown)}. Allowed keys: {sorted(allowed)}."
+                f"{sorted(unknown)}{of_type}. Allowed keys: {sorted(allowed)}."
             )
         for key in ("name", "type"):
             if key not in identifier:
