@@ -46,3 +46,18 @@ def census_dir():
         if all(os.path.isfile(os.path.join(candidate, f)) for f in CENSUS_FILES):
             return os.path.abspath(candidate)
     pytest.skip(f"Census-Income files {CENSUS_FILES} not found in {folder}")
+
+
+@pytest.fixture(scope="session")
+def reviews_dir():
+    """The folder holding `womens_clothing_reviews.parquet`; skips when it is
+    absent."""
+    from kmtl.datasets.womens_clothing_reviews import REVIEWS_FILE
+    from kmtl.datasets.womens_clothing_reviews import REVIEWS_FOLDER
+
+    root = os.environ.get("KMTL_DATA_DIR") or os.path.join(
+        REPO, "..", "shared", "data")
+    for candidate in (root, os.path.join(root, REVIEWS_FOLDER)):
+        if os.path.isfile(os.path.join(candidate, REVIEWS_FILE)):
+            return os.path.abspath(candidate)
+    pytest.skip(f"{REVIEWS_FILE} not found in {root}")

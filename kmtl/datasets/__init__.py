@@ -24,7 +24,8 @@ from kmtl.datasets.womens_clothing_reviews import load_womens_clothing_reviews
 get = DATASETS.get
 """A built-in data set by name: `get("penguins")` (`Registry.get`)."""
 list_datasets = DATASETS.names
-"""The built-in data set names, sorted: `["census_income", "penguins", "womens_clothing_reviews"]`."""
+"""The built-in data set names, sorted: `["census_income", "penguins",
+"womens_clothing_reviews"]`."""
 
 __all__ = [
     "Dataset",

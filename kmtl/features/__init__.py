@@ -2,8 +2,9 @@
 preprocessing.
 
 Feature kinds are registered classes, one file each: `NumericFeature`
-("numeric"), `CategoricalFeature` ("categorical") and `TextFeature` ("text"); `Feature(name, kind,
-dtype)` returns an instance of the kind's class, `register` adds a kind.
+("numeric"), `CategoricalFeature` ("categorical") and `TextFeature`
+("text"); `Feature(name, kind, dtype)` returns an instance of the kind's
+class, `register` adds a kind.
 `input_name(column)` is the model input name of a column (`bill length (mm)`
 -> `bill_length_mm`).
 """

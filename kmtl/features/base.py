@@ -171,7 +171,8 @@ class Feature:
         Args:
             features: list of features of this kind.
             frame: the training DataFrame.
-            max_vocabulary, min_frequency: as for `fit`.
+            max_vocabulary: int or None, as for `fit`.
+            min_frequency: int, as for `fit`.
         """
         for feature in features:
             feature.fit(frame, max_vocabulary=max_vocabulary,

@@ -26,20 +26,10 @@ MAX_SEQUENCE_LENGTH = 512
 ENCODE_BATCH = 8192
 """Rows vectorized per call when `encode` computes the block."""
 
-# The settings every feature of a vocabulary group shares, with their defaults.
-GROUP_SETTINGS = {
-    "encoder": "bag",
-    "split": "whitespace",
-    "ngrams": 1,
-    "standardize": "lower_and_strip_punctuation",
-    "max_tokens": 20000,
-    "min_frequency": 2,
-    "dim": 64,
-    "tf_idf": True,
-    "num_layers": 2,
-    "num_heads": 4,
-    "dropout": 0.0,
-}
+# The settings every feature of a vocabulary group shares.
+GROUP_SETTINGS = ("encoder", "split", "ngrams", "standardize", "max_tokens",
+                  "min_frequency", "dim", "tf_idf", "activation", "num_layers",
+                  "num_heads", "dropout")
 
 
 def _check_settings(name, settings):
@@ -64,6 +54,10 @@ def _check_settings(name, settings):
                   "token)")
     if not 0 <= settings["dropout"] < 1:
         raise bad("dropout", "in [0, 1)")
+    try:
+        keras.activations.get(settings["activation"])
+    except (ValueError, TypeError):
+        raise bad("activation", "a Keras activation name such as 'relu'") from None
     if settings["encoder"] == "transformer" and settings["dim"] % settings[
             "num_heads"]:
         raise bad("num_heads", f"a divisor of dim ({settings['dim']})")
@@ -115,14 +109,18 @@ class TextFeature(Feature):
             default 2.
         dim: int. The encoder's width, default 64.
         tf_idf: bool. `bag`: TF-IDF values (default) or 0/1.
-        num_layers, num_heads: int. `transformer`: encoder blocks (default 2)
-            and attention heads (default 4, dividing `dim`).
+        activation: str. `bag`: the dense layer's activation, a Keras name
+            (default `"relu"`; `"linear"` keeps it a projection).
+        num_layers: int. `transformer`: encoder blocks, default 2.
+        num_heads: int. `transformer`: attention heads, default 4 (a divisor
+            of `dim`).
         dropout: float in [0, 1). Dropout on the text vector (and inside the
             Transformer blocks), default 0.
         sequence_length: int or None. Tokens per text; None: `fit` takes the
             longest training text's count, at most `MAX_SEQUENCE_LENGTH`.
         vocabulary: list of str. The training n-grams, in most training texts
-            first (ties in sorted order), without the padding and out-of-vocabulary entries (`fit`).
+            first (ties in sorted order), without the padding and
+            out-of-vocabulary entries (`fit`).
         idf: list of float. Inverse document frequencies per index, padding
             and out-of-vocabulary included, `ln((1 + n) / (1 + df)) + 1` over
             the group's `n` training texts (`fit`; scikit-learn's smoothed
@@ -146,16 +144,24 @@ class TextFeature(Feature):
     dtypes = ("string",)
     position = 2
 
-    def __init__(self, name, kind=None, dtype=None, group=None, sequence_length=None,
-                 vocabulary=None, idf=None, **settings):
+    def __init__(self, name, kind=None, dtype=None, group=None, encoder="bag",
+                 split="whitespace", ngrams=1,
+                 standardize="lower_and_strip_punctuation", max_tokens=20000,
+                 min_frequency=2, dim=64, tf_idf=True, activation="relu",
+                 num_layers=2, num_heads=4, dropout=0.0, sequence_length=None,
+                 vocabulary=None, idf=None, **unknown):
         super().__init__(name, kind, dtype)
-        unknown = sorted(set(settings) - set(GROUP_SETTINGS))
         if unknown:
             raise ConfigError(
-                f"Text feature {name!r}: unknown setting(s) {unknown}. Text "
-                f"features take {sorted(GROUP_SETTINGS)}, group and "
+                f"Text feature {name!r}: unknown setting(s) {sorted(unknown)}. "
+                f"Text features take {sorted(GROUP_SETTINGS)}, group and "
                 f"sequence_length.")
-        self.settings = {**GROUP_SETTINGS, **settings}
+        self.settings = {
+            "encoder": encoder, "split": split, "ngrams": ngrams,
+            "standardize": standardize, "max_tokens": max_tokens,
+            "min_frequency": min_frequency, "dim": dim, "tf_idf": tf_idf,
+            "activation": activation, "num_layers": num_layers,
+            "num_heads": num_heads, "dropout": dropout}
         _check_settings(name, self.settings)
         self.group = group or self.input_name
         self.sequence_length = sequence_length
@@ -190,8 +196,8 @@ class TextFeature(Feature):
         """
         self._check_column(frame)
         column = frame[self.name]
-        if pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(
-                column):
+        if column.notna().any() and (pd.api.types.is_numeric_dtype(column)
+                                     or pd.api.types.is_bool_dtype(column)):
             raise DataError(
                 f"Text feature '{self.name}' holds {column.dtype} values, not "
                 f"text. Declare it numeric or categorical, or convert it to "
@@ -362,7 +368,9 @@ def _fit_group(members, frame):
     counter = _text_vectorization(first.settings, ragged=True)
     counter.adapt(texts, batch_size=ENCODE_BATCH)
     candidates = counter.get_vocabulary()[2:]
-    frequency = _document_frequency(counter, texts, len(candidates) + 2)[2:]
+    frequency = np.zeros(0, "int64")
+    if candidates:
+        frequency = _document_frequency(counter, texts, len(candidates) + 2)[2:]
     keep = np.flatnonzero(frequency >= first.min_frequency)
     # Most documents first, ties in sorted order.
     keep = keep[np.lexsort((np.asarray(candidates, dtype=object)[keep].astype(str),
@@ -437,7 +445,7 @@ def _encoder_layers(members):
         layers = [TokenBag(size, values="tf_idf" if first.tf_idf else "multi_hot",
                            idf=first.idf if first.tf_idf else None,
                            name=f"{name}_bag"),
-                  keras.layers.Dense(first.dim, activation="relu",
+                  keras.layers.Dense(first.dim, activation=first.activation,
                                      name=f"{name}_encoder")]
     elif first.encoder == "embedding":
         layers = [keras.layers.Embedding(size, first.dim, mask_zero=True,
