@@ -249,3 +249,28 @@ def assert_keras_export_serves(model, x, folder, **tolerance):
     model.export(str(folder), verbose=False)
     served = tf.saved_model.load(str(folder))
     np.testing.assert_allclose(served.serve(x), model(x), **tolerance)
+
+
+# A tiny pretrained text model, written as a KerasHub preset (nothing is
+# downloaded): tests/layers/test_pretrained_text.py and the text features' tests.
+VOCABULARY = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "dress",
+              "fit", "##s", "well", "too", "small", "great", "is", "a", "runs",
+              "."]
+HIDDEN = 8
+LONGEST = 16
+
+
+def write_preset(folder):
+    """A one-block BERT (hidden size 8, at most 16 ids) and its lower-casing
+    WordPiece tokenizer, saved as a KerasHub preset in `folder`."""
+    import keras
+    import keras_hub
+
+    keras.utils.set_random_seed(0)
+    backbone = keras_hub.models.BertBackbone(
+        vocabulary_size=len(VOCABULARY), num_layers=1, num_heads=2,
+        hidden_dim=HIDDEN, intermediate_dim=16, max_sequence_length=LONGEST)
+    backbone.save_to_preset(str(folder))
+    keras_hub.models.BertTokenizer(vocabulary=VOCABULARY, lowercase=True
+                                   ).save_to_preset(str(folder))
+    return str(folder)

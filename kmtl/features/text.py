@@ -9,12 +9,14 @@ from kmtl.errors import ConfigError
 from kmtl.errors import DataError
 from kmtl.features.base import Feature
 from kmtl.features.base import register
+from kmtl.layers import PresetTextEncoder
+from kmtl.layers import PresetTokenizer
 from kmtl.layers import SequencePooling
 from kmtl.layers import TakeColumns
 from kmtl.layers import TokenBag
 from kmtl.layers import TransformerTextEncoder
 
-TEXT_ENCODERS = ("bag", "embedding", "transformer")
+TEXT_ENCODERS = ("bag", "embedding", "transformer", "pretrained")
 """How a text feature's tokens become one vector (`TextFeature`'s `encoder`)."""
 TEXT_SPLITS = ("whitespace", "character")
 """Token units: words (split on whitespace) or characters."""
@@ -29,7 +31,7 @@ ENCODE_BATCH = 8192
 # The settings every feature of a vocabulary group shares.
 GROUP_SETTINGS = ("encoder", "split", "ngrams", "standardize", "max_tokens",
                   "min_frequency", "dim", "tf_idf", "activation", "num_layers",
-                  "num_heads", "dropout")
+                  "num_heads", "dropout", "preset", "pooling")
 
 
 def _check_settings(name, settings):
@@ -58,6 +60,11 @@ def _check_settings(name, settings):
         keras.activations.get(settings["activation"])
     except (ValueError, TypeError):
         raise bad("activation", "a Keras activation name such as 'relu'") from None
+    if (settings["encoder"] == "pretrained") != (settings["preset"] is not None):
+        raise bad("preset", "a local KerasHub preset directory with encoder "
+                  "'pretrained' (and only then)")
+    if settings["pooling"] not in ("mean", "cls"):
+        raise bad("pooling", "'mean' or 'cls'")
     if settings["encoder"] == "transformer" and settings["dim"] % settings[
             "num_heads"]:
         raise bad("num_heads", f"a divisor of dim ({settings['dim']})")
@@ -85,6 +92,13 @@ class TextFeature(Feature):
     - `transformer`: token and position embeddings and `num_layers`
       Transformer encoder blocks from KerasHub
       (`kmtl.layers.TransformerTextEncoder`), trained from scratch.
+    - `pretrained`: a pretrained KerasHub model from local preset files
+      (`preset`, a directory: nothing is downloaded): its tokenizer replaces
+      `TextVectorization` (`kmtl.layers.PresetTokenizer`; no vocabulary is
+      fitted) and its backbone, fine-tuned, gives the vector
+      (`kmtl.layers.PresetTextEncoder`, width the backbone's hidden size).
+      Serving the export needs `import tensorflow_text` before loading it
+      (the tokenizer's ops).
 
     Features with the same `group` share one vocabulary (fitted on all their
     columns) and one encoder (the same weights read each column), e.g. a title
@@ -116,6 +130,11 @@ class TextFeature(Feature):
             of `dim`).
         dropout: float in [0, 1). Dropout on the text vector (and inside the
             Transformer blocks), default 0.
+        preset: str or None. `pretrained`: the local KerasHub preset
+            directory (`Backbone.save_to_preset` and
+            `Tokenizer.save_to_preset` output).
+        pooling: str. `pretrained`: `"mean"` (default, the masked mean of the
+            token vectors) or `"cls"` (the backbone's pooled output).
         sequence_length: int or None. Tokens per text; None: `fit` takes the
             longest training text's count, at most `MAX_SEQUENCE_LENGTH`.
         vocabulary: list of str. The training n-grams, in most training texts
@@ -148,8 +167,9 @@ class TextFeature(Feature):
                  split="whitespace", ngrams=1,
                  standardize="lower_and_strip_punctuation", max_tokens=20000,
                  min_frequency=2, dim=64, tf_idf=True, activation="relu",
-                 num_layers=2, num_heads=4, dropout=0.0, sequence_length=None,
-                 vocabulary=None, idf=None, **unknown):
+                 num_layers=2, num_heads=4, dropout=0.0, preset=None,
+                 pooling="mean", sequence_length=None, vocabulary=None, idf=None,
+                 **unknown):
         super().__init__(name, kind, dtype)
         if unknown:
             raise ConfigError(
@@ -161,7 +181,8 @@ class TextFeature(Feature):
             "standardize": standardize, "max_tokens": max_tokens,
             "min_frequency": min_frequency, "dim": dim, "tf_idf": tf_idf,
             "activation": activation, "num_layers": num_layers,
-            "num_heads": num_heads, "dropout": dropout}
+            "num_heads": num_heads, "dropout": dropout,
+            "preset": None if preset is None else str(preset), "pooling": pooling}
         _check_settings(name, self.settings)
         self.group = group or self.input_name
         self.sequence_length = sequence_length
@@ -243,8 +264,11 @@ class TextFeature(Feature):
     # === Vectorization (the encoded block) ===
 
     def _vectorize_layer(self, name=None, ragged=False):
-        """The feature's `TextVectorization`: its sequence length, or ragged
-        indices of any length."""
+        """The feature's `TextVectorization` (or a preset's tokenizer): its
+        sequence length, or ragged indices of any length."""
+        if self.preset is not None:
+            return PresetTokenizer(self.preset, self.sequence_length,
+                                   dtype="int64", name=name)
         return _text_vectorization(
             self.settings, vocabulary=list(self.vocabulary), name=name,
             output_sequence_length=None if ragged else self.sequence_length,
@@ -365,6 +389,9 @@ def _fit_group(members, frame):
                 f"features.text, or fix the column.")
         columns[feature.name] = values
     texts = np.concatenate(list(columns.values()))
+    if first.preset is not None:
+        _fit_preset_group(members, columns)
+        return
     counter = _text_vectorization(first.settings, ragged=True)
     counter.adapt(texts, batch_size=ENCODE_BATCH)
     candidates = counter.get_vocabulary()[2:]
@@ -400,6 +427,24 @@ def _fit_group(members, frame):
         feature.idf = [round(float(w), 6) for w in idf]
         feature.sequence_length = feature._declared_length or max(
             1, min(MAX_SEQUENCE_LENGTH, lengths[feature.name]))
+        feature._vectorizer = None
+
+
+def _fit_preset_group(members, columns):
+    """A pretrained group: no vocabulary to fit (the preset's tokenizer has
+    one); each member's sequence length is its longest training text in the
+    preset's tokens, start and end tokens included, at most the backbone's
+    longest input."""
+    tokenizer = PresetTokenizer(members[0].preset, dtype="int64")
+    for feature in members:
+        longest = 1
+        values = columns[feature.name]
+        for i in range(0, len(values), ENCODE_BATCH):
+            ids = np.asarray(tokenizer(values[i:i + ENCODE_BATCH]))
+            longest = max(longest, int((ids != tokenizer.padding_id).sum(1).max()))
+        feature.vocabulary = []
+        feature.idf = None
+        feature.sequence_length = feature._declared_length or longest
         feature._vectorizer = None
 
 
@@ -451,6 +496,11 @@ def _encoder_layers(members):
         layers = [keras.layers.Embedding(size, first.dim, mask_zero=True,
                                          name=f"{name}_embedding"),
                   SequencePooling("mean_max", name=f"{name}_encoder")]
+    elif first.encoder == "pretrained":
+        tokenizer = PresetTokenizer(first.preset, dtype="int64")
+        layers = [PresetTextEncoder(first.preset, pooling=first.pooling,
+                                    padding_id=tokenizer.padding_id,
+                                    name=f"{name}_encoder")]
     else:
         layers = [TransformerTextEncoder(
             size, max(f.sequence_length for f in members), embedding_dim=first.dim,

@@ -5,6 +5,9 @@ from kmtl.layers.one_hot_block import OneHotBlock
 from kmtl.layers.periodic import PeriodicEmbedding
 from kmtl.layers.piecewise_linear import PiecewiseLinearEncoding
 from kmtl.layers.piecewise_linear import quantile_bin_edges
+from kmtl.layers.pretrained_text import PRESET_POOLINGS
+from kmtl.layers.pretrained_text import PresetTextEncoder
+from kmtl.layers.pretrained_text import PresetTokenizer
 from kmtl.layers.sequence_pooling import POOLINGS
 from kmtl.layers.sequence_pooling import SequencePooling
 from kmtl.layers.stacked_embedding import StackedEmbedding
@@ -16,6 +19,9 @@ from kmtl.layers.transformer_text_encoder import TransformerTextEncoder
 __all__ = [
     "BAG_VALUES",
     "POOLINGS",
+    "PRESET_POOLINGS",
+    "PresetTextEncoder",
+    "PresetTokenizer",
     "SequencePooling",
     "TokenBag",
     "TransformerTextEncoder",

@@ -140,8 +140,8 @@ def test_a_vocabulary_emptied_by_min_frequency_says_to_lower_it(reviews):
 
 @pytest.mark.parametrize("settings, message", [
     ({"encoder": "lstm"}, r"Text feature 'notes': encoder must be one of "
-                          r"\('bag', 'embedding', 'transformer'\). Received: "
-                          r"encoder='lstm'"),
+                          r"\('bag', 'embedding', 'transformer', 'pretrained'\). "
+                          r"Received: encoder='lstm'"),
     ({"ngrams": 0}, "ngrams must be a positive integer"),
     ({"split": "word"}, "split must be one of"),
     ({"dropout": 1.5}, r"dropout must be in \[0, 1\)"),
@@ -213,3 +213,58 @@ def test_empty_texts_do_not_change_the_transformer_output_of_others(reviews):
                                atol=1e-6)
     empty = encoder(np.zeros((1, 6), "int64"))
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(empty), 0.0)
+
+
+def test_a_pretrained_preset_tokenizes_and_encodes_without_the_files(
+        reviews, tmp_path):
+    """The `pretrained` encoder on a tiny local BERT preset: no vocabulary is
+    fitted, the sequence length counts [CLS] and [SEP], training runs on the
+    encoded block, and the `.keras` file serves without the preset folder."""
+    import shutil
+
+    from helpers import HIDDEN
+    from helpers import VOCABULARY
+    from helpers import write_preset
+
+    preset = write_preset(tmp_path / "preset")
+    features = fit_features(text_features([{
+        "columns": ["Title", "Review Text"], "encoder": "pretrained",
+        "preset": preset}]), reviews)
+    title, text = features
+    assert title.vocabulary == [] and title.idf is None
+    # Longest title "Love the color" -> [CLS] [UNK] the [UNK] [SEP]: 5 ids;
+    # longest review "The dress fits well" -> [CLS] the dress fit ##s well
+    # [SEP]: 7.
+    assert (title.sequence_length, text.sequence_length) == (5, 7)
+    tokens = title.tokens(pd.DataFrame({"Title": ["the dress", None]}))
+    cls, sep = VOCABULARY.index("[CLS]"), VOCABULARY.index("[SEP]")
+    assert tokens.tolist() == [[cls, VOCABULARY.index("the"),
+                                VOCABULARY.index("dress"), sep, 0],
+                               [cls, sep, 0, 0, 0]]
+    task = Task("liked", "binary").fit(reviews)
+    keras.utils.set_random_seed(0)
+    model = kmtl.build_model(features, [task], units=(4,), tower_units=())
+    assert model.get_layer("text_Title_encoder").hidden_dim == HIDDEN
+    model.compile(optimizer=keras.optimizers.Adam(0.01))
+    history = model.fit(make_dataset(reviews, features, [task], 4), epochs=1,
+                        verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+    encoded = model.predict(make_dataset(reviews, features), verbose=0)["liked"]
+    raw = model.predict(make_dataset(reviews, features, encoded=False),
+                        verbose=0)["liked"]
+    np.testing.assert_allclose(encoded, raw, rtol=1e-5, atol=1e-6)
+    path = tmp_path / "pretrained.keras"
+    model.save(path)
+    shutil.rmtree(preset)
+    loaded = keras.saving.load_model(path)
+    again = loaded.predict(make_dataset(reviews, features, encoded=False),
+                           verbose=0)["liked"]
+    np.testing.assert_allclose(again, raw, rtol=1e-5, atol=1e-6)
+
+
+def test_preset_only_with_the_pretrained_encoder(tmp_path):
+    with pytest.raises(ConfigError, match="preset must be a local KerasHub preset "
+                                          "directory with encoder 'pretrained'"):
+        Feature("notes", "text", encoder="pretrained")
+    with pytest.raises(ConfigError, match="preset must be"):
+        Feature("notes", "text", encoder="bag", preset=str(tmp_path))
