@@ -13,10 +13,9 @@ encoding of the frame (`kmtl.features.encode_frame`) is timed apart.
 import time
 
 import numpy as np
-import tensorflow as tf
 
 from benchmarks.common import census
-from benchmarks.common import median
+from benchmarks.common import rows_per_second
 from kmtl.data import make_dataset
 from kmtl.features import encode_frame
 
@@ -49,35 +48,16 @@ class PerRowDataset:
                          for k in items[0][j]} for j in range(3))
 
 
-@tf.function
-def _consume(dataset):
-    """Iterates a dataset inside a graph, as `fit` does; returns the row count."""
-    rows = tf.constant(0, tf.int64)
-    for _, _, weights in dataset:
-        rows += tf.shape(next(iter(weights.values())), out_type=tf.int64)[0]
-    return rows
-
-
-def _rate(dataset, epochs):
-    """Rows per second of `dataset`, median over `epochs` after a warm-up."""
-    _consume(dataset)  # warm-up epoch: traces the tf.data functions
-    seconds = []
-    for _ in range(epochs):
-        start = time.perf_counter()
-        rows = int(_consume(dataset))
-        seconds.append(time.perf_counter() - start)
-    return rows / median(seconds), rows
-
-
 def run(per_row_rows=20_000, epochs=3):
     _, train, _, features, tasks = census()
     start = time.perf_counter()
     encode_frame(features, train)
     encode_seconds = time.perf_counter() - start
-    kmtl_rate, rows = _rate(
+    kmtl_rate, rows = rows_per_second(
         make_dataset(train, features, tasks, BATCH, shuffle=True, seed=0), epochs)
-    raw_rate, _ = _rate(make_dataset(train, features, tasks, BATCH, shuffle=True,
-                                     seed=0, encoded=False), epochs)
+    raw_rate, _ = rows_per_second(make_dataset(
+        train, features, tasks, BATCH, shuffle=True, seed=0, encoded=False),
+        epochs)
 
     loader = PerRowDataset(train, features, tasks)
     order = np.random.RandomState(0).permutation(len(train))[:per_row_rows]

@@ -1,10 +1,12 @@
-"""Shared set-up for the benchmarks: the census data, fitted once per process."""
+"""Shared set-up for the benchmarks: the census and reviews data, and timers."""
 
 import os
 import statistics
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import tensorflow as tf  # noqa: E402
 
 from kmtl.runs.config import read_config  # noqa: E402
 from kmtl.runs.data import build_tasks  # noqa: E402
@@ -19,6 +21,14 @@ def census_dir():
     """The census folder: $KMTL_DATA_DIR, else ../shared/data/census-income."""
     return os.environ.get("KMTL_DATA_DIR") or os.path.join(
         ROOT, "..", "shared", "data", "census-income")
+
+
+def reviews_dir():
+    """The reviews folder: $KMTL_DATA_DIR, else ../shared/data/womens-clothing-reviews
+    (`kmtl.datasets.womens_clothing_reviews.reviews_file` also looks in a
+    `womens-clothing-reviews/` subfolder of $KMTL_DATA_DIR)."""
+    return os.environ.get("KMTL_DATA_DIR") or os.path.join(
+        ROOT, "..", "shared", "data", "womens-clothing-reviews")
 
 
 def census():
@@ -69,6 +79,29 @@ def peak_rss_mb():
 
 def median(values):
     return statistics.median(values)
+
+
+@tf.function
+def _consume(dataset):
+    """Iterates a dataset of `(features, labels, sample_weights)` inside a
+    graph, as `fit` does; returns the row count."""
+    rows = tf.constant(0, tf.int64)
+    for _, _, weights in dataset:
+        rows += tf.shape(next(iter(weights.values())), out_type=tf.int64)[0]
+    return rows
+
+
+def rows_per_second(dataset, epochs):
+    """`(rows per second, rows)` of one pass over `dataset` in a `tf.function`,
+    the median over `epochs` passes after a warm-up pass (which traces the
+    tf.data functions)."""
+    _consume(dataset)
+    seconds = []
+    for _ in range(epochs):
+        start = time.perf_counter()
+        rows = int(_consume(dataset))
+        seconds.append(time.perf_counter() - start)
+    return rows / median(seconds), rows
 
 
 def numeric_table(num_tasks, inputs=64, rows=20 * 1024, seed=0):

@@ -1,8 +1,10 @@
 """Runs every benchmark, prints a table and writes benchmarks/results/<name>.json.
 
 Usage: python benchmarks/run.py [pipeline] [train_step] [census_epoch]
-    [numeric_table] [weighting]
-Needs the Census-Income files in ../shared/data/census-income or $KMTL_DATA_DIR.
+    [numeric_table] [weighting] [text_pipeline]
+Needs the Census-Income files in ../shared/data/census-income and, for
+text_pipeline, the reviews in ../shared/data/womens-clothing-reviews (or both
+in $KMTL_DATA_DIR).
 """
 
 import json
@@ -15,6 +17,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks import bench_census_epoch  # noqa: E402
 from benchmarks import bench_numeric_table  # noqa: E402
 from benchmarks import bench_pipeline  # noqa: E402
+from benchmarks import bench_text_pipeline  # noqa: E402
 from benchmarks import bench_train_step  # noqa: E402
 from benchmarks import bench_weighting  # noqa: E402
 from benchmarks.tables import write_tables  # noqa: E402
@@ -25,6 +28,7 @@ BENCHMARKS = {
     "census_epoch": bench_census_epoch.run,
     "numeric_table": bench_numeric_table.run,
     "weighting": bench_weighting.run,
+    "text_pipeline": bench_text_pipeline.run,
 }
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 

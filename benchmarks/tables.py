@@ -2,12 +2,14 @@
 
 `benchmarks/run.py` calls `write_tables` after each run, so a table in the docs is
 the output of the last run, not typed by hand:
-`docs/snippets/weighting_step_times.md` from `benchmarks/results/weighting.json`.
+`docs/snippets/weighting_step_times.md` from `benchmarks/results/weighting.json`,
+`docs/snippets/text_pipeline.md` from `benchmarks/results/text_pipeline.json`.
 Run it alone to render the stored results again:
 `.venv/bin/python benchmarks/tables.py`.
 """
 
 import json
+import operator
 import os
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -50,7 +52,47 @@ def weighting_table(result):
     return "\n".join(lines) + "\n"
 
 
-TABLES = {"weighting": ("weighting_step_times.md", weighting_table)}
+COMPARISONS = {">=": operator.ge, "<=": operator.le, ">": operator.gt,
+               "<": operator.lt}
+
+
+def _target(value, target):
+    """`">= 5 (met)"` for a target such as `">= 5"` and the measured value."""
+    op, bound = target.split()
+    met = COMPARISONS[op](value, float(bound))
+    return f"{op} {float(bound):g} ({'met' if met else '**not met**'})"
+
+
+def text_pipeline_table(result):
+    """The text pipeline table (Markdown) of a `bench_text_pipeline` result."""
+    r, targets = result, result["targets"]
+    lengths = " + ".join(f"{n} {k}" for k, n in r["sequence_lengths"].items())
+    ratio = r["fed_over_reference"]
+    lines = [
+        "| measure | kmtl | reference, same run | kmtl / reference | target |",
+        "|---|---|---|---|---|",
+        f"| rows/s fed ({r['rows']:,} training rows, batches of {r['batch_size']}, "
+        f"shuffled, read in a `tf.function`; median of {r['epochs_timed']} epochs) | "
+        f"{r['kmtl_rows_per_s']:,.0f} | {r['reference_rows_per_s']:,.0f} | "
+        f"{ratio:.1f}x | {_target(ratio, targets['fed_over_reference'])} |",
+        f"| seconds per epoch | {r['kmtl_epoch_s']:.3f} | "
+        f"{r['reference_epoch_s']:.3f} | | |",
+        f"| vocabulary fit, once (s) | {r['fit_features_s']:.2f} (`fit_features`: "
+        f"document frequencies, `min_frequency`, idf) | {r['reference_adapt_s']:.2f} "
+        f"(a plain `adapt`) | {r['fit_features_s'] / r['reference_adapt_s']:.1f}x | |",
+        f"| encoding, once (s) | {r['encode_frame_s']:.2f} (`encode_frame`: "
+        f"{lengths} token ids per row) | none: vectorizes every batch of every "
+        f"epoch | | |",
+        f"| epochs until encoding once has paid for itself | "
+        f"{r['epochs_to_amortize']:.1f} | | | |",
+        f"| peak resident memory (MB) | {r['peak_rss_mb']:,.0f} (the whole "
+        f"`run.py` process, both pipelines) | | | |",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+TABLES = {"weighting": ("weighting_step_times.md", weighting_table),
+          "text_pipeline": ("text_pipeline.md", text_pipeline_table)}
 
 
 def write_tables(results=None):
