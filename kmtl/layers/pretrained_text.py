@@ -93,8 +93,8 @@ class PresetTokenizer(layers.Layer):
         packer: a `keras_hub.layers.StartEndPacker`, its serialized config, or
             None (the tokenizer's start, end and padding ids, the padding id
             0 when the tokenizer has none).
-        dtype: the ids' dtype, `"int32"` (default, as KerasHub gives them) or
-            `"int64"`.
+        **kwargs: Keras layer arguments; `dtype` is the ids' dtype,
+            `"int32"` (default, as KerasHub gives them) or `"int64"`.
 
     Input shape:
         `(batch,)` or `(batch, 1)` string.
