@@ -388,3 +388,32 @@ def test_failed_export_leaves_no_partial_version(workspace, tmp_path, monkeypatc
     assert kmtl.export_saved_model(model, base) == str(base / "2")
     assert snapshot(base / "1") == {k.removeprefix("1/"): v for k, v in
                                     before.items() if k.startswith("1/")}
+
+
+# === Text columns ===
+
+
+@pytest.mark.parametrize("values, message", [
+    ([None] * 3, "Text feature 'notes' has no text in the training data"),
+    ([12.5] * 3, "Text feature 'notes' holds float64 values, not text"),
+    (["!!", "?", "..."], "Text feature(s) 'notes': the vocabulary is empty"),
+], ids=["all_missing", "numbers", "empty_vocabulary"])
+def test_unusable_text_column_is_refused_naming_it(workspace, train_fails,
+                                                   tmp_path, values, message):
+    config = good_config(workspace)
+    for split, part in workspace["parts"].items():
+        part = part.copy()
+        part["notes"] = (values * len(part))[:len(part)]
+        config["data"][split] = write_csv(tmp_path, f"{split}.csv", part)
+    config["features"]["text"] = ["notes"]
+    runs, export = tmp_path / "new_runs", tmp_path / "new_sm"
+    train_fails(config, message, output_dir=runs, export_dir=export)
+    assert not runs.exists() and not export.exists()
+
+
+def test_bad_text_setting_names_the_key(workspace, train_fails):
+    config = good_config(workspace)
+    config["features"]["text"] = [{"columns": ["island"], "encoder": "lstm"}]
+    config["features"]["categorical"] = []
+    train_fails(config, "features.text: Text feature 'island': encoder must be "
+                        "one of ('bag', 'embedding', 'transformer', 'pretrained')")
