@@ -65,3 +65,25 @@ def check_bool(value, argument):
         raise ValueError(f"{argument} must be true or false. Received: "
                          f"{argument}={value!r}")
     return value
+
+
+FLOAT32_MAX = 3.4028234663852886e38
+"""The largest float32; a larger number becomes inf in a float32 tensor."""
+
+
+def non_finite(values):
+    """A boolean mask of the values that are numbers but not finite float32s:
+    +-inf, or beyond +-`FLOAT32_MAX` (they become inf in the model). NaN (a
+    missing value) is not flagged.
+
+    Args:
+        values: array-like of numbers (any float or int dtype).
+
+    Returns:
+        numpy bool array of the same shape.
+    """
+    import numpy as np
+
+    values = np.asarray(values, dtype="float64")
+    with np.errstate(invalid="ignore"):
+        return ~np.isnan(values) & ~(np.abs(values) <= FLOAT32_MAX)

@@ -8,6 +8,7 @@ import sys
 
 from kmtl.errors import ConfigError
 from kmtl.errors import DataError
+from kmtl.errors import TrainingError
 
 
 def _open_run(run_dir):
@@ -237,6 +238,9 @@ def main(argv=None):
     except (ConfigError, DataError) as error:
         print(f"kmtl {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except TrainingError as error:
+        print(f"kmtl {args.command}: error: {error}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pandas as pd
 
+from kmtl._checks import non_finite
 from kmtl.errors import ConfigError
 from kmtl.errors import DataError
 from kmtl.features.base import Feature
@@ -96,7 +97,8 @@ class NumericFeature(Feature):
         """float32 `(rows,)`; booleans become 0/1, missing values NaN.
 
         Raises:
-            DataError: the column is missing or a value is not a number.
+            DataError: the column is missing, a value is not a number, or a
+                number is not finite in float32 (inf, or beyond +-3.4e38).
         """
         self._check_column(frame)
         column = frame[self.name]
@@ -111,6 +113,16 @@ class NumericFeature(Feature):
                 f"{column.iloc[row]!r}. Declare it categorical, or clean the "
                 f"column (missing values may be empty or NaN)."
             )
+        flagged = non_finite(numbers.to_numpy(dtype="float64"))
+        if flagged.any():
+            rows = flagged.nonzero()[0]
+            raise DataError(
+                f"Feature '{self.name}' has {len(rows):,} value(s) that are not "
+                f"finite float32 numbers (inf, or beyond +-3.4e38), first in "
+                f"row {rows[0]}: {float(numbers.iloc[rows[0]])!r}. Clean the "
+                f"column, or set "
+                f"data.non_finite: impute (treat them as missing) or drop (drop "
+                f"those rows); in Python, kmtl.data.handle_non_finite.")
         return numbers.to_numpy(dtype="float32")
 
     def fit(self, frame, max_vocabulary=None, min_frequency=1):

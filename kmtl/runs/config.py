@@ -48,6 +48,7 @@ from kmtl import datasets
 from kmtl import features as features_module
 from kmtl import tasks as tasks_module
 from kmtl.architectures import ARCHITECTURES
+from kmtl.data import NON_FINITE_ACTIONS
 from kmtl.data import SPLIT_METHODS
 from kmtl.errors import ConfigError
 from kmtl.features import CATEGORICAL_ENCODINGS
@@ -499,6 +500,13 @@ class DataConfig(Section):
               "the same key become one example labelled for several "
               "tasks") = None
     split: SplitConfig = Field(default_factory=SplitConfig)
+    non_finite: _key(Literal[NON_FINITE_ACTIONS], _choice(
+        "non-finite action", NON_FINITE_ACTIONS), description="numbers that are "
+        "not finite float32s (inf, or beyond +-3.4e38) in a float column of "
+        "any split: `error` (a clear error naming the column, before anything "
+        "is written), `drop` (drop their rows) or `impute` (make them missing: "
+        "a feature's training mean, a masked label); the counts are printed") = (
+            "error")
 
     @field_validator("dataset", mode="before")
     @classmethod

@@ -20,6 +20,7 @@ import pandas as pd
 from kmtl import datasets
 from kmtl import tasks as tasks_module
 from kmtl.data import combine_task_tables
+from kmtl.data import handle_non_finite
 from kmtl.data import make_dataset
 from kmtl.data import read_table
 from kmtl.data import split_frame
@@ -317,10 +318,32 @@ def warn_unseen(features, frames, hint=SPLIT_HINT):
     return warned
 
 
-def prepare_data(config, data_dir=None):
+def _non_finite(config, frame, split, log):
+    """`frame` with its non-finite values handled as `data.non_finite` says,
+    with one line through `log` naming what was found and done."""
+    action = config.data.non_finite
+    if frame is None or action == "error":
+        return frame
+    handled, counts = handle_non_finite(frame, action)
+    if counts:
+        found = ", ".join(f"{column!r} {count:,}" for column, count in counts.items())
+        done = (f"dropped {len(frame) - len(handled):,} row(s)" if action == "drop"
+                else "made them missing")
+        log(f"Non-finite values in the {split} split ({found}): {done} "
+            f"(data.non_finite: {action}).")
+    return handled.reset_index(drop=True) if action == "drop" else handled
+
+
+def prepare_data(config, data_dir=None, log=print):
     """Loads and splits the config's data, fits its tasks and features on the
     training split, and converts the held-out splits (which finds bad labels or
     feature values before anything is trained).
+
+    Args:
+        config: a `RunConfig` or a config mapping.
+        data_dir: folder of relative data paths and built-in data sets.
+        log: callable taking one str, for the line about non-finite values
+            handled by `data.non_finite`.
 
     Returns:
         A `PreparedData`.
@@ -332,6 +355,9 @@ def prepare_data(config, data_dir=None):
     config = as_run_config(config)
     tasks = build_tasks(config)
     (train, validation, test), record = split_data(config, data_dir, tasks)
+    train, validation, test = (
+        _non_finite(config, frame, split, log)
+        for split, frame in zip(SPLITS, (train, validation, test)))
     features = prepare(config, train, tasks)
     warn_unseen(features, {"validation": validation, "test": test})
     batch_size = config.training.batch_size

@@ -15,6 +15,7 @@ is validated first).
 
 import contextlib
 import dataclasses
+import math
 import os
 import time
 
@@ -28,6 +29,7 @@ from kmtl.callbacks.sharing_diagnostics import SharingDiagnostics
 from kmtl.callbacks.tensorboard import TensorBoard
 from kmtl.errors import ConfigError
 from kmtl.errors import DataError
+from kmtl.errors import TrainingError
 from kmtl.measures.diagnostics import architecture_layer
 from kmtl.models import build_model
 from kmtl.models.export import describe_renamed_inputs
@@ -227,7 +229,8 @@ def prepare_run(config, data_dir=None, log=None):
         data_dir: folder of relative data paths and built-in data sets.
         log: callable taking one str, or None. Given, it receives one line
             naming the keys chosen and their values (nothing when the config
-            sets them all).
+            sets them all), and one per split whose non-finite values
+            `data.non_finite` dropped or made missing.
 
     Returns:
         `(config, data)`: the config with every size key set, and its
@@ -243,7 +246,7 @@ def prepare_run(config, data_dir=None, log=None):
         # The held-out splits are converted before the training rows are
         # counted; they are converted again below if the chosen size differs.
         given = config.replace({"training.batch_size": HELD_OUT_BATCH_SIZE})
-    data = prepare_data(given, data_dir)
+    data = prepare_data(given, data_dir, log=log or (lambda line: None))
     rows = len(data.train)
     config, chosen = with_size_defaults(config, rows)
     batch_size = config.training.batch_size
@@ -280,6 +283,49 @@ def build_run_model(config, data, tasks=None):
     return model
 
 
+FAILED_FILE = "FAILED.txt"
+"""What a run directory whose training diverged holds instead of a model."""
+DIVERGED_FIX = ("Lower training.learning_rate, or look for extreme values in "
+                "the features and labels.")
+
+
+def _non_finite_entries(logs):
+    return [f"{key} = {value}" for key, value in logs.items()
+            if isinstance(value, float) and not math.isfinite(value)]
+
+
+def check_finite_history(history):
+    """Raises a `TrainingError` when a training loss went NaN or inf
+    (`keras.callbacks.TerminateOnNaN` then stopped `fit`), naming the epoch
+    and the losses."""
+    for epoch in range(len(history.get("loss", []))):
+        logs = {key: float(values[epoch]) for key, values in history.items()
+                if key.endswith("loss") and epoch < len(values)}
+        bad = _non_finite_entries(logs)
+        if bad:
+            raise TrainingError(
+                f"Training diverged in epoch {epoch + 1}: {', '.join(bad)}. "
+                f"Nothing was saved or exported. {DIVERGED_FIX}")
+
+
+def check_finite_metrics(metrics):
+    """Raises a `TrainingError` naming the split, task and metric when a
+    held-out metric is NaN or inf: such a model is never saved or exported.
+
+    Args:
+        metrics: `{split: {task: {metric: value}}}` (`evaluate_splits`).
+    """
+    bad = [f"{split} {task} {name} = {value}"
+           for split, tasks in metrics.items() for task, values in tasks.items()
+           if isinstance(values, dict)
+           for name, value in values.items()
+           if isinstance(value, float) and not math.isfinite(value)]
+    if bad:
+        raise TrainingError(
+            f"The trained model's metrics are not finite: {', '.join(bad)}. "
+            f"Nothing was saved or exported. {DIVERGED_FIX}")
+
+
 def run_model(config, data, tasks=None, model=None, train_data=None, callbacks=()):
     """One training run: fit with early stopping, then evaluate the held-out splits.
 
@@ -300,6 +346,10 @@ def run_model(config, data, tasks=None, model=None, train_data=None, callbacks=(
 
     Returns:
         A `RunResult`.
+
+    Raises:
+        TrainingError: a training loss or a held-out metric that is not
+            finite (`check_finite_history`, `check_finite_metrics`).
     """
     config, _ = with_size_defaults(config, len(data.train))
     training = config.training
@@ -309,14 +359,17 @@ def run_model(config, data, tasks=None, model=None, train_data=None, callbacks=(
         train_data = data.train_dataset(training.seed)
     validation_data = data.held_out.get("validation")
     monitor = "val_loss" if validation_data is not None else "loss"
-    callbacks = list(callbacks) + [keras.callbacks.EarlyStopping(
+    callbacks = list(callbacks) + [keras.callbacks.TerminateOnNaN(),
+                                   keras.callbacks.EarlyStopping(
         monitor=monitor, patience=training.early_stopping_patience,
         restore_best_weights=True)]
     start = time.perf_counter()
     history = model.fit(train_data, validation_data=validation_data,
                         epochs=training.epochs, callbacks=callbacks,
                         verbose=training.verbose, shuffle=False)
+    check_finite_history(history.history)
     metrics = evaluate_splits(model, data.held_out)
+    check_finite_metrics(metrics)
     return RunResult(model=model, history=history.history, metrics=metrics,
                      seconds=time.perf_counter() - start,
                      parameters=int(model.count_params()))
@@ -394,8 +447,16 @@ def _train(config, data_dir, output_dir, export_root, log):
     callbacks.append(TensorBoard(run.log_dir))
     log(f"Training {config.name}: {config.model.architecture}, "
         f"{len(data.train)} training rows, tasks {[t.name for t in data.tasks]}")
-    result = run_model(config, data, model=model, train_data=train_data,
-                       callbacks=callbacks)
+    try:
+        result = run_model(config, data, model=model, train_data=train_data,
+                           callbacks=callbacks)
+    except TrainingError as error:
+        # The run directory keeps the config and the logs of what went wrong,
+        # and says so; no model.keras, no metrics.json, no export.
+        with open(os.path.join(run.path, FAILED_FILE), "w", encoding="utf-8") as f:
+            f.write(f"{error}\n")
+        raise TrainingError(f"{error} Run directory (logs, {FAILED_FILE}): "
+                            f"{run.path}") from None
     run.save_model(model)
     run.write_metrics(result.metrics)
     log(metrics_table(result.metrics))

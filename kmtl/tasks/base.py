@@ -22,6 +22,7 @@ import keras
 import numpy as np
 import pandas as pd
 
+from kmtl._checks import non_finite
 from kmtl._keras_internals import LossFunctionWrapper
 from kmtl.errors import ConfigError
 from kmtl.errors import DataError
@@ -478,10 +479,10 @@ class Task:
         """The labelled rows as float64 `(labelled, columns)`.
 
         Raises:
-            DataError: a label is not a number.
+            DataError: a label is not a number, or not finite in float32.
         """
         try:
-            return values.astype("float64").to_numpy()
+            numbers = values.astype("float64").to_numpy()
         except (TypeError, ValueError):
             column = self.target_columns[0]
             numbers = pd.to_numeric(values[column], errors="coerce")
@@ -490,6 +491,18 @@ class Task:
                 f"Task '{self.name}': {self.type} labels in column '{column}' must "
                 f"be numbers; found {bad.iloc[0]!r}. Fix the column or the task type."
             ) from None
+        flagged = non_finite(numbers)
+        if flagged.any():
+            rows, columns = flagged.nonzero()
+            column = self.target_columns[columns[0]]
+            raise DataError(
+                f"Task '{self.name}': {len(rows):,} label(s) in column '{column}' "
+                f"are not finite float32 numbers (inf, or beyond +-3.4e38), first "
+                f"in row {values.index[rows[0]]}: "
+                f"{float(numbers[rows[0], columns[0]])!r}. "
+                f"Clean the column, or set data.non_finite: impute (treat them as "
+                f"missing labels) or drop (drop those rows).")
+        return numbers
 
     def _label_strings(self, frame):
         """The first target column as strings, for `strata`."""
