@@ -232,7 +232,8 @@ def summarize_runs(runs):
 
     The standard deviation is the sample one (`ddof=1`, Bessel's correction)
     when a metric has more than one run, and 0 for a single run. A metric that
-    some runs lack is summarized over the runs that have it (`n` says how many).
+    some runs lack (or hold as None: no labelled rows) is summarized over the
+    runs that have it (`n` says how many).
 
     Args:
         runs: list of dicts `{task: {metric: float}}`, one per seed.
@@ -256,6 +257,8 @@ def summarize_runs(runs):
     for run in runs:
         for task, task_metrics in run.items():
             for name, value in task_metrics.items():
+                if value is None:  # no value in that run (no labelled rows)
+                    continue
                 values.setdefault(task, {}).setdefault(name, []).append(float(value))
     summary = {}
     for task, task_metrics in values.items():

@@ -18,8 +18,10 @@ import dataclasses
 import math
 import os
 import time
+import warnings
 
 import keras
+import numpy as np
 import pandas as pd
 
 from kmtl import architectures
@@ -121,20 +123,78 @@ def nested_metrics(logs, tasks, prefix=""):
 
 
 def metrics_table(metrics):
-    """`{split: {task: {metric: value}}}` as a printable table."""
+    """`{split: {task: {metric: value}}}` as a printable table: 4 decimals, `n/a`
+    for a metric that has no value (None: no labelled rows, or AUC over one
+    class), blank for a metric the task does not have."""
     rows = []
     for split, by_task in metrics.items():
         for task, values in by_task.items():
-            rows.append({"split": split, "task": task, **values})
+            rows.append({"split": split, "task": task, **{
+                name: "n/a" if value is None else f"{value:.4f}"
+                for name, value in values.items()}})
     frame = pd.DataFrame(rows)
-    return frame.to_string(index=False, na_rep="", float_format=lambda v: f"{v:.4f}")
+    return frame.to_string(index=False, na_rep="")
+
+
+def label_counts(dataset, tasks):
+    """`{task: (labelled rows, positive rows)}` over a dataset of `(features,
+    labels, sample_weights)` batches; positive rows are counted for binary
+    tasks only (None for the others)."""
+    counts = {task.name: [0, 0 if task.type == "binary" else None]
+              for task in tasks}
+    for _, labels, weights in dataset:
+        for task in tasks:
+            labelled = np.asarray(weights[task.name]) > 0
+            counts[task.name][0] += int(labelled.sum())
+            if task.type == "binary":
+                values = np.asarray(labels[task.name]).reshape(len(labelled), -1)
+                counts[task.name][1] += int((values[labelled, 0] > 0.5).sum())
+    return {name: tuple(value) for name, value in counts.items()}
+
+
+def honest_metrics(metrics, counts, split, unlabelled=()):
+    """`metrics` (`{task: {metric: value}}` of one split) with None where a
+    value means nothing, and a warning naming the task and the split for each:
+    every metric of a task without labelled rows in the split (Keras reports
+    0), and the AUCs of a binary task whose labelled rows hold one class
+    (Keras reports 0). Tasks named in `unlabelled` (no target column, by
+    design: ESMM's CVR) get null metrics without a warning."""
+    for task, values in metrics.items():
+        labelled, positive = counts[task]
+        if not labelled and task in unlabelled:
+            metrics[task] = dict.fromkeys(values)
+        elif not labelled:
+            warnings.warn(f"Task '{task}' has no labelled rows in the {split} "
+                          f"split: its {split} metrics are null (n/a).",
+                          UserWarning, stacklevel=2)
+            metrics[task] = dict.fromkeys(values)
+        elif positive is not None and positive in (0, labelled):
+            aucs = [name for name in values if "auc" in name]
+            if aucs:
+                warnings.warn(
+                    f"Task '{task}' has only {'positive' if positive else 'negative'} "
+                    f"labels in the {split} split ({labelled:,} rows): its AUC is "
+                    f"null (n/a).", UserWarning, stacklevel=2)
+                values.update(dict.fromkeys(aucs))
+    return metrics
 
 
 def evaluate_splits(model, datasets):
-    """Evaluates `model` on named datasets; returns `{split: {task: {metric: v}}}`."""
-    return {split: nested_metrics(model.evaluate(dataset, return_dict=True, verbose=0),
-                                  model.tasks)
-            for split, dataset in datasets.items()}
+    """Evaluates `model` on named datasets of `(features, labels,
+    sample_weights)`.
+
+    Returns:
+        `{split: {task: {metric: value}}}`, a value None where it means
+        nothing (`honest_metrics`: no labelled rows, or AUC over one class).
+    """
+    results = {}
+    for split, dataset in datasets.items():
+        metrics = nested_metrics(
+            model.evaluate(dataset, return_dict=True, verbose=0), model.tasks)
+        unlabelled = [t.name for t in model.tasks if not t.has_labels]
+        results[split] = honest_metrics(metrics, label_counts(dataset, model.tasks),
+                                        split, unlabelled)
+    return results
 
 
 def _optimizer(training):

@@ -129,3 +129,49 @@ def test_a_diverged_run_is_never_saved_or_exported(workspace, capsys):
     assert "model.keras" not in os.listdir(run)
     assert "metrics.json" not in os.listdir(run)
     assert not (folder / "sm").exists() or not os.listdir(folder / "sm")
+
+
+# === Honest metrics ===
+
+
+def test_a_task_without_labels_or_with_one_class_reports_null(tmp_path, capsys):
+    """Validation rows without any `sex` label, and test rows whose `sex`
+    labels are all female: null metrics (n/a in the table, null in
+    metrics.json), with a warning naming the task and the split."""
+    import json
+
+    frame = kmtl.datasets.load_penguins().dropna(
+        subset=["bill_length_mm", "sex"]).reset_index(drop=True)
+    validation = frame.iloc[:40].assign(sex=None)
+    test = frame[frame["sex"] == "female"].iloc[:30]
+    for name, part in {"train": frame.iloc[40:], "validation": validation,
+                       "test": test}.items():
+        part.to_csv(tmp_path / f"{name}.csv", index=False)
+    config = {
+        "name": "honest", "data": {name: str(tmp_path / f"{name}.csv")
+                                   for name in ("train", "validation", "test")},
+        "features": {"numeric": ["bill_length_mm", "bill_depth_mm"]},
+        "tasks": [{"name": "species", "type": "multiclass"},
+                  {"name": "sex", "type": "binary", "positive": "female"}],
+        "model": {"options": {"units": [8]}, "tower_units": [4]},
+        "training": {"epochs": 1, "batch_size": 32, "verbose": 0},
+        "export": {"enabled": False}}
+    with pytest.warns(UserWarning) as caught:
+        code, out, err = train(tmp_path, config, capsys)
+    assert code == 0, err
+    messages = [str(w.message) for w in caught]
+    assert ("Task 'sex' has no labelled rows in the validation split: its "
+            "validation metrics are null (n/a).") in messages
+    assert ("Task 'sex' has only positive labels in the test split (30 rows): "
+            "its AUC is null (n/a).") in messages
+    (run,) = (tmp_path / "runs").iterdir()
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["validation"]["sex"] == {"loss": None, "accuracy": None,
+                                            "auc": None}
+    assert metrics["test"]["sex"]["auc"] is None
+    assert 0 <= metrics["test"]["sex"]["accuracy"] <= 1
+    assert metrics["validation"]["species"]["accuracy"] is not None
+    sex_rows = [line.split() for line in out.splitlines()
+                if line.split()[:2] in (["validation", "sex"], ["test", "sex"])]
+    assert sex_rows[0][2:] == ["n/a"] * 3
+    assert sex_rows[1][-1] == "n/a"
