@@ -8,6 +8,11 @@ from keras import ops
 class ImputeMissing(keras.layers.Layer):
     """Replaces NaN by a fill value and appends one 0/1 missing indicator per column.
 
+    An infinite value (+-inf, or a number beyond float32's range sent to a
+    float32 input) is missing too: training refuses such values at the edge
+    (`kmtl.features.NumericFeature.convert`), and at serving time imputing
+    them keeps the outputs finite instead of NaN.
+
     Placed after a `keras.layers.Normalization`, a fill value of 0 is the training
     mean, so a missing numeric value is imputed by its mean and the indicator lets
     the model learn what missingness itself means (the usual "mean + indicator"
@@ -58,7 +63,7 @@ class ImputeMissing(keras.layers.Layer):
                 f"{input_shape[-1]} columns. Give one bool per column.")
 
     def call(self, inputs):
-        missing = ops.isnan(inputs)
+        missing = ops.logical_not(ops.isfinite(inputs))
         filled = ops.where(missing, ops.cast(self.fill_value, inputs.dtype), inputs)
         flags = ops.cast(missing, inputs.dtype)
         if self.indicators is not None and not all(self.indicators):

@@ -62,3 +62,33 @@ def test_drop_unused_leaves_out_the_always_zero_indicators():
     assert none_used.compute_output_shape((None, 3)) == (None, 3)
     # Without `indicators` every column may be missing: nothing is dropped.
     assert ImputeMissing(drop_unused=True)(x).shape == (2, 6)
+
+
+def test_infinite_values_are_missing_too():
+    layer = ImputeMissing(fill_value=0.5)
+    x = np.array([[np.inf, 1.0], [-np.inf, np.nan], [2.0, 3.0]], "float32")
+    assert keras.ops.convert_to_numpy(layer(x)).tolist() == [
+        [0.5, 1.0, 1.0, 0.0], [0.5, 0.5, 1.0, 1.0], [2.0, 3.0, 0.0, 0.0]]
+
+
+def test_a_served_model_answers_inf_as_a_missing_value(penguins, tmp_path):
+    """The export fed +-inf (or 1e39, inf in float32) gives the outputs of a
+    missing value, finite, where it used to give NaN."""
+    import tensorflow as tf
+    from helpers import fit_tasks_and_features
+
+    import kmtl
+    from kmtl.tasks import Task
+
+    frame = penguins.dropna(subset=["bill_length_mm", "sex"])
+    features, tasks = fit_tasks_and_features(
+        frame, [Task("sex", "binary", positive="female")],
+        numeric=["bill_length_mm", "bill_depth_mm"])
+    model = kmtl.build_model(features, tasks, units=(4,), tower_units=())
+    path = kmtl.export_saved_model(model, str(tmp_path / "export"))
+    serve = tf.saved_model.load(path).signatures["serving_default"]
+    depth = tf.constant([18.0, 18.0, 18.0, 18.0])
+    length = tf.constant([np.nan, np.inf, -np.inf, 1e39], tf.float32)
+    sex = serve(bill_length_mm=length, bill_depth_mm=depth)["sex"].numpy()
+    assert np.isfinite(sex).all()
+    np.testing.assert_allclose(sex[1:], np.repeat(sex[:1], 3, axis=0), rtol=1e-6)
