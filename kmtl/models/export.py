@@ -1,5 +1,6 @@
 """SavedModel export laid out for TensorFlow Serving: `base_dir/<version>/`."""
 
+import errno
 import json
 import os
 import shutil
@@ -93,9 +94,12 @@ def export_saved_model(model, base_dir, version=None):
     `{"inputs": {column: signature input}}` for every input, which TF
     Serving ignores.
 
-    The export is written to a temporary directory inside `base_dir` and renamed
-    into place, so a failed export leaves no partial version and earlier versions
-    are never touched.
+    The export is written to a staging directory inside `base_dir`
+    (`.export-pid<pid>-<random>`) and renamed into place, so a failed export
+    leaves no partial version and earlier versions are never touched. The
+    version is claimed by that rename: concurrent exports into one base
+    directory take distinct versions. Staging directories of killed exports
+    are removed by the next export (`clean_stale_staging`).
 
     Args:
         model: a `kmtl.MultiTaskModel`.
@@ -111,16 +115,13 @@ def export_saved_model(model, base_dir, version=None):
         OSError: `base_dir` cannot be created or written.
     """
     base_dir = os.path.abspath(os.fspath(base_dir))
-    os.makedirs(base_dir, exist_ok=True)
-    versions = existing_versions(base_dir)
-    if version is None:
-        version = (versions[-1] + 1) if versions else 1
-    if not isinstance(version, int) or version < 1:
+    if version is not None and (not isinstance(version, int)
+                                or isinstance(version, bool) or version < 1):
         raise ConfigError(f"version must be a positive integer. Received: {version!r}")
-    target = os.path.join(base_dir, str(version))
-    if os.path.exists(target):
-        raise ConfigError(f"Export version {version} exists already at {target}; "
-                          f"pass another version or None for the next free one.")
+    os.makedirs(base_dir, exist_ok=True)
+    clean_stale_staging(base_dir)
+    if version is not None:
+        _check_free(base_dir, version)
 
     specs, columns, keys = {}, set(), {}
     for name, tensor in model.input.items():
@@ -141,7 +142,8 @@ def export_saved_model(model, base_dir, version=None):
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint(name=SIGNATURE_NAME, fn=serve, input_signature=[specs])
-    staging = tempfile.mkdtemp(prefix=f".export-{version}-", dir=base_dir)
+    staging = tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}pid{os.getpid()}-",
+                               dir=base_dir)
     umask = os.umask(0)
     os.umask(umask)
     try:
@@ -152,11 +154,79 @@ def export_saved_model(model, base_dir, version=None):
         renamed = renamed_inputs(model)
         if renamed:
             _write_input_names(staging, signature_inputs(model))
-        os.rename(staging, target)
+        return _claim_version(staging, base_dir, version)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+STAGING_PREFIX = ".export-"
+"""Where an export is written before it becomes a version:
+`<base_dir>/.export-pid<pid>-<random>/`, renamed into place when complete."""
+
+
+def _check_free(base_dir, version):
+    target = os.path.join(base_dir, str(version))
+    if os.path.exists(target):
+        raise ConfigError(f"Export version {version} exists already at {target}; "
+                          f"pass another version or None for the next free one.")
     return target
+
+
+def _claim_version(staging, base_dir, version):
+    """Renames the complete `staging` directory to its version: `version`, or
+    the next free one, retried while another export takes it first (the
+    rename is atomic, and fails on a version that exists)."""
+    while True:
+        chosen = version
+        if chosen is None:
+            versions = existing_versions(base_dir)
+            chosen = (versions[-1] + 1) if versions else 1
+        target = _check_free(base_dir, chosen) if version is not None else (
+            os.path.join(base_dir, str(chosen)))
+        if os.path.exists(target):
+            continue  # taken since existing_versions looked
+        try:
+            os.rename(staging, target)
+            return target
+        except OSError as error:
+            if error.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                raise
+            if version is not None:
+                _check_free(base_dir, version)
+                raise
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_stale_staging(base_dir):
+    """Removes the staging directories that killed exports left in
+    `base_dir` (`STAGING_PREFIX`): those whose process (the pid in the name)
+    no longer runs on this machine, and those of kmtl 0.3 and earlier (no pid).
+    A staging directory of a running export is kept.
+
+    Returns:
+        list of str: the removed directory names.
+    """
+    removed = []
+    for name in sorted(os.listdir(base_dir)):
+        path = os.path.join(base_dir, name)
+        if not name.startswith(STAGING_PREFIX) or not os.path.isdir(path):
+            continue
+        pid = name[len(STAGING_PREFIX):].split("-")[0].removeprefix("pid")
+        old_style = not name.startswith(STAGING_PREFIX + "pid") or not pid.isdigit()
+        if old_style or not _pid_alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(name)
+    return removed
 
 
 def _write_input_names(version_dir, inputs):

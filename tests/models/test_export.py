@@ -166,6 +166,51 @@ def test_versions_count_up_and_never_touch_earlier_ones(model, exported,
     assert snapshot(exported) == first
 
 
+def test_a_killed_exports_staging_is_cleaned_by_the_next(model, tmp_path):
+    """A staging directory whose process is gone (and one of kmtl 0.3, without
+    a pid) is removed by the next export; a running export's is kept."""
+    from kmtl.models.export import STAGING_PREFIX
+
+    base = tmp_path / "base"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    stale = [f"{STAGING_PREFIX}pid{dead}-x1y2", f"{STAGING_PREFIX}1-oldstyle"]
+    running = f"{STAGING_PREFIX}pid{os.getpid()}-a1b2"
+    for name in [*stale, running]:
+        (base / name / "variables").mkdir(parents=True)
+    path = kmtl.export_saved_model(model, base)
+    assert path == str(base / "1")
+    assert sorted(os.listdir(base)) == [running, "1"]
+
+
+def test_an_export_that_loses_the_race_for_a_version_takes_the_next(
+        model, tmp_path, monkeypatch):
+    """Two exports choose version 1 at once: the rename of the complete
+    staging directory claims it, so the second takes 2 and version 1 is
+    untouched (the failure of kmtl 0.3: `Directory not empty`)."""
+    from kmtl.models import export as export_module
+
+    base = tmp_path / "base"
+    first = kmtl.export_saved_model(model, base)
+    before = snapshot(first)
+    looked = []
+    real = export_module.existing_versions
+
+    def stale_once(folder):
+        # The second export looked before the first had renamed its version.
+        looked.append(folder)
+        return [] if len(looked) == 1 else real(folder)
+
+    monkeypatch.setattr(export_module, "existing_versions", stale_once)
+    monkeypatch.setattr(export_module.os.path, "exists",
+                        lambda p, _exists=os.path.exists: False
+                        if p == str(base / "1") and len(looked) == 1 else _exists(p))
+    second = kmtl.export_saved_model(model, base)
+    assert second == str(base / "2")
+    assert sorted(os.listdir(base)) == ["1", "2"]
+    assert snapshot(first) == before
+
+
 def test_version_directory_is_readable_by_the_model_server(exported, export_base):
     """A model server often runs as another user than the trainer: the version
     directory must get the same permissions as any directory made here."""
