@@ -425,7 +425,8 @@ def _compare(config, data_dir, output_dir, seeds, log):
     interference = section.interference
     probe = (_probe_data(data, interference.batches)
              if interference.enabled else None)
-    directory = RunDir.create(output_dir, f"{config.name}-compare").path
+    compare_dir = RunDir.create(output_dir, f"{config.name}-compare")
+    directory = compare_dir.path
 
     started = time.perf_counter()
     baselines = baseline_tasks(data.tasks)
@@ -488,6 +489,7 @@ def _compare(config, data_dir, output_dir, seeds, log):
         "seconds": round(time.perf_counter() - started, 3),
     }
     write_report(report, directory)
+    compare_dir.mark_complete()
     verdict = analysis["verdict"]
     log(f"Best variant by Δm on {split}: {verdict['best']} "
         f"({verdict['delta_m']:+.2f} % ± {verdict['std']:.2f} % over "

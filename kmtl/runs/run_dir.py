@@ -32,6 +32,11 @@ CONFIG_FILE = "config.yaml"
 SPLIT_FILE = "split.json"
 """The record of the split: row positions or the held-out files' row counts and
 content hashes."""
+INCOMPLETE_FILE = "INCOMPLETE"
+"""The marker of a run directory whose run has not finished (killed, failed
+or still training)."""
+FAILED_FILE = "FAILED.txt"
+"""What a run directory whose training diverged holds: the reason."""
 MODEL_FILE = "model.keras"
 """The trained model, as `keras.Model.save` writes it."""
 METRICS_FILE = "metrics.json"
@@ -95,7 +100,8 @@ class RunDir:
     @classmethod
     def create(cls, output_dir, name):
         """Creates a fresh directory `output_dir/<name>-<timestamp>[-n]`; never
-        reuses an existing one.
+        reuses an existing one. It holds `INCOMPLETE` until `mark_complete`
+        (a run killed or failed keeps it).
 
         Args:
             output_dir: str or path-like. The parent folder, created if absent.
@@ -116,7 +122,10 @@ class RunDir:
                 path = os.path.join(output_dir, f"{name}-{stamp}{suffix}")
                 try:
                     os.mkdir(path)
-                    return cls(path)
+                    run = cls(path)
+                    with open(run.file(INCOMPLETE_FILE), "w", encoding="utf-8") as f:
+                        f.write("kmtl train has not finished this run.\n")
+                    return run
                 except FileExistsError:
                     continue
         except OSError as error:
@@ -144,12 +153,37 @@ class RunDir:
             raise DataError(f"{run.path!r} is not a kmtl run directory: no such "
                             f"directory. Pass the directory `kmtl train` printed "
                             f"last.")
+        if run.incomplete and not os.path.isfile(run.file(MODEL_FILE)):
+            why = ""
+            if os.path.isfile(run.file(FAILED_FILE)):
+                with open(run.file(FAILED_FILE), encoding="utf-8") as handle:
+                    why = f" It failed: {handle.read().strip()}"
+            raise DataError(f"{run.path!r} is a run that did not finish (it holds "
+                            f"{INCOMPLETE_FILE} and no {MODEL_FILE}).{why} Train "
+                            f"again, or pass a finished run.")
         for name in (MODEL_FILE, CONFIG_FILE):
             if not os.path.isfile(run.file(name)):
                 raise DataError(f"{run.path!r} is not a kmtl run directory: {name} "
                                 f"is missing. Pass the directory `kmtl train` "
                                 f"printed last.")
         return run
+
+    # === Completion ===
+
+    @property
+    def incomplete(self):
+        """True while the run has not finished (its `INCOMPLETE` file)."""
+        return os.path.isfile(self.file(INCOMPLETE_FILE))
+
+    def mark_complete(self):
+        """Removes `INCOMPLETE`: every file of the run is written."""
+        if self.incomplete:
+            os.remove(self.file(INCOMPLETE_FILE))
+
+    def write_failure(self, message):
+        """Writes `FAILED.txt` (why the run stopped); `INCOMPLETE` stays."""
+        with open(self.file(FAILED_FILE), "w", encoding="utf-8") as handle:
+            handle.write(f"{message}\n")
 
     # === Paths ===
 

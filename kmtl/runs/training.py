@@ -41,6 +41,7 @@ from kmtl.runs.config import describe_size_defaults
 from kmtl.runs.config import with_size_defaults
 from kmtl.runs.data import prepare_data
 from kmtl.runs.data import split_datasets
+from kmtl.runs.run_dir import FAILED_FILE
 from kmtl.runs.run_dir import RunDir
 
 __all__ = [
@@ -343,8 +344,6 @@ def build_run_model(config, data, tasks=None):
     return model
 
 
-FAILED_FILE = "FAILED.txt"
-"""What a run directory whose training diverged holds instead of a model."""
 DIVERGED_FIX = ("Lower training.learning_rate, or look for extreme values in "
                 "the features and labels.")
 
@@ -513,8 +512,7 @@ def _train(config, data_dir, output_dir, export_root, log):
     except TrainingError as error:
         # The run directory keeps the config and the logs of what went wrong,
         # and says so; no model.keras, no metrics.json, no export.
-        with open(os.path.join(run.path, FAILED_FILE), "w", encoding="utf-8") as f:
-            f.write(f"{error}\n")
+        run.write_failure(str(error))
         raise TrainingError(f"{error} Run directory (logs, {FAILED_FILE}): "
                             f"{run.path}") from None
     run.save_model(model)
@@ -526,6 +524,7 @@ def _train(config, data_dir, output_dir, export_root, log):
     renamed = describe_renamed_inputs(model)
     if renamed:
         log(renamed)
+    run.mark_complete()
     log(f"TensorBoard: tensorboard --logdir {run.log_dir}")
     log(f"Run directory: {run.path}")
     return {"run_dir": run.path, "metrics": result.metrics, "export_dir": exported,

@@ -16,7 +16,8 @@ from kmtl.data import handle_non_finite
 from kmtl.errors import DataError
 from kmtl.errors import TrainingError
 from kmtl.features import Feature
-from kmtl.runs.training import FAILED_FILE
+from kmtl.runs.run_dir import FAILED_FILE
+from kmtl.runs.run_dir import INCOMPLETE_FILE
 from kmtl.runs.training import check_finite_metrics
 from kmtl.tasks import Task
 
@@ -125,10 +126,26 @@ def test_a_diverged_run_is_never_saved_or_exported(workspace, capsys):
     assert "Training diverged in epoch 1" in err and "loss = nan" in err
     assert "Nothing was saved or exported" in err
     (run,) = (folder / "runs").iterdir()
-    assert FAILED_FILE in os.listdir(run)
+    assert FAILED_FILE in os.listdir(run) and INCOMPLETE_FILE in os.listdir(run)
     assert "model.keras" not in os.listdir(run)
     assert "metrics.json" not in os.listdir(run)
     assert not (folder / "sm").exists() or not os.listdir(folder / "sm")
+    # kmtl evaluate / predict / export on it say it did not finish, and why.
+    code = main(["evaluate", str(run)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert ("is a run that did not finish (it holds INCOMPLETE and no "
+            "model.keras)") in err
+    assert "It failed: Training diverged in epoch 1" in err
+
+
+def test_a_finished_run_is_not_marked_incomplete(workspace, capsys):
+    folder, config = workspace
+    config["data"]["non_finite"] = "drop"
+    code, _, err = train(folder, config, capsys)
+    assert code == 0, err
+    (run,) = (folder / "runs").iterdir()
+    assert INCOMPLETE_FILE not in os.listdir(run)
 
 
 # === Honest metrics ===
