@@ -83,6 +83,21 @@ def cmd_evaluate(args):
         print(json.dumps(metrics, indent=2))
 
 
+def _check_output_file(output):
+    """Raises a DataError naming `output` when predictions cannot be written
+    there: a directory, or a folder that does not exist or is not writable."""
+    if os.path.isdir(output):
+        raise DataError(f"The output {output!r} is a directory; give a file path "
+                        f"such as {os.path.join(output, 'predictions.csv')!r}.")
+    folder = os.path.dirname(os.path.abspath(output))
+    if not os.path.isdir(folder):
+        raise DataError(f"The output folder {folder!r} does not exist; create it "
+                        f"or choose another path for the predictions.")
+    if not os.access(folder, os.W_OK):
+        raise DataError(f"The output folder {folder!r} is not writable; choose "
+                        f"another path for the predictions.")
+
+
 def cmd_predict(args):
     import pandas as pd
 
@@ -91,6 +106,7 @@ def cmd_predict(args):
     from kmtl.runs.data import INPUT_HINT
     from kmtl.runs.data import warn_unseen
 
+    _check_output_file(args.output)
     _, config, model = _open_run(args.run_dir)
     frame = _read_input(args.input, config)
     warn_unseen(model.features, {"input": frame}, INPUT_HINT)
@@ -102,11 +118,18 @@ def cmd_predict(args):
     result = pd.DataFrame(columns)
     output = args.output
     tmp = output + ".partial"
-    if output.lower().endswith(PARQUET_SUFFIXES):
-        result.to_parquet(tmp, index=False)
-    else:
-        result.to_csv(tmp, index=False)
-    os.replace(tmp, output)
+    try:
+        if output.lower().endswith(PARQUET_SUFFIXES):
+            result.to_parquet(tmp, index=False)
+        else:
+            result.to_csv(tmp, index=False)
+        os.replace(tmp, output)
+    except OSError as error:
+        if os.path.isfile(tmp):
+            os.remove(tmp)
+        raise DataError(f"Cannot write the predictions to {output!r}: "
+                        f"{error.strerror or error}. Nothing was written; free "
+                        f"space or choose another path.") from None
     print(f"Wrote {len(result)} rows x {len(result.columns)} columns to {output}")
 
 

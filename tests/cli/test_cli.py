@@ -411,6 +411,24 @@ def test_predict_writes_one_column_per_task_output(run_dir, model, trained, suff
     assert not written.isna().any().any()
 
 
+@pytest.mark.parametrize("where, message", [
+    ("missing/predictions.csv", "does not exist; create it"),
+    ("folder", "is a directory; give a file path"),
+], ids=["missing_folder", "directory"])
+def test_predict_to_an_unusable_path_names_it_and_writes_nothing(
+        run_dir, trained, tmp_path, capsys, where, message):
+    frame = kmtl.datasets.load_penguins()[FEATURE_COLUMNS]
+    source = tmp_path / "features.csv"
+    frame.to_csv(source, index=False)
+    (tmp_path / "folder").mkdir()
+    target = tmp_path / where
+    code, _, err = run_main(capsys, "predict", run_dir, source, target)
+    assert code == 2
+    assert message in err and "kmtl predict: error:" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["features.csv", "folder"]
+    assert not list((tmp_path / "folder").iterdir())
+
+
 # === export ===
 
 
