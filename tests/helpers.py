@@ -34,7 +34,7 @@ def snapshot(root):
 # `python serve.py MODEL_DIR INPUTS_JSON OUTPUTS_NPZ [MODEL_DIR INPUTS_JSON
 # OUTPUTS_NPZ ...]`, inputs keyed by signature input; several exports in one
 # process save TensorFlow start-ups.
-FRESH_PROCESS = textwrap.dedent("""\
+REFUSE_KMTL = textwrap.dedent("""\
     import json
     import sys
 
@@ -47,6 +47,11 @@ FRESH_PROCESS = textwrap.dedent("""\
 
 
     sys.meta_path.insert(0, RefuseKmtl())
+""")
+"""The start of a script run in a fresh process to serve an export: any
+import of kmtl fails there."""
+
+FRESH_PROCESS = REFUSE_KMTL + textwrap.dedent("""\
 
     import numpy as np
     import tensorflow as tf

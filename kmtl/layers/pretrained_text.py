@@ -9,21 +9,12 @@ from keras import layers
 from keras import ops
 from keras import saving
 
+from kmtl.layers._keras_hub import keras_hub
 from kmtl.layers.sequence_pooling import SequencePooling
 
 PRESET_POOLINGS = ("mean", "cls")
 """`PresetTextEncoder` poolings: the masked mean of the token vectors, or the
 backbone's pooled (`[CLS]`) output."""
-
-
-def _keras_hub():
-    try:
-        import keras_hub
-    except ImportError as error:  # pragma: no cover - keras-hub is a dependency
-        raise ImportError(
-            "Pretrained text models need KerasHub: pip install keras-hub"
-        ) from error
-    return keras_hub
 
 
 def _check_preset(preset, config_file):
@@ -128,7 +119,7 @@ class PresetTokenizer(layers.Layer):
         self._convert_input_args = False
         self._allow_non_tensor_positional_args = True
         self.supports_jit = False
-        hub = _keras_hub()
+        hub = keras_hub()
         self.preset = None if preset is None else str(preset)
         if tokenizer is None:
             self.preset = _check_preset(preset, "tokenizer.json")
@@ -274,7 +265,7 @@ class PresetTextEncoder(layers.Layer):
         if pooling not in PRESET_POOLINGS:
             raise ValueError(f"pooling must be one of {PRESET_POOLINGS}. "
                              f"Received: pooling={pooling!r}")
-        hub = _keras_hub()
+        hub = keras_hub()
         self.preset = None if preset is None else str(preset)
         if backbone is None:
             if preset is None:

@@ -4,17 +4,8 @@ from keras import layers
 from keras import ops
 from keras import saving
 
+from kmtl.layers._keras_hub import keras_hub
 from kmtl.layers.sequence_pooling import SequencePooling
-
-
-def _keras_hub():
-    try:
-        import keras_hub
-    except ImportError as error:  # pragma: no cover - keras-hub is a dependency
-        raise ImportError(
-            "The transformer text encoder needs KerasHub: pip install keras-hub"
-        ) from error
-    return keras_hub
 
 
 @saving.register_keras_serializable(package="kmtl")
@@ -81,7 +72,7 @@ class TransformerTextEncoder(layers.Layer):
         self.num_heads = int(num_heads)
         self.intermediate_dim = int(intermediate_dim or 2 * embedding_dim)
         self.dropout = float(dropout)
-        hub = _keras_hub().layers
+        hub = keras_hub().layers
         self.embedding = hub.TokenAndPositionEmbedding(
             vocabulary_size=self.vocabulary_size,
             sequence_length=self.sequence_length,

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import yaml
+from helpers import REFUSE_KMTL
 
 from kmtl.runs.training import train
 
@@ -21,19 +22,7 @@ REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "examples" / "womens_clothing_reviews.yaml"
 REST_BODY = REPO / "examples" / "womens_clothing_reviews_request.json"
 
-SERVE_REST_BODY = textwrap.dedent("""\
-    import json
-    import sys
-
-
-    class RefuseKmtl:
-        # Serving must not need kmtl: importing it fails in this process.
-        def find_spec(self, name, path=None, target=None):
-            if name == "kmtl" or name.startswith("kmtl."):
-                raise ImportError(f"{name} must not be needed to serve")
-
-
-    sys.meta_path.insert(0, RefuseKmtl())
+SERVE_REST_BODY = REFUSE_KMTL + textwrap.dedent("""\
 
     import tensorflow as tf
 
