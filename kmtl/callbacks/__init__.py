@@ -1,5 +1,6 @@
 """Keras callbacks for multi-task training, one per file."""
 
+from kmtl.callbacks.backup import RunBackup
 from kmtl.callbacks.delta_m import DeltaM
 from kmtl.callbacks.gradient_statistics import GradientStatistics
 from kmtl.callbacks.sharing_diagnostics import SharingDiagnostics
@@ -9,6 +10,7 @@ from kmtl.callbacks.tensorboard import TensorBoard
 __all__ = [
     "DeltaM",
     "GradientStatistics",
+    "RunBackup",
     "SharingDiagnostics",
     "TaskInterference",
     "TensorBoard",

@@ -75,7 +75,7 @@ def encode_labels(frame, tasks):
 
 
 def make_dataset(frame, features, tasks=None, batch_size=256, shuffle=False, seed=0,
-                 drop_remainder=False, encoded=True, cache=False):
+                 drop_remainder=False, encoded=True, cache=False, first_epoch=0):
     """A `tf.data.Dataset` of batches from a DataFrame.
 
     Args:
@@ -86,6 +86,10 @@ def make_dataset(frame, features, tasks=None, batch_size=256, shuffle=False, see
         batch_size: int, rows per batch.
         shuffle: bool. Permute rows every epoch.
         seed: int. Seed of the permutation: same seed, same order of batches.
+            Epoch `e`'s order depends on `(seed, e)` only (stateless).
+        first_epoch: int, default 0. The epoch number of the first pass over
+            the dataset (with `shuffle`): a run resumed after `k` epochs
+            passes `k` to see the orders an uninterrupted run sees.
         drop_remainder: bool. Drop the last partial batch.
         encoded: bool, default True. Yield the encoded blocks, for a
             `kmtl.MultiTaskModel` (`fit`, `evaluate`, `predict`, or calling
@@ -159,18 +163,21 @@ def make_dataset(frame, features, tasks=None, batch_size=256, shuffle=False, see
         return tf.data.Dataset.range(num_batches).map(one)
 
     if shuffle:
-        def permutation(key):
-            seed_pair = tf.stack([key, tf.constant(0, tf.int64)])
+        # Epoch e's order is a function of (seed, e) alone: every iterator
+        # made of the dataset (Keras makes one per epoch) takes the next
+        # epoch number, starting from `first_epoch`, so a resumed run draws
+        # the orders of an uninterrupted one.
+        epochs = tf.Variable(first_epoch, dtype=tf.int64, trainable=False)
+
+        def permutation(_):
+            epoch = epochs.assign_add(1) - 1
+            seed_pair = tf.stack([tf.constant(seed, tf.int64), epoch])
             order = tf.random.experimental.stateless_shuffle(
                 tf.range(rows, dtype=tf.int64), seed=seed_pair
             )
             return batch_slices(order)
 
-        indices = (
-            tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
-            .take(1)
-            .flat_map(permutation)
-        )
+        indices = tf.data.Dataset.range(1).flat_map(permutation)
     else:
         indices = batch_slices(tf.range(rows, dtype=tf.int64))
     dataset = indices.map(

@@ -271,10 +271,12 @@ class PreparedData:
     held_out: dict
     split: dict = dataclasses.field(default_factory=dict)
 
-    def train_dataset(self, seed):
-        """The training split, reshuffled every epoch in an order fixed by `seed`."""
+    def train_dataset(self, seed, first_epoch=0):
+        """The training split, reshuffled every epoch in an order fixed by
+        `seed` and the epoch number, which starts at `first_epoch` (a run
+        resumed after `first_epoch` epochs)."""
         return make_dataset(self.train, self.features, self.tasks, self.batch_size,
-                            shuffle=True, seed=seed)
+                            shuffle=True, seed=seed, first_epoch=first_epoch)
 
 
 # A held-out split whose values of a feature are mostly unseen in training gets

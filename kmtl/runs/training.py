@@ -26,6 +26,7 @@ import pandas as pd
 
 from kmtl import architectures
 from kmtl import weighting as weighting_module
+from kmtl.callbacks.backup import RunBackup
 from kmtl.callbacks.gradient_statistics import GradientStatistics
 from kmtl.callbacks.sharing_diagnostics import SharingDiagnostics
 from kmtl.callbacks.tensorboard import TensorBoard
@@ -385,7 +386,8 @@ def check_finite_metrics(metrics):
             f"Nothing was saved or exported. {DIVERGED_FIX}")
 
 
-def run_model(config, data, tasks=None, model=None, train_data=None, callbacks=()):
+def run_model(config, data, tasks=None, model=None, train_data=None, callbacks=(),
+              backup_dir=None):
     """One training run: fit with early stopping, then evaluate the held-out splits.
 
     Fits on `train_data` (default: `data.train_dataset(training.seed)`) for at
@@ -402,6 +404,11 @@ def run_model(config, data, tasks=None, model=None, train_data=None, callbacks=(
         model: a model from `build_run_model`; built here when None.
         train_data: the training dataset; default from `data`.
         callbacks: extra Keras callbacks, run before early stopping.
+        backup_dir: str or None. Back up the training state there after
+            every epoch (`kmtl.callbacks.RunBackup`), and resume from the
+            backup found there: the epochs already run are not run again,
+            the shuffled batches of each later epoch are those of an
+            uninterrupted run, and the history returned covers every epoch.
 
     Returns:
         A `RunResult`.
@@ -414,22 +421,34 @@ def run_model(config, data, tasks=None, model=None, train_data=None, callbacks=(
     training = config.training
     if model is None:
         model = build_run_model(config, data, tasks)
-    if train_data is None:
-        train_data = data.train_dataset(training.seed)
     validation_data = data.held_out.get("validation")
     monitor = "val_loss" if validation_data is not None else "loss"
-    callbacks = list(callbacks) + [keras.callbacks.TerminateOnNaN(),
-                                   keras.callbacks.EarlyStopping(
+    early_stopping = keras.callbacks.EarlyStopping(
         monitor=monitor, patience=training.early_stopping_patience,
-        restore_best_weights=True)]
+        restore_best_weights=True)
+    callbacks = list(callbacks) + [keras.callbacks.TerminateOnNaN(), early_stopping]
+    backup, first_epoch = None, 0
+    if backup_dir is not None:
+        backup = RunBackup(backup_dir, early_stopping)
+        callbacks.append(backup)
+        state = backup.read_state()
+        if state is not None and train_data is not None:
+            raise ValueError("run_model: resuming from a backup needs the "
+                             "training data from `data` (train_data=None), so "
+                             "that each epoch sees its own order.")
+        first_epoch = state["epoch"] if state else 0
+    if train_data is None:
+        train_data = data.train_dataset(training.seed, first_epoch=first_epoch)
     start = time.perf_counter()
     history = model.fit(train_data, validation_data=validation_data,
                         epochs=training.epochs, callbacks=callbacks,
-                        verbose=training.verbose, shuffle=False)
-    check_finite_history(history.history)
+                        verbose=training.verbose, shuffle=False).history
+    if backup is not None:
+        history = backup.history
+    check_finite_history(history)
     metrics = evaluate_splits(model, data.held_out)
     check_finite_metrics(metrics)
-    return RunResult(model=model, history=history.history, metrics=metrics,
+    return RunResult(model=model, history=history, metrics=metrics,
                      seconds=time.perf_counter() - start,
                      parameters=int(model.count_params()))
 
