@@ -2,15 +2,19 @@
 
 import errno
 import json
+import numbers
 import os
 import shutil
 import tempfile
 
 import keras
+import numpy as np
 import tensorflow as tf
 
+from kmtl._checks import FLOAT32_MAX
 from kmtl.data.pipeline import TF_DTYPES
 from kmtl.errors import ConfigError
+from kmtl.errors import DataError
 from kmtl.features import input_name
 
 SIGNATURE_NAME = "serving_default"
@@ -60,6 +64,202 @@ def describe_renamed_inputs(model):
         f"name (an export lists them in {INPUT_NAMES_FILE}):", *lines])
 
 
+def read_served_inputs(version_dir):
+    """`{column: signature input}` of an export: `assets/kmtl_inputs.json`,
+    or `{}` when the export has none (every input keeps its column's name).
+
+    Args:
+        version_dir: str. A version directory `export_saved_model` wrote.
+    """
+    path = os.path.join(os.fspath(version_dir), INPUT_NAMES_FILE)
+    if not os.path.isfile(path):
+        return {}
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)["inputs"]
+
+
+# === Input checks ===
+
+
+def _shape_text(shape):
+    """`(None, 28, 28)` -> `(batch, 28, 28)`; `(None,)` -> `(batch,)`."""
+    dims = ["batch" if i == 0 else "?" if d is None else str(d)
+            for i, d in enumerate(shape)]
+    return f"({dims[0]},)" if len(dims) == 1 else f"({', '.join(dims)})"
+
+
+def _named(key, column):
+    return f"{SIGNATURE_NAME} input {key!r} (column {column!r})"
+
+
+def serving_input_checks(inputs, specs, columns=None):
+    """The served graph's checks of the inputs of a signature, by name.
+
+    Inside the signature TensorFlow checks each input's dtype (naming it by
+    position only) but not its shape: a `(batch, 2)` tensor for a `(batch,)`
+    input, a scalar, or inputs of different batch sizes reach the model and
+    fail deep inside it ("ConcatOp : Ranks of all input tensors should
+    match"). These assertions run first and fail with an
+    `InvalidArgumentError` naming the signature input, its column, the
+    expected shape and the received one, for every caller of the SavedModel
+    (TF Serving's REST and gRPC APIs included). They do not change the
+    values.
+
+    The shape is matched as text (`"2,28,28"` against `\\d+,28,28`): a rank
+    test (`tf.rank`) would be folded to True by Grappler from the declared
+    shape, which TensorFlow does not enforce when the signature is called.
+
+    Args:
+        inputs: dict `{signature input: tensor}`, the signature's arguments.
+        specs: dict `{signature input: tf.TensorSpec}`, the signature, whose
+            first dimension is the batch.
+        columns: dict `{signature input: column}` for the messages, or None
+            (the column is the signature input).
+
+    Returns:
+        dict `{signature input: tensor}`: `inputs` (identities) that depend
+        on the checks.
+    """
+    columns = columns or {}
+    shape_checks = []
+    for key, spec in specs.items():
+        pattern = r"\d+" + "".join(
+            r",\d+" if dim is None else f",{dim}" for dim in spec.shape[1:])
+        received = tf.strings.reduce_join(
+            tf.strings.as_string(tf.shape(inputs[key])), separator=",")
+        shape_checks.append(tf.debugging.Assert(
+            tf.strings.regex_full_match(received, pattern),
+            [f"{_named(key, columns.get(key, key))} must have shape "
+             f"{_shape_text(spec.shape)}, one row per example; received "
+             f"shape", tf.shape(inputs[key])], name=f"check_shape_{key}"))
+    batch_checks = []
+    with tf.control_dependencies(shape_checks):
+        first, *others = specs
+        batch = tf.shape(inputs[first])[0]
+        for key in others:
+            size = tf.shape(inputs[key])[0]
+            batch_checks.append(tf.debugging.Assert(
+                tf.equal(size, batch),
+                [f"{_named(key, columns.get(key, key))} and input {first!r} "
+                 f"(column {columns.get(first, first)!r}) must have the same "
+                 f"batch size (rows); received", size, "and", batch],
+                name=f"check_batch_{key}"))
+    with tf.control_dependencies(shape_checks + batch_checks):
+        return {key: tf.identity(value) for key, value in inputs.items()}
+
+
+def check_serving_inputs(signature, inputs, columns=None):
+    """Checks `inputs` by name against a loaded `serving_default` signature
+    and converts them to its dtypes, as TF Serving's REST API converts JSON.
+
+    Calling the signature itself names a wrong dtype by position only ("input
+    #1 (zero-based) was expected to be a float tensor"); this names the input.
+    Accepted, as TF Serving accepts in JSON: numbers (not booleans) for a
+    float input, integers up to 2**24 exactly, floats within float32's range;
+    integers (or whole floats) for an int64 input; strings or bytes for a
+    string input.
+
+    Args:
+        signature: the signature, `tf.saved_model.load(path).signatures[
+            "serving_default"]`.
+        inputs: dict `{signature input: array-like or tensor}`, each of shape
+            `(batch, ...)` as the signature declares.
+        columns: dict `{column: signature input}` (`read_served_inputs`) for
+            the messages, or None.
+
+    Returns:
+        dict `{signature input: tf.Tensor}`: call `signature(**returned)`.
+
+    Raises:
+        DataError: an input is missing, unknown, of the wrong kind of value,
+            not exactly convertible, of the wrong shape, or of another batch
+            size than the others; naming the signature input and its column.
+    """
+    specs = signature.structured_input_signature[1]
+    column_of = {key: column for column, key in (columns or {}).items()}
+    missing = [key for key in specs if key not in inputs]
+    unknown = [key for key in inputs if key not in specs]
+    if missing or unknown:
+        parts = []
+        if missing:
+            parts.append("missing " + ", ".join(
+                _named(key, column_of.get(key, key)) for key in missing))
+        if unknown:
+            parts.append(f"{SIGNATURE_NAME} has no input "
+                         + ", ".join(repr(key) for key in unknown))
+        raise DataError(f"{'; '.join(parts)}. Send exactly the inputs "
+                        f"{sorted(specs)} (saved_model_cli show --all lists them).")
+    converted, batches = {}, {}
+    for key, spec in specs.items():
+        name = _named(key, column_of.get(key, key))
+        value = inputs[key]
+        value = value.numpy() if isinstance(value, tf.Tensor) else np.asarray(value)
+        value = _convert(value, spec.dtype, name)
+        if (value.ndim != len(spec.shape) or any(
+                want is not None and got != want
+                for got, want in zip(value.shape[1:], spec.shape[1:]))):
+            raise DataError(f"{name} must have shape {_shape_text(spec.shape)}, "
+                            f"one row per example; received shape "
+                            f"{tuple(value.shape)}.")
+        batches[key] = value.shape[0]
+        converted[key] = tf.constant(value, spec.dtype)
+    if len(set(batches.values())) > 1:
+        sizes = ", ".join(f"{key!r}: {size}" for key, size in batches.items())
+        raise DataError(f"The inputs of {SIGNATURE_NAME} must have the same batch "
+                        f"size (rows); received {sizes}.")
+    return converted
+
+
+def _convert(values, dtype, name):
+    """`values` (an ndarray) as `dtype`'s NumPy type, or a DataError naming
+    the input when that is not exact (the rules of TF Serving's JSON)."""
+    kind = values.dtype.kind
+    if kind == "O" and values.size:
+        flat = values.ravel()
+        if all(isinstance(v, (str, bytes)) for v in flat):
+            kind = "U"
+        elif all(isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))
+                 for v in flat):
+            values = values.astype("float64")
+            kind = values.dtype.kind
+    given = {"U": "strings", "S": "strings", "b": "booleans", "f": "floats",
+             "i": "integers", "u": "integers"}.get(kind, f"{values.dtype} values")
+    if dtype == tf.string:
+        if kind in "US" or not values.size:
+            return values.astype(object)
+        problem = f"expects strings; received {given}"
+    elif dtype == tf.int64:
+        if kind in "iu":
+            return values.astype("int64")
+        if kind == "f" and np.all(np.isfinite(values) & (values == np.round(values))):
+            return values.astype("int64")
+        problem = f"expects int64 codes (integers); received {given}"
+        if kind == "f":
+            problem += " that are not all whole numbers"
+    elif dtype.is_floating:
+        if kind in "iuf":
+            # TF Serving's JSON rule: an integer beyond 2**24 or a float
+            # beyond float32's range cannot be held without loss.
+            wide = values.astype("float64")
+            with np.errstate(invalid="ignore"):
+                lossy = np.isfinite(wide) & (np.abs(wide) > (
+                    2**24 if kind in "iu" else FLOAT32_MAX))
+            if not lossy.any():
+                return values.astype(dtype.as_numpy_dtype)
+            raise DataError(f"{name} cannot hold {values[lossy].ravel()[0]!r} "
+                            f"as {dtype.name} without loss of precision (TF "
+                            f"Serving refuses it too); send a value float32 "
+                            f"holds exactly.")
+        problem = f"expects numbers ({dtype.name}); received {given}"
+    else:
+        return values.astype(dtype.as_numpy_dtype)
+    if not values.size:
+        return values.astype(dtype.as_numpy_dtype)
+    raise DataError(f"{name} {problem} (first value {values.ravel()[0]!r}). "
+                    f"Send {'strings' if dtype == tf.string else 'numbers'}, as "
+                    f"the signature declares (saved_model_cli show --all).")
+
+
 def existing_versions(base_dir):
     """The versions exported under `base_dir`.
 
@@ -101,6 +301,14 @@ def export_saved_model(model, base_dir, version=None):
     directory take distinct versions. Staging directories of killed exports
     are removed by the next export (`clean_stale_staging`).
 
+    The signature checks, inside the served graph (so TF Serving's clients
+    get the same errors), that each input has its shape (`(batch,)` for a
+    column) and that all inputs have the same batch size; a failed check is an
+    `InvalidArgumentError` naming the signature input, its column, the
+    expected shape and the received one (`serving_input_checks`). An input's
+    dtype is checked by TensorFlow before the graph runs (see
+    `check_serving_inputs` for a check by name in Python).
+
     Args:
         model: a `kmtl.MultiTaskModel`.
         base_dir: str. The model's base path for TF Serving (`--model_base_path`).
@@ -112,13 +320,25 @@ def export_saved_model(model, base_dir, version=None):
 
     Raises:
         ConfigError: `version` exists already or is not a positive integer.
-        OSError: `base_dir` cannot be created or written.
+        DataError: `base_dir` cannot be created (a file is in the way, no
+            permission) or the export cannot be written (a full disk, any
+            other `OSError`), naming the directory and the fix; the staging
+            directory is removed and earlier versions are unchanged.
     """
-    base_dir = os.path.abspath(os.fspath(base_dir))
+    given = os.fspath(base_dir)
+    base_dir = os.path.abspath(given)
     if version is not None and (not isinstance(version, int)
                                 or isinstance(version, bool) or version < 1):
         raise ConfigError(f"version must be a positive integer. Received: {version!r}")
-    os.makedirs(base_dir, exist_ok=True)
+    if os.path.exists(base_dir) and not os.path.isdir(base_dir):
+        raise DataError(f"The export directory {given!r} is a file, not a "
+                        f"directory; choose another export.dir.")
+    try:
+        os.makedirs(base_dir, exist_ok=True)
+    except OSError as error:
+        raise DataError(f"Cannot create the export directory {given!r}: "
+                        f"{_reason(error)}. Choose another export.dir (a "
+                        f"writable place).") from error
     clean_stale_staging(base_dir)
     if version is not None:
         _check_free(base_dir, version)
@@ -133,8 +353,10 @@ def export_saved_model(model, base_dir, version=None):
             shape = ()
         key = keys[name] = input_name(name)
         specs[key] = tf.TensorSpec((None, *shape), dtype, name=key)
+    column_of = {key: column for column, key in signature_inputs(model).items()}
 
     def serve(inputs):
+        inputs = serving_input_checks(inputs, specs, column_of)
         batch = {name: tf.expand_dims(inputs[key], -1) if name in columns
                  else inputs[key] for name, key in keys.items()}
         return dict(model(batch, training=False))
@@ -142,8 +364,12 @@ def export_saved_model(model, base_dir, version=None):
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint(name=SIGNATURE_NAME, fn=serve, input_signature=[specs])
-    staging = tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}pid{os.getpid()}-",
-                               dir=base_dir)
+    try:
+        staging = tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}pid{os.getpid()}-",
+                                   dir=base_dir)
+    except OSError as error:
+        raise DataError(f"Cannot write the export into {given!r}: "
+                        f"{_reason(error)}. {WRITE_FIX}") from error
     umask = os.umask(0)
     os.umask(umask)
     try:
@@ -155,9 +381,30 @@ def export_saved_model(model, base_dir, version=None):
         if renamed:
             _write_input_names(staging, signature_inputs(model))
         return _claim_version(staging, base_dir, version)
+    except (OSError, tf.errors.OpError) as error:
+        # TensorFlow's own file writes fail with an OpError: a full disk is a
+        # ResourceExhaustedError "<path>; No space left on device".
+        shutil.rmtree(staging, ignore_errors=True)
+        raise DataError(
+            f"Cannot write the export into {given!r}: {_reason(error)}. The "
+            f"partial export was removed and earlier versions are unchanged; "
+            f"{WRITE_FIX[0].lower()}{WRITE_FIX[1:]}") from error
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+WRITE_FIX = "Free disk space or choose another export.dir."
+"""The fix an export that cannot be written names."""
+
+
+def _reason(error):
+    """An OSError or a TensorFlow OpError as a sentence part: `[Errno 28] No
+    space left on device: 'path'` -> `No space left on device (path)`."""
+    if isinstance(error, tf.errors.OpError):
+        return error.message or type(error).__name__
+    reason = error.strerror or str(error) or type(error).__name__
+    return f"{reason} ({error.filename})" if error.filename else reason
 
 
 STAGING_PREFIX = ".export-"
