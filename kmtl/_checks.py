@@ -3,6 +3,7 @@ a ValueError that names the argument and the value received."""
 
 import math
 import numbers
+import os
 
 
 def check_task_names(task_names):
@@ -87,3 +88,15 @@ def non_finite(values):
     values = np.asarray(values, dtype="float64")
     with np.errstate(invalid="ignore"):
         return ~np.isnan(values) & ~(np.abs(values) <= FLOAT32_MAX)
+
+
+def process_alive(pid):
+    """Whether a process with id `pid` (int) runs on this machine (a process
+    of another user counts as running)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

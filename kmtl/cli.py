@@ -49,7 +49,8 @@ def cmd_train(args):
         ("export.dir", "--export-dir", args.export_dir),
         ("training.weighting", "--weighting", args.weighting),
     ])
-    train(config, data_dir=args.data_dir, output_dir=args.output_dir)
+    resume = None if args.no_resume else (args.resume or "auto")
+    train(config, data_dir=args.data_dir, output_dir=args.output_dir, resume=resume)
 
 
 def cmd_evaluate(args):
@@ -183,7 +184,10 @@ def build_parser():
         description="Train a multi-task model from a YAML config. Creates a fresh run "
         "directory (config.yaml, split.json, model.keras, metrics.json, logs/) and "
         "exports a SavedModel; the last line printed names the run directory. "
-        "Nothing is written when the config or the data fails a check.")
+        "Nothing is written when the config or the data fails a check. A run that "
+        "was killed goes on from its last finished epoch: with --resume RUN_DIR, "
+        "or by itself when the newest run of the config's name is unfinished and "
+        "was started with the same config and data.")
     train.add_argument("config", help="path of the YAML config (see docs/config.md)")
     train.add_argument("--data-dir", help="folder that relative data paths and "
                        "built-in data sets are read from (default: KMTL_DATA_DIR)")
@@ -197,6 +201,12 @@ def build_parser():
     train.add_argument("--weighting", help="override training.weighting: a method "
                        "name or spec such as 'static(mean=True)' or 'cagrad(c=0.4)' "
                        "(see kmtl.weighting.list_weightings())")
+    resuming = train.add_mutually_exclusive_group()
+    resuming.add_argument("--resume", metavar="RUN_DIR", help="go on training this "
+                          "unfinished run directory from its last finished epoch")
+    resuming.add_argument("--no-resume", action="store_true", help="start a fresh "
+                          "run even when the newest run of this config is "
+                          "unfinished")
     train.set_defaults(func=cmd_train)
 
     evaluate = commands.add_parser(

@@ -146,8 +146,9 @@ class RunBackup(keras.callbacks.BackupAndRestore):
         _replace_atomically(self.state_path, write_state)
         best = (state["early_stopping"] or {}).get("best_weights")
         keep = {STATE_FILE, weights, seeds, best}
+        # Earlier epochs' files, and what a kill during a write left.
         for name in os.listdir(self.backup_dir):
-            if name not in keep and not name.startswith(".tmp-"):
+            if name not in keep:
                 os.remove(os.path.join(self.backup_dir, name))
 
     def _load_model(self):

@@ -14,15 +14,23 @@ A run directory `<output-dir>/<name>-<timestamp>[-n]/` holds:
   hash of a split read from its own file;
 - `model.keras`: the trained model;
 - `metrics.json`: `{split: {task: {metric: value}}}` on the held-out splits;
-- `logs/`: TensorBoard logs.
+- `logs/`: TensorBoard logs;
+- while the run has not finished: `INCOMPLETE` (with the id of the process
+  training it) and `backup/`, the training state after the last finished
+  epoch (`kmtl.callbacks.RunBackup`), from which `kmtl train --resume`
+  continues; `FAILED.txt` when training diverged.
 """
 
 import datetime
 import json
 import os
+import re
+import shutil
 
 import yaml
 
+from kmtl._checks import process_alive
+from kmtl.errors import ConfigError
 from kmtl.errors import DataError
 from kmtl.runs.config import parse_config
 from kmtl.runs.config import parse_stored_config
@@ -43,9 +51,12 @@ METRICS_FILE = "metrics.json"
 """The held-out metrics, `{split: {task: {metric: value}}}`."""
 LOG_DIR = "logs"
 """The TensorBoard logs."""
+BACKUP_DIR = "backup"
+"""The training state after the last finished epoch, while the run has not
+finished (`kmtl.callbacks.RunBackup`)."""
 
-__all__ = ["CONFIG_FILE", "LOG_DIR", "METRICS_FILE", "MODEL_FILE", "SPLIT_FILE",
-           "RunDir", "resolved_config"]
+__all__ = ["BACKUP_DIR", "CONFIG_FILE", "LOG_DIR", "METRICS_FILE", "MODEL_FILE",
+           "SPLIT_FILE", "RunDir", "resolved_config"]
 
 
 def resolved_config(config, tasks=None, features=None):
@@ -123,8 +134,7 @@ class RunDir:
                 try:
                     os.mkdir(path)
                     run = cls(path)
-                    with open(run.file(INCOMPLETE_FILE), "w", encoding="utf-8") as f:
-                        f.write("kmtl train has not finished this run.\n")
+                    run._claim()
                     return run
                 except FileExistsError:
                     continue
@@ -168,7 +178,110 @@ class RunDir:
                                 f"printed last.")
         return run
 
+    @classmethod
+    def resume(cls, path):
+        """An unfinished run directory, claimed by this process to go on
+        training it (`kmtl train --resume`).
+
+        Args:
+            path: str or path-like, the run directory.
+
+        Returns:
+            A `RunDir`; its `INCOMPLETE` now names this process.
+
+        Raises:
+            DataError: naming the path: no such directory, not a run
+                directory, a run that finished, that failed (with the reason)
+                or that another running process is training.
+        """
+        run = cls(path)
+        if not os.path.isdir(run.path):
+            raise DataError(f"--resume {run.path!r}: no such directory. Pass the "
+                            f"run directory `kmtl train` printed.")
+        if not os.path.isfile(run.file(CONFIG_FILE)):
+            raise DataError(f"--resume {run.path!r} is not a kmtl run directory: "
+                            f"{CONFIG_FILE} is missing.")
+        if not run.incomplete:
+            raise DataError(f"--resume {run.path!r}: the run finished; there is "
+                            f"nothing to resume. Train without --resume for a new "
+                            f"run.")
+        if os.path.isfile(run.file(FAILED_FILE)):
+            with open(run.file(FAILED_FILE), encoding="utf-8") as handle:
+                why = handle.read().strip()
+            raise DataError(f"--resume {run.path!r}: the run failed, and resuming "
+                            f"would repeat it: {why}")
+        owner = run.owner
+        if owner is not None and owner != os.getpid() and process_alive(owner):
+            raise DataError(f"--resume {run.path!r}: process {owner} is training "
+                            f"this run now. Wait for it, or stop it first.")
+        run._claim()
+        return run
+
+    @classmethod
+    def last_resumable(cls, output_dir, name):
+        """The newest run directory of the config `name` under `output_dir`
+        when it can be resumed: unfinished, not failed, not being trained by a
+        running process, with a backup of at least one epoch. None otherwise
+        (also when a newer run of `name` exists)."""
+        output_dir = os.fspath(output_dir)
+        pattern = re.compile(re.escape(name) + r"-\d{8}-\d{6}(-\d+)?")
+        try:
+            names = [n for n in os.listdir(output_dir) if pattern.fullmatch(n)]
+        except OSError:
+            return None
+        if not names:
+            return None
+        run = cls(os.path.join(output_dir, max(
+            names, key=lambda n: os.path.getmtime(os.path.join(output_dir, n)))))
+        owner = run.owner
+        if (not run.incomplete or os.path.isfile(run.file(FAILED_FILE))
+                or (owner is not None and process_alive(owner))
+                or not os.path.isfile(os.path.join(run.backup_dir, "state.json"))):
+            return None
+        return run
+
+    def check_same_run(self, config, tasks, features, split):
+        """Checks that a resumed run goes on with the config (resolved, with
+        its fitted tasks and features) and the split it was started with.
+
+        Raises:
+            ConfigError: naming each key that differs, with both values.
+        """
+        path = self.file(CONFIG_FILE)
+        try:
+            with open(path, encoding="utf-8") as handle:
+                stored = yaml.safe_load(handle)
+        except (OSError, yaml.YAMLError) as error:
+            raise DataError(f"Cannot resume {self.path!r}: {path!r} cannot be "
+                            f"read: {error}") from None
+        now = json.loads(json.dumps(resolved_config(config, tasks, features)))
+        changed = _differences(stored, now)
+        if self.read_split() not in (None, json.loads(json.dumps(split))):
+            changed.append("the split (split.json): the data changed")
+        if changed:
+            listing = "; ".join(changed[:8])
+            raise ConfigError(
+                f"Cannot resume {self.path!r} with another config or data: "
+                f"{listing}. Resume with the config and data it was started "
+                f"with, or train afresh without --resume.")
+
     # === Completion ===
+
+    @property
+    def owner(self):
+        """The id of the process that last started or resumed training this
+        run (from `INCOMPLETE`), or None."""
+        try:
+            with open(self.file(INCOMPLETE_FILE), encoding="utf-8") as handle:
+                match = re.search(r"^pid: (\d+)$", handle.read(), re.MULTILINE)
+        except OSError:
+            return None
+        return int(match.group(1)) if match else None
+
+    def _claim(self):
+        with open(self.file(INCOMPLETE_FILE), "w", encoding="utf-8") as handle:
+            handle.write(f"kmtl train has not finished this run.\npid: "
+                         f"{os.getpid()}\n")
 
     @property
     def incomplete(self):
@@ -176,7 +289,9 @@ class RunDir:
         return os.path.isfile(self.file(INCOMPLETE_FILE))
 
     def mark_complete(self):
-        """Removes `INCOMPLETE`: every file of the run is written."""
+        """Removes `backup/`, then `INCOMPLETE`: every file of the run is
+        written."""
+        shutil.rmtree(self.backup_dir, ignore_errors=True)
         if self.incomplete:
             os.remove(self.file(INCOMPLETE_FILE))
 
@@ -195,6 +310,11 @@ class RunDir:
     def log_dir(self):
         """The TensorBoard log directory, `logs/`."""
         return self.file(LOG_DIR)
+
+    @property
+    def backup_dir(self):
+        """The training state of an unfinished run, `backup/`."""
+        return self.file(BACKUP_DIR)
 
     @property
     def model_path(self):
@@ -297,6 +417,20 @@ class RunDir:
             raise DataError(f"{path!r} is missing.") from None
         except json.JSONDecodeError as error:
             raise DataError(f"{path!r} is not valid JSON: {error}") from None
+
+
+def _differences(stored, now, prefix=""):
+    """`key.path: stored -> now` for each value that differs between two
+    nested mappings."""
+    if isinstance(stored, dict) and isinstance(now, dict):
+        found = []
+        for key in list(stored) + [k for k in now if k not in stored]:
+            found += _differences(stored.get(key), now.get(key),
+                                  f"{prefix}{key}.")
+        return found
+    if stored != now:
+        return [f"{prefix.rstrip('.')}: {stored!r} -> {now!r}"]
+    return []
 
 
 def _input_names_comment(renamed):

@@ -454,7 +454,7 @@ def run_model(config, data, tasks=None, model=None, train_data=None, callbacks=(
 
 
 def train(config, data_dir=None, output_dir="runs", export_root="saved_models",
-          log=print):
+          log=print, resume="auto"):
     """Runs a whole training job from a config (see `kmtl.runs.config`).
 
     Keys the config leaves unset are chosen from the number of training rows
@@ -467,26 +467,66 @@ def train(config, data_dir=None, output_dir="runs", export_root="saved_models",
     SavedModel in `<export.dir or export_root/<name>>/<version>/`. Nothing is
     written, and no folder created, before every check has passed.
 
+    Until it has finished, the run directory holds `INCOMPLETE` and, after
+    each epoch, a backup of the training state (`backup/`, see
+    `kmtl.callbacks.RunBackup`). A run that was killed goes on from its last
+    finished epoch, in the same directory, and ends with the weights and
+    metrics an uninterrupted run has: explicitly (`resume=RUN_DIR`), or by
+    default when the newest run of the config's name under `output_dir` is
+    such a run, started with the same config and data.
+
     Args:
         config: a `RunConfig`, or a config mapping (validated here).
         data_dir: folder of relative data paths and built-in data sets.
         output_dir: where the run directory is created.
         export_root: the export base's parent when `export.dir` is not set.
         log: callable taking one str, for progress lines (default `print`).
+        resume: `"auto"` (default), a run directory, or None. `"auto"`:
+            resume the newest run of the config's name when it is unfinished
+            (not failed, not being trained by a running process, with a
+            backup) and was started with the same config and data; else a
+            fresh run. A run directory: resume that run (an error when it
+            cannot be resumed). None: always a fresh run.
 
     Returns:
         dict with `run_dir`, `metrics`, `export_dir` (or None) and `history`.
 
     Raises:
-        ConfigError: a bad config, before anything is written.
-        DataError: data that does not fit the config, before anything is written.
+        ConfigError: a bad config, before anything is written; or a config
+            or data other than those `resume`'s run was started with.
+        DataError: data that does not fit the config, before anything is
+            written; or a `resume` directory that cannot be resumed.
     """
     config = as_run_config(config)
     with precision_policy(config):
-        return _train(config, data_dir, output_dir, export_root, log)
+        return _train(config, data_dir, output_dir, export_root, log, resume)
 
 
-def _train(config, data_dir, output_dir, export_root, log):
+def _resumed_run(config, data, output_dir, resume, log):
+    """The unfinished `RunDir` to go on with (see `train`'s `resume`), or None
+    for a fresh run."""
+    if resume is None:
+        return None
+    if resume == "auto":
+        run = RunDir.last_resumable(output_dir, config.name)
+        if run is None:
+            return None
+        try:
+            run.check_same_run(config, data.tasks, data.features, data.split)
+        except (ConfigError, DataError):
+            return None
+        run = RunDir.resume(run.path)
+    else:
+        run = RunDir.resume(resume)
+        run.check_same_run(config, data.tasks, data.features, data.split)
+    state = RunBackup(run.backup_dir).read_state()
+    epoch = state["epoch"] if state else 0
+    log(f"Resuming {run.path} after epoch {epoch} of {config.training.epochs} "
+        f"(it did not finish; resume=None / --no-resume trains afresh).")
+    return run
+
+
+def _train(config, data_dir, output_dir, export_root, log, resume):
     config, data = prepare_run(config, data_dir, log)
     training = config.training
     export_dir = None
@@ -508,26 +548,27 @@ def _train(config, data_dir, output_dir, export_root, log):
         # writes per run (each is a forward pass and a heatmap per matrix,
         # several times a short epoch's training).
         diagnostics_every = max(1, training.epochs // 10)
-    train_data = data.train_dataset(training.seed)
+    # The callbacks' own copy: iterating it leaves the training order alone.
+    inspected = data.held_out.get("validation") or data.train_dataset(training.seed)
 
-    run = RunDir.create(output_dir, config.name)
-    run.write_config(config, data.tasks, data.features)
-    run.write_split(data.split)
+    run = _resumed_run(config, data, output_dir, resume, log)
+    if run is None:
+        run = RunDir.create(output_dir, config.name)
+        run.write_config(config, data.tasks, data.features)
+        run.write_split(data.split)
     callbacks = []
     if training.gradient_statistics_every:
         callbacks.append(GradientStatistics(
-            data.held_out.get("validation") or train_data,
-            every=training.gradient_statistics_every))
+            inspected, every=training.gradient_statistics_every))
     if diagnostics_every:
         callbacks.append(SharingDiagnostics(
-            data.held_out.get("validation") or train_data,
-            every=diagnostics_every, log_dir=run.log_dir))
+            inspected, every=diagnostics_every, log_dir=run.log_dir))
     callbacks.append(TensorBoard(run.log_dir))
     log(f"Training {config.name}: {config.model.architecture}, "
         f"{len(data.train)} training rows, tasks {[t.name for t in data.tasks]}")
     try:
-        result = run_model(config, data, model=model, train_data=train_data,
-                           callbacks=callbacks)
+        result = run_model(config, data, model=model, callbacks=callbacks,
+                           backup_dir=run.backup_dir)
     except TrainingError as error:
         # The run directory keeps the config and the logs of what went wrong,
         # and says so; no model.keras, no metrics.json, no export.
