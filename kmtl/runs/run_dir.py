@@ -26,6 +26,7 @@ import json
 import os
 import re
 import shutil
+import zipfile
 
 import yaml
 
@@ -51,6 +52,8 @@ METRICS_FILE = "metrics.json"
 """The held-out metrics, `{split: {task: {metric: value}}}`."""
 LOG_DIR = "logs"
 """The TensorBoard logs."""
+DAMAGED_FIX = ("The run directory was changed or damaged after `kmtl train` "
+               "wrote it: train again to get a complete one.")
 BACKUP_DIR = "backup"
 """The training state after the last finished epoch, while the run has not
 finished (`kmtl.callbacks.RunBackup`)."""
@@ -334,10 +337,14 @@ class RunDir:
         resolved = resolved_config(config, tasks, features)
         renamed = {f.name: f.input_name for f in features or []
                    if f.input_name != f.name}
-        with open(self.file(CONFIG_FILE), "w", encoding="utf-8") as handle:
-            yaml.safe_dump(resolved, handle, sort_keys=False)
-            if renamed:
-                handle.write(_input_names_comment(renamed))
+
+        def write(path):
+            with open(path, "w", encoding="utf-8") as handle:
+                yaml.safe_dump(resolved, handle, sort_keys=False)
+                if renamed:
+                    handle.write(_input_names_comment(renamed))
+
+        self._write(CONFIG_FILE, write)
         return resolved
 
     def read_config(self):
@@ -357,8 +364,17 @@ class RunDir:
             raise DataError(f"{self.path!r} is not a kmtl run directory: "
                             f"{CONFIG_FILE} is missing.") from None
         except yaml.YAMLError as error:
-            raise DataError(f"{path!r} is not valid YAML: {error}") from None
-        return parse_stored_config(raw)
+            raise DataError(f"{path!r} is not valid YAML: {error}. {DAMAGED_FIX}"
+                            ) from None
+        except (OSError, UnicodeDecodeError) as error:
+            raise DataError(f"Cannot read {path!r}: {error}. {DAMAGED_FIX}") from None
+        if not isinstance(raw, dict):
+            raise DataError(f"{path!r} holds no config (a YAML mapping); it "
+                            f"holds {type(raw).__name__} {raw!r:.80}. {DAMAGED_FIX}")
+        try:
+            return parse_stored_config(raw)
+        except ConfigError as error:
+            raise ConfigError(f"{path!r}: {error} {DAMAGED_FIX}") from None
 
     # === split.json ===
 
@@ -377,21 +393,35 @@ class RunDir:
     # === model.keras ===
 
     def save_model(self, model):
-        """Saves `model` (a `keras.Model`) as `model.keras`."""
-        model.save(self.model_path)
+        """Saves `model` (a `keras.Model`) as `model.keras`, whole or not at
+        all (written to a temporary file, then renamed).
+
+        Raises:
+            DataError: the file cannot be written (a full disk, ...), naming
+                it; no `model.keras` is left behind.
+        """
+        self._write(MODEL_FILE, model.save)
 
     def load_model(self):
         """The trained model.
 
         Raises:
-            DataError: `model.keras` is missing.
+            DataError: `model.keras` is missing, or is no complete `.keras`
+                file (cut short, or overwritten), naming it.
         """
         import keras
 
         if not os.path.isfile(self.model_path):
             raise DataError(f"{self.path!r} is not a kmtl run directory: "
                             f"{MODEL_FILE} is missing.")
-        return keras.saving.load_model(self.model_path)
+        if not zipfile.is_zipfile(self.model_path):
+            raise DataError(f"{self.model_path!r} is damaged: it is no complete "
+                            f".keras (zip) file. {DAMAGED_FIX}")
+        try:
+            return keras.saving.load_model(self.model_path)
+        except (ValueError, OSError, KeyError, zipfile.BadZipFile) as error:
+            raise DataError(f"{self.model_path!r} cannot be loaded: {error} "
+                            f"{DAMAGED_FIX}") from None
 
     # === metrics.json ===
 
@@ -404,9 +434,33 @@ class RunDir:
         {metric: value}}}`."""
         return self._read_json(METRICS_FILE)
 
+    def _write(self, name, write):
+        """Calls `write(temporary path)` and renames the file to `name`: the
+        run directory holds the whole file or none (a kill, a full disk).
+
+        Raises:
+            DataError: naming the file and the fix, the temporary file removed.
+        """
+        path = self.file(name)
+        base, suffix = os.path.splitext(name)
+        temporary = self.file(f".{base}.partial{suffix}")
+        try:
+            write(temporary)
+            os.replace(temporary, path)
+        except OSError as error:
+            raise DataError(f"Cannot write {path!r}: {error.strerror or error}. "
+                            f"Free disk space (or choose another --output-dir) "
+                            f"and train again.") from None
+        finally:
+            if os.path.exists(temporary):
+                os.remove(temporary)
+
     def _write_json(self, name, value, indent=2):
-        with open(self.file(name), "w") as handle:
-            json.dump(value, handle, indent=indent)
+        def write(path):
+            with open(path, "w") as handle:
+                json.dump(value, handle, indent=indent)
+
+        self._write(name, write)
 
     def _read_json(self, name):
         path = self.file(name)
@@ -414,9 +468,10 @@ class RunDir:
             with open(path) as handle:
                 return json.load(handle)
         except FileNotFoundError:
-            raise DataError(f"{path!r} is missing.") from None
-        except json.JSONDecodeError as error:
-            raise DataError(f"{path!r} is not valid JSON: {error}") from None
+            raise DataError(f"{path!r} is missing. {DAMAGED_FIX}") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise DataError(f"{path!r} is not valid JSON: {error}. {DAMAGED_FIX}"
+                            ) from None
 
 
 def _differences(stored, now, prefix=""):

@@ -191,3 +191,90 @@ def test_a_stored_config_with_values_an_older_kmtl_accepted_stays_readable():
     assert raw["training"]["epochs"] is True  # the caller's mapping is untouched
     with pytest.raises(ConfigError, match="tasks"):
         parse_stored_config({"name": "old", "data": {"dataset": "penguins"}})
+
+
+# === Damaged run directories and failed writes ===
+
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory):
+    """A run directory's model.keras bytes, from a tiny penguins model."""
+    import kmtl
+    from tests.helpers import fit_tasks_and_features
+
+    frame = kmtl.datasets.load_penguins().dropna().iloc[:40]
+    features, tasks = fit_tasks_and_features(frame, kmtl.datasets.penguin_tasks(),
+                                             **kmtl.datasets.PENGUIN_FEATURES)
+    model = kmtl.build_model(features, tasks, "shared_bottom")
+    path = tmp_path_factory.mktemp("model") / "model.keras"
+    model.save(path)
+    return model, path.read_bytes()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "text", "empty"])
+def test_a_damaged_model_keras_names_the_file(tmp_path, saved_model, damage):
+    _, data = saved_model
+    damaged = {"truncated": data[: len(data) // 2], "text": b"not a model",
+               "empty": b""}[damage]
+    (tmp_path / "model.keras").write_bytes(damaged)
+    (tmp_path / "config.yaml").write_text("name: x\n")
+    with pytest.raises(DataError, match=r"model\.keras' is damaged: it is no "
+                                        r"complete \.keras \(zip\) file\. The run "
+                                        r"directory was changed or damaged"):
+        RunDir.open(tmp_path).load_model()
+
+
+@pytest.mark.parametrize("text, error, message", [
+    ("tasks: [unclosed\n", DataError, "config.yaml' is not valid YAML"),
+    ("just a string\n", DataError, "holds no config .* holds str 'just a string'"),
+    ("", DataError, "holds no config .* holds NoneType"),
+    ("name: x\n", ConfigError, r"config.yaml': Missing required config key `tasks`"),
+    (b"\xff\xfe\x00bad", DataError, "Cannot read .*config.yaml"),
+])
+def test_a_damaged_config_yaml_names_the_file(tmp_path, text, error, message):
+    path = tmp_path / "config.yaml"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    with pytest.raises(error, match=message):
+        RunDir(tmp_path).read_config()
+
+
+def test_a_full_disk_while_saving_the_model_leaves_no_file(tmp_path, saved_model,
+                                                           monkeypatch):
+    import errno
+
+    model, _ = saved_model
+    run = RunDir(tmp_path)
+
+    def half_written(path):
+        with open(path, "wb") as handle:
+            handle.write(b"PK half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(model, "save", half_written)
+    with pytest.raises(DataError, match=r"Cannot write .*model\.keras': No space "
+                                        r"left on device\. Free disk space"):
+        run.save_model(model)
+    assert os.listdir(tmp_path) == []
+    monkeypatch.undo()
+    run.save_model(model)
+    assert os.listdir(tmp_path) == ["model.keras"]
+    assert [w.shape for w in run.load_model().get_weights()] == [
+        w.shape for w in model.get_weights()]
+
+
+def test_a_full_disk_while_writing_metrics_keeps_the_earlier_file(tmp_path,
+                                                                  monkeypatch):
+    import errno
+
+    run = RunDir(tmp_path)
+    run.write_metrics({"test": {"y": {"auc": 0.5}}})
+
+    def full(value, handle, indent=None):
+        handle.write("{")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(json, "dump", full)
+    with pytest.raises(DataError, match="metrics.json': No space left"):
+        run.write_metrics({"test": {"y": {"auc": 0.9}}})
+    monkeypatch.undo()
+    assert run.read_metrics() == {"test": {"y": {"auc": 0.5}}}
+    assert os.listdir(tmp_path) == ["metrics.json"]
