@@ -89,7 +89,9 @@ def _shape_text(shape):
 
 
 def _named(key, column):
-    return f"{SIGNATURE_NAME} input {key!r} (column {column!r})"
+    """An input as messages name it, in backticks: TensorFlow escapes quotes
+    in an assertion's message."""
+    return f"{SIGNATURE_NAME} input `{key}` (column `{column}`)"
 
 
 def serving_input_checks(inputs, specs, columns=None):
@@ -140,8 +142,8 @@ def serving_input_checks(inputs, specs, columns=None):
             size = tf.shape(inputs[key])[0]
             batch_checks.append(tf.debugging.Assert(
                 tf.equal(size, batch),
-                [f"{_named(key, columns.get(key, key))} and input {first!r} "
-                 f"(column {columns.get(first, first)!r}) must have the same "
+                [f"{_named(key, columns.get(key, key))} and input `{first}` "
+                 f"(column `{columns.get(first, first)}`) must have the same "
                  f"batch size (rows); received", size, "and", batch],
                 name=f"check_batch_{key}"))
     with tf.control_dependencies(shape_checks + batch_checks):
@@ -186,7 +188,7 @@ def check_serving_inputs(signature, inputs, columns=None):
                 _named(key, column_of.get(key, key)) for key in missing))
         if unknown:
             parts.append(f"{SIGNATURE_NAME} has no input "
-                         + ", ".join(repr(key) for key in unknown))
+                         + ", ".join(f"`{key}`" for key in unknown))
         raise DataError(f"{'; '.join(parts)}. Send exactly the inputs "
                         f"{sorted(specs)} (saved_model_cli show --all lists them).")
     converted, batches = {}, {}
@@ -204,7 +206,8 @@ def check_serving_inputs(signature, inputs, columns=None):
         batches[key] = value.shape[0]
         converted[key] = tf.constant(value, spec.dtype)
     if len(set(batches.values())) > 1:
-        sizes = ", ".join(f"{key!r}: {size}" for key, size in batches.items())
+        sizes = "; ".join(f"`{key}` (column `{column_of.get(key, key)}`): {size}"
+                          for key, size in sorted(batches.items()))
         raise DataError(f"The inputs of {SIGNATURE_NAME} must have the same batch "
                         f"size (rows); received {sizes}.")
     return converted
@@ -246,7 +249,7 @@ def _convert(values, dtype, name):
                     2**24 if kind in "iu" else FLOAT32_MAX))
             if not lossy.any():
                 return values.astype(dtype.as_numpy_dtype)
-            raise DataError(f"{name} cannot hold {values[lossy].ravel()[0]!r} "
+            raise DataError(f"{name} cannot hold {values[lossy].tolist()[0]!r} "
                             f"as {dtype.name} without loss of precision (TF "
                             f"Serving refuses it too); send a value float32 "
                             f"holds exactly.")
@@ -255,7 +258,8 @@ def _convert(values, dtype, name):
         return values.astype(dtype.as_numpy_dtype)
     if not values.size:
         return values.astype(dtype.as_numpy_dtype)
-    raise DataError(f"{name} {problem} (first value {values.ravel()[0]!r}). "
+    first = values.ravel()[:1].tolist()[0]
+    raise DataError(f"{name} {problem} (first value {first!r}). "
                     f"Send {'strings' if dtype == tf.string else 'numbers'}, as "
                     f"the signature declares (saved_model_cli show --all).")
 

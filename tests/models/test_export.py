@@ -13,6 +13,7 @@ where `<ABSOLUTE_EXPORT_BASE>` is the directory holding the numbered versions an
 `body.json` is `REST_BODY`.
 """
 
+import errno
 import hashlib
 import json
 import os
@@ -209,6 +210,59 @@ def test_an_export_that_loses_the_race_for_a_version_takes_the_next(
     assert second == str(base / "2")
     assert sorted(os.listdir(base)) == ["1", "2"]
     assert snapshot(first) == before
+
+
+@pytest.mark.parametrize("failure", ["oserror", "tensorflow"])
+def test_a_full_disk_is_a_data_error_that_changes_no_version(model, tmp_path,
+                                                             monkeypatch, failure):
+    """A full disk while the SavedModel is written: Python's own writes raise
+    OSError(ENOSPC); TensorFlow's raise ResourceExhaustedError("<path>; No
+    space left on device") (as measured on a 200 kB tmpfs). Either is a
+    DataError naming the export directory and the fix; the partial staging
+    directory is removed and version 1 keeps its bytes."""
+    base = tmp_path / "base"
+    first = kmtl.export_saved_model(model, base)
+    before = snapshot(first)
+    real_save = tf.saved_model.save
+
+    def full_disk(obj, export_dir, **kwargs):
+        # Something was written before the disk filled up.
+        (Path(export_dir) / "variables").mkdir(parents=True, exist_ok=True)
+        (Path(export_dir) / "variables" / "variables.index").write_bytes(b"x" * 64)
+        target = os.path.join(export_dir, "saved_model.pb")
+        if failure == "oserror":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), target)
+        raise tf.errors.ResourceExhaustedError(
+            None, None, f"{target}; No space left on device")
+
+    # ExportArchive.write_out writes with tf.saved_model.save.
+    monkeypatch.setattr(tf.saved_model, "save", full_disk)
+    with pytest.raises(DataError) as error:
+        kmtl.export_saved_model(model, base)
+    message = str(error.value)
+    assert f"Cannot write the export into {str(base)!r}: " in message
+    assert "No space left on device" in message
+    assert message.endswith("The partial export was removed and earlier versions "
+                            "are unchanged; free disk space or choose another "
+                            "export.dir.")
+    assert sorted(os.listdir(base)) == ["1"]
+    assert snapshot(first) == before
+    monkeypatch.setattr(tf.saved_model, "save", real_save)
+    assert kmtl.export_saved_model(model, base) == str(base / "2")
+
+
+def test_an_export_dir_that_is_a_file_is_a_data_error(model, tmp_path):
+    path = tmp_path / "models"
+    path.write_text("not a folder")
+    with pytest.raises(DataError, match=re.escape(
+            f"The export directory {str(path)!r} is a file, not a directory; "
+            f"choose another export.dir.")):
+        kmtl.export_saved_model(model, path)
+    with pytest.raises(DataError, match=re.escape(
+            f"Cannot create the export directory {str(path / 'penguins')!r}: "
+            f"Not a directory")):
+        kmtl.export_saved_model(model, path / "penguins")
+    assert path.read_text() == "not a folder"
 
 
 def test_version_directory_is_readable_by_the_model_server(exported, export_base):
