@@ -1,0 +1,434 @@
+"""Training under a `tf.distribute` strategy: one device, the devices of one
+machine, several worker processes, or a parameter-server cluster.
+
+`make_strategy(name)` turns the `training.strategy` key into a strategy; build
+and compile the model inside its `scope()`. The cluster of the two multi-process
+strategies comes from the `TF_CONFIG` environment variable (one JSON object per
+process: the whole `cluster` and this process's `task`), checked here with a
+message that names what is wrong.
+
+- `multi_worker` (`tf.distribute.MultiWorkerMirroredStrategy`): every worker
+  runs the same program and `model.fit`; the gradients are all-reduced, so
+  the workers take the same synchronous steps. Shard the training data by
+  data (`shard_by_data`) so that the workers together see each global batch
+  once. Only the chief writes (`is_chief`); the others write the same files
+  to a temporary folder (`write_directory`), because saving reads variables
+  whose values are all-reduced, so every worker must take part.
+- `parameter_server` (`tf.distribute.ParameterServerStrategy`): the chief runs
+  the program; worker and ps processes only serve (`run_server`). Keras 3's
+  `model.fit` does not support this strategy (it distributes a dataset with
+  `experimental_distribute_dataset`, which refuses it, and has no
+  `ClusterCoordinator` path: "Parameter server training is not supported in
+  Keras 3", keras-team/keras#18624), so `fit_parameter_server` is kmtl's own
+  loop: it schedules the model's `train_step` on the workers through a
+  `tf.distribute.coordinator.ClusterCoordinator`.
+
+Sources: the TensorFlow guides "Distributed training with TensorFlow",
+"Multi-worker training with Keras" and "Parameter server training with
+ParameterServerStrategy" (tensorflow.org/tutorials/distribute).
+"""
+
+import json
+import os
+import tempfile
+
+import keras
+import tensorflow as tf
+
+from kmtl.errors import ConfigError
+
+__all__ = [
+    "STRATEGIES",
+    "cluster_task",
+    "fit_parameter_server",
+    "is_chief",
+    "make_strategy",
+    "multi_worker_logs",
+    "needs_server",
+    "read_tf_config",
+    "run_server",
+    "shard_by_data",
+    "write_directory",
+]
+
+STRATEGIES = ("default", "mirrored", "multi_worker", "parameter_server")
+
+# The jobs each multi-process strategy accepts, and those it needs.
+_JOBS = {
+    "multi_worker": ({"chief", "worker"}, {"worker"}),
+    "parameter_server": ({"chief", "worker", "ps"}, {"chief", "worker", "ps"}),
+}
+_EXAMPLE = {
+    "multi_worker": (
+        '{"cluster": {"worker": ["127.0.0.1:20001", "127.0.0.1:20002"]}, '
+        '"task": {"type": "worker", "index": 0}}'),
+    "parameter_server": (
+        '{"cluster": {"chief": ["127.0.0.1:20001"], "worker": '
+        '["127.0.0.1:20002"], "ps": ["127.0.0.1:20003"]}, '
+        '"task": {"type": "chief", "index": 0}}'),
+}
+
+
+def _tf_config_error(strategy, problem):
+    return ConfigError(
+        f"training.strategy '{strategy}' reads its cluster from the TF_CONFIG "
+        f"environment variable, and {problem}. Set TF_CONFIG in every process "
+        f"to the same cluster and that process's own task, e.g. "
+        f"TF_CONFIG='{_EXAMPLE[strategy]}' (index 0, 1, ... per process of a "
+        f"job).")
+
+
+def read_tf_config(strategy, environ=None):
+    """The `TF_CONFIG` of a multi-process strategy, checked.
+
+    Args:
+        strategy: str, `"multi_worker"` or `"parameter_server"`: which jobs
+            the cluster may and must have (`worker`, optionally `chief`, for
+            the first; one `chief`, and `worker` and `ps`, for the second).
+        environ: mapping, default `os.environ`.
+
+    Returns:
+        `(cluster, task)`: the dict `{job: [address, ...]}` and the dict
+        `{"type": job, "index": int}` of this process.
+
+    Raises:
+        ConfigError: TF_CONFIG is missing, not a JSON object, or its cluster
+            or task is wrong for `strategy` (the message says what and gives
+            an example).
+    """
+    environ = os.environ if environ is None else environ
+    text = environ.get("TF_CONFIG", "").strip()
+    if not text:
+        raise _tf_config_error(strategy, "TF_CONFIG is not set")
+    try:
+        config = json.loads(text)
+    except ValueError as error:
+        raise _tf_config_error(
+            strategy, f"TF_CONFIG is not valid JSON ({error}): {text!r}") from None
+    if not isinstance(config, dict) or not isinstance(config.get("cluster"), dict):
+        raise _tf_config_error(strategy, f"TF_CONFIG has no 'cluster' object: {text!r}")
+    cluster, task = config["cluster"], config.get("task")
+    allowed, needed = _JOBS[strategy]
+    unknown = sorted(set(cluster) - allowed)
+    missing = sorted(needed - set(cluster))
+    if unknown or missing:
+        raise _tf_config_error(
+            strategy, f"its cluster has the jobs {sorted(cluster)}; it needs "
+            f"{sorted(needed)} and may have only {sorted(allowed)}")
+    for job, addresses in cluster.items():
+        if (not isinstance(addresses, list) or not addresses
+                or not all(isinstance(a, str) and ":" in a for a in addresses)):
+            raise _tf_config_error(
+                strategy, f"cluster job '{job}' must be a non-empty list of "
+                f"'host:port' strings, not {addresses!r}")
+    if len(cluster.get("chief", [None])) != 1:
+        raise _tf_config_error(strategy, "its cluster has more than one chief")
+    if not isinstance(task, dict) or task.get("type") not in cluster:
+        raise _tf_config_error(
+            strategy, f"its 'task' must name a job of the cluster "
+            f"({sorted(cluster)}) as 'type', not {task!r}")
+    index = task.get("index", 0)
+    if (not isinstance(index, int) or isinstance(index, bool)
+            or not 0 <= index < len(cluster[task["type"]])):
+        raise _tf_config_error(
+            strategy, f"its task index {index!r} is not one of the "
+            f"{len(cluster[task['type']])} '{task['type']}' addresses")
+    return cluster, {"type": task["type"], "index": index}
+
+
+def make_strategy(name="default"):
+    """The `tf.distribute.Strategy` named by `training.strategy`.
+
+    Args:
+        name: str, one of `STRATEGIES`:
+            `"default"`: `tf.distribute.get_strategy()` (the strategy in scope,
+            one device when none is);
+            `"mirrored"`: `tf.distribute.MirroredStrategy` over the visible
+            GPUs, or every logical CPU when there is no GPU;
+            `"multi_worker"`: `tf.distribute.MultiWorkerMirroredStrategy`
+            over the cluster of `TF_CONFIG` (call it before TensorFlow runs
+            anything else in the process: collectives are configured at
+            start-up);
+            `"parameter_server"`: `tf.distribute.ParameterServerStrategy` over
+            the cluster of `TF_CONFIG`, on the chief (the worker and ps
+            processes call `run_server` instead).
+
+    Returns:
+        A `tf.distribute.Strategy`.
+
+    Raises:
+        ConfigError: an unknown `name`; a missing or invalid TF_CONFIG
+            (`read_tf_config`); a multi-worker strategy created after
+            TensorFlow started; `parameter_server` on a process whose task
+            is not the chief.
+    """
+    if name not in STRATEGIES:
+        raise ConfigError(
+            f"training.strategy must be one of {list(STRATEGIES)}. "
+            f"Received: training.strategy={name!r}")
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        devices = (tf.config.list_logical_devices("GPU")
+                   or tf.config.list_logical_devices("CPU"))
+        return tf.distribute.MirroredStrategy([d.name for d in devices])
+    _, task = read_tf_config(name)
+    resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
+    if name == "parameter_server":
+        if task["type"] != "chief":
+            raise ConfigError(
+                f"training.strategy 'parameter_server': this process's TF_CONFIG "
+                f"task is '{task['type']}', and only the chief trains. Start "
+                f"the worker and ps processes with run_server() (kmtl train "
+                f"does so itself).")
+        return tf.distribute.ParameterServerStrategy(resolver)
+    try:
+        return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
+    except RuntimeError as error:
+        raise ConfigError(
+            f"training.strategy 'multi_worker' must be created before TensorFlow "
+            f"runs anything else in the process ({error}). Call "
+            f"make_strategy('multi_worker') first.") from None
+
+
+def cluster_task(strategy):
+    """`(type, index)` of this process in its cluster, `(None, 0)` without one.
+
+    Args:
+        strategy: a `tf.distribute.Strategy`.
+    """
+    if isinstance(strategy, tf.distribute.ParameterServerStrategy):
+        # Only the coordinator, the cluster's chief, creates this strategy
+        # (the workers and ps serve); it has no public `cluster_resolver`.
+        return "chief", 0
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.cluster_spec().as_dict():
+        return None, 0
+    return resolver.task_type, int(resolver.task_id or 0)
+
+
+def is_chief(strategy):
+    """Whether this process writes the run's files: the chief of a cluster, or
+    worker 0 when the cluster has no chief; always True without a cluster.
+
+    Args:
+        strategy: a `tf.distribute.Strategy`.
+    """
+    task_type, index = cluster_task(strategy)
+    if task_type in (None, "chief"):
+        return True
+    jobs = strategy.cluster_resolver.cluster_spec().as_dict()
+    return task_type == "worker" and index == 0 and "chief" not in jobs
+
+
+def write_directory(directory, strategy):
+    """Where this process writes what `directory` should receive.
+
+    Under `MultiWorkerMirroredStrategy` every worker must save (reading a
+    variable all-reduces its replicas' values), but only the chief's files
+    count: the others write to a fresh temporary folder, which the caller
+    deletes afterwards.
+
+    Args:
+        directory: str, the real destination.
+        strategy: a `tf.distribute.Strategy`.
+
+    Returns:
+        str: `directory` on the chief, else a new temporary folder.
+    """
+    if is_chief(strategy):
+        return directory
+    task_type, index = cluster_task(strategy)
+    return tempfile.mkdtemp(prefix=f"kmtl-{task_type}-{index}-")
+
+
+def needs_server(name, environ=None):
+    """Whether this process is a worker or ps of a parameter-server cluster
+    (it then only serves: `run_server`).
+
+    Args:
+        name: str, the `training.strategy`.
+        environ: mapping, default `os.environ`.
+
+    Raises:
+        ConfigError: `name` is `"parameter_server"` and TF_CONFIG is missing
+            or invalid.
+    """
+    if name != "parameter_server":
+        return False
+    _, task = read_tf_config(name, environ)
+    return task["type"] in ("worker", "ps")
+
+
+def run_server():
+    """Serve this process's task of the `TF_CONFIG` cluster until killed
+    (`tf.distribute.Server.join`): what the worker and ps processes of a
+    parameter-server cluster do. Never returns.
+
+    Raises:
+        ConfigError: TF_CONFIG is missing or invalid.
+    """
+    _, task = read_tf_config("parameter_server")
+    resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
+    server = tf.distribute.Server(
+        resolver.cluster_spec(), job_name=task["type"], task_index=task["index"],
+        protocol=resolver.rpc_layer or "grpc", start=True)
+    server.join()
+
+
+def shard_by_data(dataset):
+    """`dataset` with `AutoShardPolicy.DATA`: under a multi-worker strategy
+    each worker keeps its own part of every global batch.
+
+    kmtl's datasets come from in-memory tables, not files, so file sharding
+    cannot apply (`AUTO` falls back to `DATA` with a warning). With `DATA`
+    every worker builds the same batches (the shuffled order is a function of
+    the seed and the epoch) and keeps its replicas' slices of each, so the
+    workers together take the single-process global batches. `OFF` would let
+    every worker read every row: the workers' batches would overlap.
+
+    Args:
+        dataset: a `tf.data.Dataset` of global batches.
+
+    Returns:
+        The same dataset with the sharding option set.
+    """
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = (
+        tf.data.experimental.AutoShardPolicy.DATA)
+    return dataset.with_options(options)
+
+
+def multi_worker_logs(model):
+    """Let `model.fit` and `model.evaluate` run under a multi-worker
+    `MultiWorkerMirroredStrategy` (Keras 3 fails there otherwise).
+
+    Keras 3's TensorFlow trainer reduces a step's logs across the workers with
+    `strategy.reduce("MEAN", log, axis=0)`, which fails on a scalar log ("Invalid
+    reduction dimension 0 for input with 0 dimensions",
+    tensorflow/tensorflow#72388). This gives each log of the model's
+    `train_step` and `test_step` a leading axis of 1, which that reduction turns
+    back into a scalar: the workers' mean. The epoch logs are read from the
+    metrics, as without it. Does nothing under another strategy.
+
+    Args:
+        model: a `keras.Model` built in the strategy's scope.
+
+    Returns:
+        `model`, its `train_step` and `test_step` wrapped when needed.
+    """
+    strategy = model.distribute_strategy
+    if (not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+            or cluster_task(strategy)[0] is None):
+        return model
+    for name in ("train_step", "test_step"):
+        step = getattr(model, name)
+
+        def with_axis(data, step=step):
+            return {key: tf.reshape(value, (1,))
+                    for key, value in step(data).items()}
+
+        object.__setattr__(model, name, with_axis)
+    return model
+
+
+def _steps(dataset, what):
+    steps = int(dataset.cardinality())
+    if steps < 1:
+        raise ValueError(
+            f"fit_parameter_server: {what} must have a known, finite number of "
+            f"batches (Dataset.cardinality); this one has {steps}.")
+    return steps
+
+
+def _run_epoch(coordinator, step, iterator, steps):
+    for _ in range(steps):
+        coordinator.schedule(step, args=(iterator,))
+    coordinator.join()
+
+
+def fit_parameter_server(model, dataset, epochs=1, validation_data=None,
+                         callbacks=()):
+    """`model.fit` for `ParameterServerStrategy`: each training batch runs the
+    model's own `train_step` on a worker, scheduled by a
+    `tf.distribute.coordinator.ClusterCoordinator`; the variables live on the
+    ps tasks.
+
+    The steps are asynchronous: a worker reads the variables, computes its
+    batch's update and applies it, without waiting for the other workers (with
+    one worker the steps run in order: the single-process updates). Epoch
+    callbacks run on the chief after each epoch's steps have finished, with
+    the logs of `fit` (`loss`, `<task>_loss`, ..., and `val_*` for
+    `validation_data`, evaluated by `test_step` on the workers); batch
+    callbacks are not called. The model's weighting callbacks are added first,
+    as `MultiTaskModel.fit` does.
+
+    Args:
+        model: a compiled `kmtl.MultiTaskModel`, built and compiled in the
+            strategy's `scope()`.
+        dataset: a `tf.data.Dataset` of training batches with a known number
+            of batches, e.g. `make_dataset(...)`: every worker builds it
+            itself (its graph is sent to them), and reads it as one stream
+            over every epoch (repeated), so a shuffled dataset gives each
+            epoch its own order.
+        epochs: int, default 1.
+        validation_data: a `tf.data.Dataset` of batches, or None.
+        callbacks: Keras callbacks (epoch and train hooks only).
+
+    Returns:
+        A `keras.callbacks.History` (`history.history[name]` per epoch).
+
+    Raises:
+        ValueError: the model's strategy is not a `ParameterServerStrategy`,
+            or a dataset has no known, finite number of batches.
+    """
+    strategy = model.distribute_strategy
+    if not isinstance(strategy, tf.distribute.ParameterServerStrategy):
+        raise ValueError(
+            f"fit_parameter_server: the model was built under "
+            f"{type(strategy).__name__}; build and compile it in "
+            f"make_strategy('parameter_server').scope().")
+    steps = _steps(dataset, "the training dataset")
+    with strategy.scope():
+        if not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)
+    coordinator = tf.distribute.coordinator.ClusterCoordinator(strategy)
+    train_iterator = iter(coordinator.create_per_worker_dataset(dataset.repeat()))
+    validation = None
+    if validation_data is not None:
+        validation = (iter(coordinator.create_per_worker_dataset(
+            validation_data.repeat())), _steps(validation_data, "validation_data"))
+
+    @tf.function
+    def train_step(iterator):
+        return strategy.run(model.train_step, args=(next(iterator),))
+
+    @tf.function
+    def test_step(iterator):
+        return strategy.run(model.test_step, args=(next(iterator),))
+
+    extra = model.weighting.callbacks() if model.weighting is not None else []
+    callback_list = keras.callbacks.CallbackList(
+        extra + list(callbacks), add_history=True, model=model,
+        epochs=epochs, steps=steps, verbose=0)
+    model.stop_training = False
+    callback_list.on_train_begin()
+    for epoch in range(epochs):
+        callback_list.on_epoch_begin(epoch)
+        for metric in model.metrics:
+            metric.reset_state()
+        _run_epoch(coordinator, train_step, train_iterator, steps)
+        logs = {k: float(v) for k, v in model.get_metrics_result().items()}
+        if validation is not None:
+            callback_list.on_test_begin()
+            for metric in model.metrics:
+                metric.reset_state()
+            _run_epoch(coordinator, test_step, *validation)
+            val_logs = {k: float(v) for k, v in model.get_metrics_result().items()}
+            callback_list.on_test_end(val_logs)
+            logs.update({f"val_{k}": v for k, v in val_logs.items()})
+        callback_list.on_epoch_end(epoch, logs)
+        if model.stop_training:
+            break
+    callback_list.on_train_end(logs)
+    return model.history
