@@ -169,6 +169,12 @@ def test_tensorflow_itself_names_a_wrong_dtype_by_position_only(signature):
                        match=r"input #\d+\(zero-based\) was expected to be a "
                              r"float tensor but is a string tensor"):
         signature(**inputs)
+    # With any NumPy argument TensorFlow compares every argument with the
+    # signature first: a wrong shape is then a TypeError naming the spec.
+    inputs = {**good(), "bill_length_mm": np.ones((3, 2), "float32")}
+    with pytest.raises(TypeError, match=r"Can not cast TensorSpec\(shape=\(3, 2\), "
+                                        r"dtype=tf.float32, name='bill_length_mm'\)"):
+        signature(**inputs)
 
 
 @pytest.mark.parametrize("key, value, pattern", [
@@ -233,3 +239,38 @@ def test_check_serving_inputs_converts_as_tf_serving_converts_json(signature):
                                             np.array([39, 45, 2**24], "int64")})
     np.testing.assert_array_equal(ints["bill_length_mm"].numpy(),
                                   np.array([39.0, 45.0, 16777216.0], "float32"))
+
+
+def test_an_image_input_is_checked_with_its_trailing_shape(tmp_path):
+    """An encoder input of shape `(batch, 2, 3)`: the trailing dimensions are
+    checked too; `None` in the spec takes any size."""
+    specs = {"pixels": tf.TensorSpec((None, 2, 3), tf.float32, name="pixels"),
+             "tokens": tf.TensorSpec((None, None), tf.int64, name="tokens")}
+
+    class Served(tf.Module):
+        @tf.function(input_signature=[specs])
+        def serve(self, inputs):
+            inputs = export_module.serving_input_checks(
+                inputs, specs, {"pixels": "photo"})
+            return {"sum": tf.reduce_sum(inputs["pixels"], [1, 2])
+                    + tf.cast(tf.reduce_sum(inputs["tokens"], 1), tf.float32)}
+
+    module = Served()
+    tf.saved_model.save(module, str(tmp_path / "m"),
+                        signatures={"serving_default": module.serve})
+    signature = tf.saved_model.load(str(tmp_path / "m")).signatures[
+        "serving_default"]
+    # Tensors, not arrays: an array makes TensorFlow compare every argument
+    # with the signature (a TypeError) before the graph runs.
+    ones = tf.ones((4, 2, 3))
+    tokens = tf.ones((4, 5), tf.int64)
+    np.testing.assert_array_equal(
+        signature(pixels=ones, tokens=tokens)["sum"].numpy(), [11.0] * 4)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=re.escape(
+            "serving_default input `pixels` (column `photo`) must have shape "
+            "(batch, 2, 3), one row per example; received shape] [4 3 2]")):
+        signature(pixels=tf.ones((4, 3, 2)), tokens=tokens)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=re.escape(
+            "serving_default input `tokens` (column `tokens`) must have shape "
+            "(batch, ?), one row per example; received shape] [4]")):
+        signature(pixels=ones, tokens=tf.ones(4, tf.int64))
