@@ -97,15 +97,15 @@ def _named(key, column):
 def serving_input_checks(inputs, specs, columns=None):
     """The served graph's checks of the inputs of a signature, by name.
 
-    Inside the signature TensorFlow checks each input's dtype (naming it by
-    position only) but not its shape: a `(batch, 2)` tensor for a `(batch,)`
-    input, a scalar, or inputs of different batch sizes reach the model and
-    fail deep inside it ("ConcatOp : Ranks of all input tensors should
-    match"). These assertions run first and fail with an
+    Before the graph runs TensorFlow checks each input's dtype (naming it by
+    position only), but not its shape when every argument is a tensor (a
+    Python call with tensors, a TF1 session, TF Serving): a `(batch, 2)`
+    tensor for a `(batch,)` input, a scalar, or inputs of different batch
+    sizes reach the model and fail deep inside it ("ConcatOp : Ranks of all
+    input tensors should match"). These assertions run first and fail with an
     `InvalidArgumentError` naming the signature input, its column, the
-    expected shape and the received one, for every caller of the SavedModel
-    (TF Serving's REST and gRPC APIs included). They do not change the
-    values.
+    expected shape and the received one, for every caller of the SavedModel.
+    They do not change the values (the outputs are bit-identical).
 
     The shape is matched as text (`"2,28,28"` against `\\d+,28,28`): a rank
     test (`tf.rank`) would be folded to True by Grappler from the declared
