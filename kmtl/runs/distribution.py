@@ -40,6 +40,7 @@ from kmtl.errors import ConfigError
 __all__ = [
     "STRATEGIES",
     "cluster_task",
+    "evaluate",
     "fit_parameter_server",
     "is_chief",
     "make_strategy",
@@ -336,44 +337,108 @@ def _steps(dataset, what):
     steps = int(dataset.cardinality())
     if steps < 1:
         raise ValueError(
-            f"fit_parameter_server: {what} must have a known, finite number of "
-            f"batches (Dataset.cardinality); this one has {steps}.")
+            f"{what} must have a known, finite number of batches "
+            f"(Dataset.cardinality) under ParameterServerStrategy; this one "
+            f"has {steps}.")
     return steps
 
 
-def _run_epoch(coordinator, step, iterator, steps):
-    for _ in range(steps):
-        coordinator.schedule(step, args=(iterator,))
-    coordinator.join()
+def _parameter_server(model):
+    strategy = model.distribute_strategy
+    if not isinstance(strategy, tf.distribute.ParameterServerStrategy):
+        raise ValueError(
+            f"The model was built under {type(strategy).__name__}; build and "
+            f"compile it in make_strategy('parameter_server').scope().")
+    # One coordinator per strategy: TensorFlow returns the same one again.
+    return strategy, tf.distribute.coordinator.ClusterCoordinator(strategy)
 
 
-def fit_parameter_server(model, dataset, epochs=1, validation_data=None,
-                         callbacks=()):
+def _scheduled(model, step, dataset, what):
+    """`step` (the model's `train_step` or `test_step`) on each batch of one
+    pass over a per-worker iterator: returns `(run_pass, steps)`, where
+    `run_pass()` schedules one pass and waits for it."""
+    strategy, coordinator = _parameter_server(model)
+    steps = _steps(dataset, what)
+    iterator = iter(coordinator.create_per_worker_dataset(dataset.repeat()))
+
+    @tf.function
+    def one_step(iterator):
+        return strategy.run(step, args=(next(iterator),))
+
+    def run_pass():
+        for metric in model.metrics:
+            metric.reset_state()
+        for _ in range(steps):
+            coordinator.schedule(one_step, args=(iterator,))
+        coordinator.join()
+        return {key: float(value)
+                for key, value in model.get_metrics_result().items()}
+
+    return run_pass, steps
+
+
+def evaluate(model, dataset):
+    """`model.evaluate(dataset, return_dict=True, verbose=0)`, also under
+    `ParameterServerStrategy` (Keras 3's `evaluate` does not support it; see
+    `fit_parameter_server`): there the model's `test_step` runs on the
+    workers, scheduled by a `ClusterCoordinator`.
+
+    Args:
+        model: a compiled `kmtl.MultiTaskModel`.
+        dataset: a `tf.data.Dataset` of `(features, labels, sample_weights)`
+            batches with a known number of batches.
+
+    Returns:
+        dict `{log name: float}`, as `model.evaluate(..., return_dict=True)`.
+
+    Raises:
+        ValueError: under `ParameterServerStrategy`, `dataset` has no known,
+            finite number of batches.
+    """
+    if not isinstance(model.distribute_strategy,
+                      tf.distribute.ParameterServerStrategy):
+        return model.evaluate(dataset, return_dict=True, verbose=0)
+    run_pass, _ = _scheduled(model, model.test_step, dataset, "the dataset")
+    return run_pass()
+
+
+def fit_parameter_server(model, x, epochs=1, validation_data=None, callbacks=(),
+                         verbose=0, shuffle=False, initial_epoch=0):
     """`model.fit` for `ParameterServerStrategy`: each training batch runs the
     model's own `train_step` on a worker, scheduled by a
     `tf.distribute.coordinator.ClusterCoordinator`; the variables live on the
     ps tasks.
 
-    The steps are asynchronous: a worker reads the variables, computes its
-    batch's update and applies it, without waiting for the other workers (with
-    one worker the steps run in order: the single-process updates). Epoch
-    callbacks run on the chief after each epoch's steps have finished, with
-    the logs of `fit` (`loss`, `<task>_loss`, ..., and `val_*` for
-    `validation_data`, evaluated by `test_step` on the workers); batch
-    callbacks are not called. The model's weighting callbacks are added first,
-    as `MultiTaskModel.fit` does.
+    Keras 3's `fit` does not support this strategy (keras-team/keras#18624:
+    "Parameter server training is not supported in Keras 3"; it distributes
+    the dataset with `experimental_distribute_dataset`, which the strategy
+    refuses). The steps are asynchronous: a worker reads the variables,
+    computes its batch's update and applies it without waiting for the other
+    workers; with one worker the steps run in order, the single-process
+    updates. The epoch and train hooks of the callbacks run on the chief after
+    each epoch's steps have finished, with the logs of `fit` (`loss`,
+    `<task>_loss`, ..., and `val_*` for `validation_data`, from `test_step` on
+    the workers); batch hooks are not called (`TerminateOnNaN` does not run:
+    check the returned history). A callback that sets `model._initial_epoch`
+    in `on_train_begin` (`BackupAndRestore`) resumes as with `fit`. The
+    model's weighting callbacks are added first, as `MultiTaskModel.fit`
+    does.
 
     Args:
-        model: a compiled `kmtl.MultiTaskModel`, built and compiled in the
-            strategy's `scope()`.
-        dataset: a `tf.data.Dataset` of training batches with a known number
-            of batches, e.g. `make_dataset(...)`: every worker builds it
-            itself (its graph is sent to them), and reads it as one stream
-            over every epoch (repeated), so a shuffled dataset gives each
-            epoch its own order.
+        model: a compiled `kmtl.MultiTaskModel`, built and compiled in
+            `make_strategy('parameter_server').scope()`.
+        x: a `tf.data.Dataset` of training batches with a known number of
+            batches, e.g. `make_dataset(...)`. Its graph is sent to every
+            worker, which builds its own copy and reads it as one stream over
+            every epoch (repeated), so a shuffled dataset gives each epoch
+            its own order.
         epochs: int, default 1.
         validation_data: a `tf.data.Dataset` of batches, or None.
         callbacks: Keras callbacks (epoch and train hooks only).
+        verbose: 0 (default) or 1: one line of logs per epoch.
+        shuffle: ignored (as `fit` ignores it for a dataset), so that a call
+            of `fit` can be passed on unchanged.
+        initial_epoch: int, default 0. The first epoch's index.
 
     Returns:
         A `keras.callbacks.History` (`history.history[name]` per epoch).
@@ -382,52 +447,36 @@ def fit_parameter_server(model, dataset, epochs=1, validation_data=None,
         ValueError: the model's strategy is not a `ParameterServerStrategy`,
             or a dataset has no known, finite number of batches.
     """
-    strategy = model.distribute_strategy
-    if not isinstance(strategy, tf.distribute.ParameterServerStrategy):
-        raise ValueError(
-            f"fit_parameter_server: the model was built under "
-            f"{type(strategy).__name__}; build and compile it in "
-            f"make_strategy('parameter_server').scope().")
-    steps = _steps(dataset, "the training dataset")
+    strategy, _ = _parameter_server(model)
     with strategy.scope():
         if not model.optimizer.built:
             model.optimizer.build(model.trainable_variables)
-    coordinator = tf.distribute.coordinator.ClusterCoordinator(strategy)
-    train_iterator = iter(coordinator.create_per_worker_dataset(dataset.repeat()))
-    validation = None
+    train_pass, steps = _scheduled(model, model.train_step, x,
+                                   "the training dataset")
+    validate = None
     if validation_data is not None:
-        validation = (iter(coordinator.create_per_worker_dataset(
-            validation_data.repeat())), _steps(validation_data, "validation_data"))
-
-    @tf.function
-    def train_step(iterator):
-        return strategy.run(model.train_step, args=(next(iterator),))
-
-    @tf.function
-    def test_step(iterator):
-        return strategy.run(model.test_step, args=(next(iterator),))
-
+        validate, _ = _scheduled(model, model.test_step, validation_data,
+                                 "validation_data")
     extra = model.weighting.callbacks() if model.weighting is not None else []
     callback_list = keras.callbacks.CallbackList(
         extra + list(callbacks), add_history=True, model=model,
         epochs=epochs, steps=steps, verbose=0)
     model.stop_training = False
+    model._initial_epoch = None
     callback_list.on_train_begin()
-    for epoch in range(epochs):
+    logs = {}
+    for epoch in range(model._initial_epoch or initial_epoch, epochs):
         callback_list.on_epoch_begin(epoch)
-        for metric in model.metrics:
-            metric.reset_state()
-        _run_epoch(coordinator, train_step, train_iterator, steps)
-        logs = {k: float(v) for k, v in model.get_metrics_result().items()}
-        if validation is not None:
+        logs = train_pass()
+        if validate is not None:
             callback_list.on_test_begin()
-            for metric in model.metrics:
-                metric.reset_state()
-            _run_epoch(coordinator, test_step, *validation)
-            val_logs = {k: float(v) for k, v in model.get_metrics_result().items()}
+            val_logs = validate()
             callback_list.on_test_end(val_logs)
-            logs.update({f"val_{k}": v for k, v in val_logs.items()})
+            logs.update({f"val_{key}": value for key, value in val_logs.items()})
         callback_list.on_epoch_end(epoch, logs)
+        if verbose:
+            print(f"Epoch {epoch + 1}/{epochs}: " + ", ".join(
+                f"{key}={value:.4g}" for key, value in logs.items()))
         if model.stop_training:
             break
     callback_list.on_train_end(logs)

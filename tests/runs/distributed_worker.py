@@ -1,13 +1,13 @@
 """One process of the distribution tests (tests/runs/test_distribution.py).
 
     python distributed_worker.py reference
-        one process, two logical CPUs: trains EW and MGDA on one device, and
+        one process, two logical CPUs: trains EW, MGDA and DWA on one device, and
         MGDA under MirroredStrategy over the two CPUs;
     TF_CONFIG=... python distributed_worker.py multi_worker
         one worker of a MultiWorkerMirroredStrategy cluster: EW and MGDA;
     TF_CONFIG=... python distributed_worker.py parameter_server
-        the chief of a ParameterServerStrategy cluster (EW and MGDA through
-        fit_parameter_server), or a worker / ps, which only serves.
+        the chief of a ParameterServerStrategy cluster (EW, MGDA and DWA
+        through fit_parameter_server), or a worker / ps, which only serves.
 
 Prints one JSON line: per run, the trained weights, the history and the
 number of replicas; plus this process's task and whether it is the chief.
@@ -64,6 +64,10 @@ def datasets(shard):
 
 
 def run(strategy, weighting):
+    # DWA, with early stopping: its epoch callback and the restoring of the
+    # best epoch's weights (val_loss rises in epoch 2 here).
+    callbacks = [keras.callbacks.EarlyStopping(
+        patience=0, restore_best_weights=True)] if weighting == "dwa" else []
     with strategy.scope():
         keras.utils.set_random_seed(7)
         model = kmtl.build_model(features, tasks, "shared_bottom",
@@ -73,23 +77,27 @@ def run(strategy, weighting):
     data, validation = datasets(shard=mode == "multi_worker")
     if mode == "parameter_server":
         history = distribution.fit_parameter_server(
-            model, data, epochs=EPOCHS, validation_data=validation)
+            model, data, epochs=EPOCHS, validation_data=validation,
+            callbacks=callbacks)
     else:
         history = model.fit(data, validation_data=validation, epochs=EPOCHS,
-                            verbose=0)
+                            callbacks=callbacks, verbose=0)
     return {"weights": [np.asarray(w, "float64").ravel().tolist()
                         for w in model.trainable_weights],
             "history": history.history,
+            "evaluate": distribution.evaluate(model, validation),
             "replicas": strategy.num_replicas_in_sync}
 
 
 if mode == "reference":
     mirrored = distribution.make_strategy("mirrored")
     default = distribution.make_strategy("default")
-    result = {"single": {w: run(default, w) for w in ("ew", "mgda")},
+    result = {"single": {w: run(default, w) for w in ("ew", "mgda", "dwa")},
               "mirrored": {w: run(mirrored, w) for w in ("ew", "mgda")}}
 else:
-    result = {w: run(strategy, w) for w in ("ew", "mgda")}
+    weightings = ("ew", "mgda", "dwa") if mode == "parameter_server" else (
+        "ew", "mgda")
+    result = {w: run(strategy, w) for w in weightings}
     result["task"] = list(distribution.cluster_task(strategy))
     result["chief"] = distribution.is_chief(strategy)
 print(json.dumps(result))

@@ -12,8 +12,9 @@ global batches of 48, two epochs of SGD, plus 32 validation rows):
   equals the one-process MirroredStrategy run over two logical CPUs, whose
   replicas see the same halves of each batch, and not the one-device run.
 - ParameterServerStrategy, one chief, one worker, one ps: with one worker the
-  asynchronous steps run in order, so EW and MGDA both equal the one-device
-  run.
+  asynchronous steps run in order, so EW, MGDA and DWA (with its epoch
+  callback, and early stopping restoring the best epoch) equal the
+  one-device run.
 """
 
 import json
@@ -98,13 +99,19 @@ def parameter_server():
             server.communicate()
 
 
-def _assert_same_run(run, expected, rtol):
+def _assert_same_run(run, expected, rtol, restored=False):
     assert len(run["weights"]) == len(expected["weights"])
     for got, want in zip(run["weights"], expected["weights"]):
         assert got == pytest.approx(want, rel=rtol, abs=1e-6)
     for key in ("loss", "val_loss", "sex_loss", "species_loss"):
         assert run["history"][key] == pytest.approx(expected["history"][key],
                                                     rel=rtol)
+    assert run["evaluate"] == pytest.approx(expected["evaluate"], rel=rtol)
+    # evaluate() after training: the validation loss of the weights kept
+    # (the best epoch's with early stopping, else the last one's).
+    val_loss = run["history"]["val_loss"]
+    kept = min(val_loss) if restored else val_loss[-1]
+    assert run["evaluate"]["loss"] == pytest.approx(kept, rel=1e-6)
 
 
 def test_mirrored_mgda_differs_from_one_device(reference):
@@ -131,13 +138,18 @@ def test_multi_worker_two_processes(reference, multi_worker, weighting, against)
     _assert_same_run(chief[weighting], reference[against][weighting], rtol=1e-5)
 
 
-@pytest.mark.parametrize("weighting", ["ew", "mgda"])
+@pytest.mark.parametrize("weighting", ["ew", "mgda", "dwa"])
 def test_parameter_server_one_worker_equals_one_device(reference, parameter_server,
                                                        weighting):
     assert parameter_server["task"] == ["chief", 0]
     assert parameter_server["chief"] is True
-    _assert_same_run(parameter_server[weighting], reference["single"][weighting],
-                     rtol=1e-5)
+    run = parameter_server[weighting]
+    _assert_same_run(run, reference["single"][weighting], rtol=1e-5,
+                     restored=weighting == "dwa")
+    if weighting == "dwa":
+        # Early stopping restored epoch 1's weights: the case is exercised.
+        first, second = run["history"]["val_loss"]
+        assert first < second
 
 
 # === make_strategy and TF_CONFIG ===
