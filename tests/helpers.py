@@ -92,13 +92,16 @@ def assert_export_serves(model, columns, folder):
     name. Returns the version directory."""
     import tensorflow as tf
 
+    from kmtl.models.export import check_serving_inputs
+
     path = kmtl.export_saved_model(model, str(folder))
     serving = tf.saved_model.load(path).signatures["serving_default"]
     keys = served_names(path)
     assert set(serving.structured_input_signature[1]) == {
         keys.get(name, name) for name in columns}
-    served = serving(**{keys.get(name, name): tf.constant(value)
-                        for name, value in columns.items()})
+    served = serving(**check_serving_inputs(
+        serving, {keys.get(name, name): value for name, value in columns.items()},
+        keys))
     inputs = {f.name: f.input_name for f in model.features}
     expected = model.predict(
         {inputs.get(name, name): tf.constant(value[:, None]) if value.dtype == object

@@ -19,6 +19,7 @@ from helpers import snapshot
 
 import kmtl
 from kmtl.cli import main
+from kmtl.errors import DataError
 
 EARLIER_RUN = "earlier"
 
@@ -378,7 +379,9 @@ def test_failed_export_leaves_no_partial_version(workspace, tmp_path, monkeypatc
     # inherits `write_out` from elsewhere: patch the class actually used.
     archive_class = type(keras.export.ExportArchive())
     monkeypatch.setattr(archive_class, "write_out", write_out)
-    with pytest.raises(OSError, match="No space left on device"):
+    with pytest.raises(DataError, match=r"Cannot write the export into .*sm': No "
+                                        r"space left on device\. The partial export "
+                                        r"was removed"):
         kmtl.export_saved_model(model, base)
     assert len(calls) == 1 and Path(calls[0]).parent == base
     assert os.listdir(base) == ["1"]
