@@ -12,6 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from kmtl._checks import FLOAT32_MAX
+from kmtl._checks import process_alive
 from kmtl.data.pipeline import TF_DTYPES
 from kmtl.errors import ConfigError
 from kmtl.errors import DataError
@@ -448,16 +449,6 @@ def _claim_version(staging, base_dir, version):
                 raise
 
 
-def _pid_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def clean_stale_staging(base_dir):
     """Removes the staging directories that killed exports left in
     `base_dir` (`STAGING_PREFIX`): those whose process (the pid in the name)
@@ -474,7 +465,7 @@ def clean_stale_staging(base_dir):
             continue
         pid = name[len(STAGING_PREFIX):].split("-")[0].removeprefix("pid")
         old_style = not name.startswith(STAGING_PREFIX + "pid") or not pid.isdigit()
-        if old_style or not _pid_alive(int(pid)):
+        if old_style or not process_alive(int(pid)):
             shutil.rmtree(path, ignore_errors=True)
             removed.append(name)
     return removed
