@@ -11,9 +11,11 @@ message that names what is wrong.
   runs the same program and `model.fit`; the gradients are all-reduced, so
   the workers take the same synchronous steps. Shard the training data by
   data (`shard_by_data`) so that the workers together see each global batch
-  once. Only the chief writes (`is_chief`); the others write the same files
-  to a temporary folder (`write_directory`), because saving reads variables
-  whose values are all-reduced, so every worker must take part.
+  once, and wrap the model's steps (`multi_worker_logs`: Keras 3's `fit`
+  fails there otherwise). Only the chief writes (`is_chief`); the others
+  write the same files to a temporary folder (`write_directory`), because
+  saving reads variables whose values are all-reduced, so every worker must
+  take part.
 - `parameter_server` (`tf.distribute.ParameterServerStrategy`): the chief runs
   the program; worker and ps processes only serve (`run_server`). Keras 3's
   `model.fit` does not support this strategy (it distributes a dataset with
@@ -21,7 +23,8 @@ message that names what is wrong.
   `ClusterCoordinator` path: "Parameter server training is not supported in
   Keras 3", keras-team/keras#18624), so `fit_parameter_server` is kmtl's own
   loop: it schedules the model's `train_step` on the workers through a
-  `tf.distribute.coordinator.ClusterCoordinator`.
+  `tf.distribute.coordinator.ClusterCoordinator`, and `evaluate` replaces
+  `model.evaluate`.
 
 Sources: the TensorFlow guides "Distributed training with TensorFlow",
 "Multi-worker training with Keras" and "Parameter server training with
@@ -31,6 +34,7 @@ ParameterServerStrategy" (tensorflow.org/tutorials/distribute).
 import json
 import os
 import tempfile
+import warnings
 
 import keras
 import tensorflow as tf
@@ -333,16 +337,6 @@ def multi_worker_logs(model):
     return model
 
 
-def _steps(dataset, what):
-    steps = int(dataset.cardinality())
-    if steps < 1:
-        raise ValueError(
-            f"{what} must have a known, finite number of batches "
-            f"(Dataset.cardinality) under ParameterServerStrategy; this one "
-            f"has {steps}.")
-    return steps
-
-
 def _parameter_server(model):
     strategy = model.distribute_strategy
     if not isinstance(strategy, tf.distribute.ParameterServerStrategy):
@@ -353,53 +347,68 @@ def _parameter_server(model):
     return strategy, tf.distribute.coordinator.ClusterCoordinator(strategy)
 
 
-def _scheduled(model, step, dataset, what):
-    """`step` (the model's `train_step` or `test_step`) on each batch of one
-    pass over a per-worker iterator: returns `(run_pass, steps)`, where
-    `run_pass()` schedules one pass and waits for it."""
+def _train_pass(model, dataset):
+    """One pass of the model's `train_step` over `dataset`'s batches: the chief
+    reads each batch and schedules its step on a free worker, so every batch
+    is trained on once per pass, whatever the number of workers. (A
+    per-worker dataset would not do: under this strategy the workers' copies
+    of a dataset are the same pipeline, with no worker index to shard by.)"""
     strategy, coordinator = _parameter_server(model)
-    steps = _steps(dataset, what)
-    iterator = iter(coordinator.create_per_worker_dataset(dataset.repeat()))
 
     @tf.function
-    def one_step(iterator):
-        return strategy.run(step, args=(next(iterator),))
+    def one_step(batch):
+        return strategy.run(model.train_step, args=(batch,))
 
     def run_pass():
         for metric in model.metrics:
             metric.reset_state()
-        for _ in range(steps):
-            coordinator.schedule(one_step, args=(iterator,))
+        for batch in dataset:
+            coordinator.schedule(one_step, args=(batch,))
         coordinator.join()
-        return {key: float(value)
-                for key, value in model.get_metrics_result().items()}
+        return _metric_logs(model)
 
-    return run_pass, steps
+    return run_pass
+
+
+def _metric_logs(model):
+    return {key: float(value) for key, value in model.get_metrics_result().items()}
+
+
+def _chief_evaluator(model):
+    """A function `dataset -> logs`: the model's `test_step` over the dataset
+    on the chief, which reads the variables from the ps tasks (exact metrics,
+    whatever the number of workers)."""
+    _parameter_server(model)
+    step = tf.function(model.test_step)
+
+    def run_pass(dataset):
+        for metric in model.metrics:
+            metric.reset_state()
+        for batch in dataset:
+            step(batch)
+        return _metric_logs(model)
+
+    return run_pass
 
 
 def evaluate(model, dataset):
     """`model.evaluate(dataset, return_dict=True, verbose=0)`, also under
-    `ParameterServerStrategy` (Keras 3's `evaluate` does not support it; see
-    `fit_parameter_server`): there the model's `test_step` runs on the
-    workers, scheduled by a `ClusterCoordinator`.
+    `ParameterServerStrategy`, which Keras 3's `evaluate` does not support
+    (see `fit_parameter_server`): there the chief runs the model's
+    `test_step` itself, reading the variables from the ps tasks.
 
     Args:
         model: a compiled `kmtl.MultiTaskModel`.
         dataset: a `tf.data.Dataset` of `(features, labels, sample_weights)`
-            batches with a known number of batches.
+            batches.
 
     Returns:
         dict `{log name: float}`, as `model.evaluate(..., return_dict=True)`.
-
-    Raises:
-        ValueError: under `ParameterServerStrategy`, `dataset` has no known,
-            finite number of batches.
     """
     if not isinstance(model.distribute_strategy,
                       tf.distribute.ParameterServerStrategy):
         return model.evaluate(dataset, return_dict=True, verbose=0)
-    run_pass, _ = _scheduled(model, model.test_step, dataset, "the dataset")
-    return run_pass()
+    return _chief_evaluator(model)(dataset)
 
 
 def fit_parameter_server(model, x, epochs=1, validation_data=None, callbacks=(),
@@ -412,14 +421,18 @@ def fit_parameter_server(model, x, epochs=1, validation_data=None, callbacks=(),
     Keras 3's `fit` does not support this strategy (keras-team/keras#18624:
     "Parameter server training is not supported in Keras 3"; it distributes
     the dataset with `experimental_distribute_dataset`, which the strategy
-    refuses). The steps are asynchronous: a worker reads the variables,
+    refuses). The chief reads the batches and schedules each one's step on a
+    free worker, so an epoch trains on every batch once, whatever the number
+    of workers. The steps are asynchronous: a worker reads the variables,
     computes its batch's update and applies it without waiting for the other
     workers; with one worker the steps run in order, the single-process
-    updates. The epoch and train hooks of the callbacks run on the chief after
-    each epoch's steps have finished, with the logs of `fit` (`loss`,
-    `<task>_loss`, ..., and `val_*` for `validation_data`, from `test_step` on
-    the workers); batch hooks are not called (`TerminateOnNaN` does not run:
-    check the returned history). A callback that sets `model._initial_epoch`
+    updates. With several workers the training logs are approximate (a
+    warning says why); the validation logs are exact. The epoch and train
+    hooks of the callbacks run on the chief after each epoch's steps have
+    finished, with the logs of `fit` (`loss`,
+    `<task>_loss`, ..., and `val_*` for `validation_data`, which the chief
+    evaluates itself); batch hooks are not called (`TerminateOnNaN` does not
+    run: check the returned history). A callback that sets `model._initial_epoch`
     in `on_train_begin` (`BackupAndRestore`) resumes as with `fit`. The
     model's weighting callbacks are added first, as `MultiTaskModel.fit`
     does.
@@ -427,11 +440,10 @@ def fit_parameter_server(model, x, epochs=1, validation_data=None, callbacks=(),
     Args:
         model: a compiled `kmtl.MultiTaskModel`, built and compiled in
             `make_strategy('parameter_server').scope()`.
-        x: a `tf.data.Dataset` of training batches with a known number of
-            batches, e.g. `make_dataset(...)`. Its graph is sent to every
-            worker, which builds its own copy and reads it as one stream over
-            every epoch (repeated), so a shuffled dataset gives each epoch
-            its own order.
+        x: a `tf.data.Dataset` of training batches, e.g. `make_dataset(...)`,
+            read on the chief once per epoch (a shuffled one gives each epoch
+            its own order); each batch is sent to the worker that trains on
+            it.
         epochs: int, default 1.
         validation_data: a `tf.data.Dataset` of batches, or None.
         callbacks: Keras callbacks (epoch and train hooks only).
@@ -444,23 +456,30 @@ def fit_parameter_server(model, x, epochs=1, validation_data=None, callbacks=(),
         A `keras.callbacks.History` (`history.history[name]` per epoch).
 
     Raises:
-        ValueError: the model's strategy is not a `ParameterServerStrategy`,
-            or a dataset has no known, finite number of batches.
+        ValueError: the model's strategy is not a `ParameterServerStrategy`.
     """
     strategy, _ = _parameter_server(model)
+    # Set by the strategy when it connects to the cluster (no public name).
+    workers = getattr(strategy, "_num_workers", 1)
+    if workers > 1:
+        warnings.warn(
+            f"fit_parameter_server with {workers} workers: their steps run at "
+            f"the same time, and a Keras 3 variable's assign_add reads then "
+            f"writes, so the training logs (loss, <task>_loss, metrics), "
+            f"optimizer.iterations and weighting state kept by assign_add "
+            f"(DWA's running sums) can lose updates. The validation logs "
+            f"(computed on the chief) are exact.",
+            stacklevel=2)
     with strategy.scope():
         if not model.optimizer.built:
             model.optimizer.build(model.trainable_variables)
-    train_pass, steps = _scheduled(model, model.train_step, x,
-                                   "the training dataset")
-    validate = None
-    if validation_data is not None:
-        validate, _ = _scheduled(model, model.test_step, validation_data,
-                                 "validation_data")
+    train_pass = _train_pass(model, x)
+    evaluate_pass = _chief_evaluator(model)
     extra = model.weighting.callbacks() if model.weighting is not None else []
     callback_list = keras.callbacks.CallbackList(
         extra + list(callbacks), add_history=True, model=model,
-        epochs=epochs, steps=steps, verbose=0)
+        epochs=epochs, steps=int(x.cardinality()) if x.cardinality() > 0 else None,
+        verbose=0)
     model.stop_training = False
     model._initial_epoch = None
     callback_list.on_train_begin()
@@ -468,9 +487,9 @@ def fit_parameter_server(model, x, epochs=1, validation_data=None, callbacks=(),
     for epoch in range(model._initial_epoch or initial_epoch, epochs):
         callback_list.on_epoch_begin(epoch)
         logs = train_pass()
-        if validate is not None:
+        if validation_data is not None:
             callback_list.on_test_begin()
-            val_logs = validate()
+            val_logs = evaluate_pass(validation_data)
             callback_list.on_test_end(val_logs)
             logs.update({f"val_{key}": value for key, value in val_logs.items()})
         callback_list.on_epoch_end(epoch, logs)
