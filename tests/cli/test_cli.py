@@ -339,6 +339,31 @@ def test_evaluate_a_directory_that_is_not_a_run(tmp_path, capsys, present,
                            f"directory `kmtl train` printed last.")
 
 
+@pytest.mark.parametrize("command", ["evaluate", "export", "predict"])
+@pytest.mark.parametrize("damage, message", [
+    ("model", "model.keras' is damaged: it is no complete .keras (zip) file."),
+    ("config", "config.yaml' is not valid YAML"),
+])
+def test_a_damaged_run_directory_is_exit_2_naming_the_file(
+        run_dir, tmp_path, capsys, command, damage, message):
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    if damage == "model":
+        data = (copy / "model.keras").read_bytes()
+        (copy / "model.keras").write_bytes(data[: len(data) // 2])
+    else:
+        (copy / "config.yaml").write_text("tasks: [unclosed\n")
+    arguments = {"evaluate": [], "export": ["--export-dir", tmp_path / "exported"],
+                 "predict": [tmp_path / "in.csv", tmp_path / "out.csv"]}[command]
+    kmtl.datasets.load_penguins()[FEATURE_COLUMNS].to_csv(tmp_path / "in.csv",
+                                                          index=False)
+    code, _, err = run_main(capsys, command, copy, *arguments)
+    assert code == 2
+    assert err.startswith(f"kmtl {command}: error: ") and message in err
+    assert "Traceback" not in err and "train again" in err.lower()
+    assert not (tmp_path / "exported").exists() and not (tmp_path / "out.csv").exists()
+
+
 def test_evaluate_on_a_csv_matches_hand_computed_metrics(run_dir, model,
                                                          penguins_csv, capsys):
     code, out, err = run_main(capsys, "evaluate", run_dir, penguins_csv, "--json")
