@@ -74,6 +74,7 @@ __all__ = [
     "ModelConfig",
     "RunConfig",
     "SplitConfig",
+    "StreamingConfig",
     "TaskConfig",
     "TrainingConfig",
     "VariantConfig",
@@ -459,6 +460,31 @@ class SplitConfig(Section):
         return self
 
 
+class StreamingConfig(Section):
+    """`data.streaming`: train from files read in chunks, for tables larger
+    than memory (`kmtl.data.streaming`)."""
+
+    chunk_rows: _key(PositiveInt, _positive_int(" (rows per record batch)"),
+                     description="rows read from the files at a time (a "
+                     "`pyarrow` record batch); memory grows with it") = 65536
+    fit_rows: _key(PositiveInt, _positive_int(" (rows of the fit sample)"),
+                   description="the tasks and features are fitted on a "
+                   "uniform sample of this many training rows (vocabularies, "
+                   "means, quantiles, classes); a category outside the sample "
+                   "is out-of-vocabulary") = 100_000
+    shuffle_buffer: _key(PositiveInt, _positive_int(" (rows)"),
+                         description="training rows are shuffled within a "
+                         "window of about this many rows (and across "
+                         "windows, half of it carried over); memory grows "
+                         "with it") = 262_144
+    validate_first: _key(bool, _boolean, description="a first full pass "
+                         "encodes every row before anything is trained or "
+                         "written, as the in-memory path does (a bad value is "
+                         "a clear error naming the column, and the row counts "
+                         "are exact); false skips it: a bad value then stops "
+                         "training mid-epoch") = True
+
+
 class DataConfig(Section):
     """`data`: where the rows come from (a built-in data set, files or one
     table per task) and how held-out rows are cut."""
@@ -507,6 +533,30 @@ class DataConfig(Section):
         "is written), `drop` (drop their rows) or `impute` (make them missing: "
         "a feature's training mean, a masked label); the counts are printed") = (
             "error")
+    streaming: StreamingConfig | None = Field(
+        None, description="read `train` (and `validation`, `test`) in chunks "
+        "instead of whole, for tables larger than memory: CSV or Parquet files "
+        "or folders of them (`kmtl.data.streaming`); held-out rows are chosen "
+        "by a hash of the row number (of `split.group_by` with `method: "
+        "group`). null: the whole table is read into memory. `{}`: on, with "
+        "the defaults below")
+
+    @model_validator(mode="after")
+    def _check_streaming(self):
+        if self.streaming is None:
+            return self
+        if self.dataset is not None or self.task_tables:
+            given = "dataset" if self.dataset is not None else "task_tables"
+            raise _Invalid(f"{{path}}.streaming reads data.train (and "
+                           f"data.validation / data.test) files; it does not "
+                           f"apply to data.{given}. Give data.train, or set "
+                           f"streaming: null.")
+        if self.split.method == "ordered":
+            raise _Invalid("{path}.streaming chooses held-out rows by a hash of "
+                           "the row number, so split.method 'ordered' cannot "
+                           "be followed. Give data.validation and data.test "
+                           "files, or use method random (or group).")
+        return self
 
     @field_validator("dataset", mode="before")
     @classmethod

@@ -1,6 +1,13 @@
 """Data preparation of a run: load the config's data, split it, record the split,
 fit the tasks and the features on the training split.
 
+With `data.streaming` the files are read in chunks instead
+(`kmtl.data.streaming`): the tasks and features are fitted on a uniform
+sample of the training rows, the splits are `StreamedSplit`s (where the
+in-memory path has DataFrames) and their datasets read the files every epoch.
+Its split record holds the rule that chose the held-out rows (a hash of the
+row number) and the files' sizes instead of row positions and content hashes.
+
 A split is recorded so that a run can be evaluated on exactly its own held-out
 rows later (`kmtl evaluate RUN_DIR`, through `kmtl.runs.run_dir.RunDir`): a
 split cut from a table is stored as the row positions of its rows in that
@@ -19,11 +26,17 @@ import pandas as pd
 
 from kmtl import datasets
 from kmtl import tasks as tasks_module
+from kmtl.data import SplitRule
+from kmtl.data import StreamedSplit
+from kmtl.data import TableSource
+from kmtl.data import check_splits
 from kmtl.data import combine_task_tables
+from kmtl.data import fit_sample
 from kmtl.data import handle_non_finite
 from kmtl.data import make_dataset
 from kmtl.data import read_table
 from kmtl.data import split_frame
+from kmtl.data import stream_dataset
 from kmtl.errors import ConfigError
 from kmtl.errors import DataError
 from kmtl.features import fit_features
@@ -177,8 +190,10 @@ def load_stored_splits(config, record, data_dir=None):
             recorded.
     """
     config = as_run_config(config)
-    frame, own = _load(config, data_dir)
     fix = ("Restore the data, or evaluate on a file: kmtl evaluate RUN_DIR DATA.")
+    if "streaming" in record:
+        return _stored_streamed_splits(config, record, data_dir, fix)
+    frame, own = _load(config, data_dir)
     if "source" in record:
         if frame is None or content_hash(frame) != record["source"]["sha256"]:
             raise _changed("training table", fix)
@@ -239,12 +254,21 @@ def prepare(config, train, tasks):
 
 def split_datasets(frames, features, tasks, batch_size):
     """`make_dataset` for each named non-empty frame (no shuffling; cached,
-    since validation reads its split every epoch).
+    since validation reads its split every epoch); `stream_dataset` for a
+    `StreamedSplit` (read from its files at every pass).
 
     Converting every split up front finds bad labels or feature values before
     anything is trained or written."""
-    return {split: make_dataset(frame, features, tasks, batch_size, cache=True)
-            for split, frame in frames.items() if frame is not None and len(frame)}
+    datasets = {}
+    for split, frame in frames.items():
+        if frame is None or not len(frame):
+            continue
+        if isinstance(frame, StreamedSplit):
+            datasets[split] = stream_dataset(frame, features, tasks, batch_size)
+        else:
+            datasets[split] = make_dataset(frame, features, tasks, batch_size,
+                                           cache=True)
+    return datasets
 
 
 @dataclasses.dataclass
@@ -255,7 +279,8 @@ class PreparedData:
         tasks: list of fitted `kmtl.Task`.
         features: list of fitted `kmtl.features.Feature`.
         train, validation, test: the split DataFrames (validation and test may be
-            None or empty).
+            None or empty); with `data.streaming`, `kmtl.data.StreamedSplit`s
+            (`len()` their rows; validation and test may be None).
         batch_size: int, `training.batch_size`.
         held_out: `{split: tf.data.Dataset}` for the non-empty held-out splits,
             labelled for every task, unshuffled.
@@ -274,7 +299,12 @@ class PreparedData:
     def train_dataset(self, seed, first_epoch=0):
         """The training split, reshuffled every epoch in an order fixed by
         `seed` and the epoch number, which starts at `first_epoch` (a run
-        resumed after `first_epoch` epochs)."""
+        resumed after `first_epoch` epochs). A `StreamedSplit` is read from
+        its files, shuffled within its window (`stream_dataset`)."""
+        if isinstance(self.train, StreamedSplit):
+            return stream_dataset(self.train, self.features, self.tasks,
+                                  self.batch_size, shuffle=True, seed=seed,
+                                  first_epoch=first_epoch)
         return make_dataset(self.train, self.features, self.tasks, self.batch_size,
                             shuffle=True, seed=seed, first_epoch=first_epoch)
 
@@ -356,6 +386,8 @@ def prepare_data(config, data_dir=None, log=print):
     """
     config = as_run_config(config)
     tasks = build_tasks(config)
+    if config.data.streaming is not None:
+        return _prepare_streamed(config, data_dir, tasks, log)
     (train, validation, test), record = split_data(config, data_dir, tasks)
     train, validation, test = (
         _non_finite(config, frame, split, log)
@@ -367,3 +399,121 @@ def prepare_data(config, data_dir=None, log=print):
                               tasks, batch_size)
     return PreparedData(tasks, features, train, validation, test, batch_size,
                         held_out, record)
+
+
+# === Streaming (data.streaming) ===
+
+
+def _streamed_sources(config, data_dir):
+    """`(source, own, rule)`: the training table's `TableSource`, `{split:
+    TableSource}` of the held-out splits with their own files, and the
+    `SplitRule` that cuts the others from the training table (None when both
+    have files)."""
+    data = config.data
+    chunk_rows = data.streaming.chunk_rows
+    source = TableSource(_path(data.train, data_dir), data.read_options, chunk_rows)
+    own = {split: TableSource(_path(getattr(data, split), data_dir),
+                              data.read_options, chunk_rows)
+           for split in ("validation", "test") if getattr(data, split)}
+    split = data.split
+    rule = None
+    if len(own) < 2:
+        rule = SplitRule(0.0 if "validation" in own else split.validation,
+                         0.0 if "test" in own else split.test, split.seed,
+                         by=split.group_by if split.method == "group" else None)
+    return source, own, rule
+
+
+def _streamed_splits(config, source, own, rule, rows, sample=None):
+    """`{split: StreamedSplit or None}` for the sources, with `rows` per split."""
+    data = config.data
+    splits = {"train": StreamedSplit(
+        source, "train", rule, rows["train"], data.non_finite, fitted_on=sample,
+        shuffle_buffer=data.streaming.shuffle_buffer)}
+    for split in ("validation", "test"):
+        if split in own:
+            splits[split] = StreamedSplit(own[split], split, None, rows[split],
+                                          data.non_finite)
+        elif rows[split]:
+            splits[split] = StreamedSplit(source, split, rule, rows[split],
+                                          data.non_finite)
+        else:
+            splits[split] = None
+    return splits
+
+
+def _streamed_record(path, source, own, rule, splits, total):
+    """The split record of a streamed run (see `split_data` for the in-memory
+    one): the rule, the files' names and sizes, and the rows of each split."""
+    # The path as the config gives it, so that another --data-dir holding
+    # the same files resumes and evaluates the run.
+    record = {"streaming": None if rule is None else rule.describe(),
+              "source": {**source.describe(), "path": path, "rows": total}}
+    for name, split in splits.items():
+        entry = {"rows": 0 if split is None else len(split)}
+        if name in own:
+            entry["source"] = own[name].describe()
+        record[name] = entry
+    return record
+
+
+def _stored_streamed_splits(config, record, data_dir, fix):
+    """The held-out `StreamedSplit`s of a recorded streamed split (see
+    `load_stored_splits`): the same rule on the same files (checked by name
+    and size)."""
+    if config.data.streaming is None:
+        raise ConfigError("The run's split.json records a streamed split, but its "
+                          "config has data.streaming: null. Restore the run's "
+                          "config.yaml.")
+    source, own, rule = _streamed_sources(config, data_dir)
+    if source.describe()["files"] != record["source"]["files"]:
+        raise _changed("training table", fix)
+    for split, table in own.items():
+        if table.describe()["files"] != record[split].get("source", {}).get("files"):
+            raise _changed(f"{split} data", fix)
+    rows = {split: record[split]["rows"] for split in SPLITS}
+    splits = _streamed_splits(config, source, own, rule, rows)
+    return splits["train"], splits["validation"], splits["test"]
+
+
+def _prepare_streamed(config, data_dir, tasks, log):
+    """`prepare_data` with `data.streaming`: fit on a sample, stream the splits."""
+    data = config.data
+    streaming = data.streaming
+    source, own, rule = _streamed_sources(config, data_dir)
+    for task in tasks:
+        task.check_columns(pd.DataFrame(columns=source.columns), repr(source.path))
+    exclude = set(config.features.exclude) - {rule.by if rule else None}
+    if rule is not None and rule.by is not None:
+        source.check_columns([rule.by], "data.split.group_by column")
+    columns = [c for c in source.columns if c not in exclude]
+    sample, counts = fit_sample(source, streaming.fit_rows, seed=data.split.seed,
+                                rule=rule, columns=columns)
+    if data.non_finite != "error":
+        sample, _ = handle_non_finite(sample, data.non_finite)
+        sample = sample.reset_index(drop=True)
+    features = prepare(config, sample, tasks)
+    total = sum(counts.values())
+    for split, table in own.items():
+        counts[split] = table.dataset.count_rows()
+    splits = _streamed_splits(config, source, own, rule, counts, sample)
+    if streaming.validate_first:
+        found = check_splits(splits, features, tasks)
+        for split, columns_found in found.items():
+            listed = ", ".join(f"{c!r} {n:,}" for c, n in columns_found.items())
+            done = "dropped their rows" if data.non_finite == "drop" else (
+                "made them missing")
+            log(f"Non-finite values in the {split} split ({listed}): {done} "
+                f"(data.non_finite: {data.non_finite}).")
+    if not len(splits["train"]):
+        raise DataError(f"No training rows are left in {source.path!r} "
+                        f"(data.non_finite: {data.non_finite}).")
+    log(f"Streaming {source.path!r} in chunks of {streaming.chunk_rows:,} rows: "
+        f"{total:,} rows; tasks and features fitted on a sample of "
+        f"{len(sample):,} training rows.")
+    batch_size = config.training.batch_size
+    held_out = split_datasets({"validation": splits["validation"],
+                               "test": splits["test"]}, features, tasks, batch_size)
+    record = _streamed_record(data.train, source, own, rule, splits, total)
+    return PreparedData(tasks, features, splits["train"], splits["validation"],
+                        splits["test"], batch_size, held_out, record)
