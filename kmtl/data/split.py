@@ -30,6 +30,8 @@ from kmtl.errors import DataError
 
 SPLIT_METHODS = ("random", "per_task", "stratified", "ordered", "group")
 """The methods of `split_frame` (and of the run config's `data.split.method`)."""
+MAX_SEED = 2**32 - 1
+"""The largest split seed: scikit-learn's `random_state` is a 32-bit seed."""
 
 
 def _strata(frame, tasks, method):
@@ -75,7 +77,8 @@ def split_frame(frame, tasks, method="stratified", validation=0.1, test=0.1, see
         `(train, validation, test)` DataFrames (index reset).
 
     Raises:
-        ConfigError: unknown method or fractions outside [0, 1) summing to >= 1.
+        ConfigError: unknown method, fractions outside [0, 1) summing to >= 1,
+            or a seed that is not an integer in [0, 2**32 - 1].
         DataError: too few held-out rows to stratify by `method` (the message
             names the counts and suggests `random`); an `order_by` or
             `group_by` column that is absent or has missing values.
@@ -90,6 +93,10 @@ def split_frame(frame, tasks, method="stratified", validation=0.1, test=0.1, see
     if validation + test >= 1:
         raise ConfigError(f"split.validation + split.test must be < 1. Received: "
                           f"{validation} + {test}.")
+    if (not isinstance(seed, (int, np.integer)) or isinstance(seed, bool)
+            or not 0 <= seed <= MAX_SEED):
+        raise ConfigError(f"split.seed must be an integer in [0, 2**32 - 1] (a "
+                          f"32-bit seed). Received: seed={seed!r}")
     if order_by is not None and method != "ordered":
         raise ConfigError(f"split.order_by applies to split.method 'ordered' only. "
                           f"Received: method={method!r}, order_by={order_by!r}")
@@ -127,8 +134,12 @@ def split_frame(frame, tasks, method="stratified", validation=0.1, test=0.1, see
             rest_idx[:0], rest_idx)
     else:
         rest_strata = None if strata is None else strata[rest_idx]
-        if rest_strata is not None and pd.Series(rest_strata).value_counts().min() < 2:
-            rest_strata = None
+        if rest_strata is not None:
+            counts = pd.Series(rest_strata).value_counts()
+            # Validation and test each need a row of every stratum to split
+            # them by strata; with fewer rows they are cut at random.
+            if counts.min() < 2 or len(counts) > min(n_validation, n_test):
+                rest_strata = None
         val_idx, test_idx = train_test_split(
             rest_idx, test_size=n_test, random_state=seed, stratify=rest_strata)
     return _take(frame, train_idx, val_idx, test_idx)
