@@ -45,6 +45,7 @@ __all__ = [
     "STRATEGIES",
     "cluster_task",
     "evaluate",
+    "fit",
     "fit_parameter_server",
     "is_chief",
     "make_strategy",
@@ -409,6 +410,25 @@ def evaluate(model, dataset):
                       tf.distribute.ParameterServerStrategy):
         return model.evaluate(dataset, return_dict=True, verbose=0)
     return _chief_evaluator(model)(dataset)
+
+
+def fit(model, x, **kwargs):
+    """`model.fit(x, **kwargs)`, or `fit_parameter_server` under
+    `ParameterServerStrategy` (which Keras 3's `fit` does not support).
+
+    Args:
+        model: a compiled `kmtl.MultiTaskModel`.
+        x: a `tf.data.Dataset` of training batches.
+        **kwargs: `fit`'s arguments (`epochs`, `validation_data`, `callbacks`,
+            `verbose`, `shuffle`, `initial_epoch`; only these under
+            `ParameterServerStrategy`).
+
+    Returns:
+        A `keras.callbacks.History`.
+    """
+    if isinstance(model.distribute_strategy, tf.distribute.ParameterServerStrategy):
+        return fit_parameter_server(model, x, **kwargs)
+    return model.fit(x, **kwargs)
 
 
 def fit_parameter_server(model, x, epochs=1, validation_data=None, callbacks=(),
