@@ -1,21 +1,24 @@
 """One process of the distribution tests (tests/runs/test_distribution.py).
 
     python distributed_worker.py reference
-        one process, two logical CPUs: trains EW, MGDA and DWA on one device, and
-        MGDA under MirroredStrategy over the two CPUs;
+        one process, two logical CPUs: trains EW, MGDA and DWA on one device,
+        and EW and MGDA under MirroredStrategy over the two CPUs;
     TF_CONFIG=... python distributed_worker.py multi_worker
         one worker of a MultiWorkerMirroredStrategy cluster: EW and MGDA;
     TF_CONFIG=... python distributed_worker.py parameter_server
         the chief of a ParameterServerStrategy cluster (EW, MGDA and DWA
-        through fit_parameter_server), or a worker / ps, which only serves.
+        through fit_parameter_server, and EW stopped after epoch 1 and
+        resumed from its RunBackup), or a worker / ps, which only serves.
 
-Prints one JSON line: per run, the trained weights, the history and the
-number of replicas; plus this process's task and whether it is the chief.
+Prints one JSON line: per run, the trained weights, the history, the
+validation logs of `distribution.evaluate` and the number of replicas; plus
+this process's task and whether it is the chief.
 """
 
 import json
 import os
 import sys
+import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -38,6 +41,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import kmtl  # noqa: E402
+from kmtl.callbacks.backup import RunBackup  # noqa: E402
 from kmtl.data import make_dataset  # noqa: E402
 from kmtl.features import resolve_features  # noqa: E402
 
@@ -54,13 +58,34 @@ for feature in features:
     feature.fit(train)
 
 
-def datasets(shard):
-    data = make_dataset(train, features, tasks, BATCH, shuffle=True, seed=3)
+def build(strategy, weighting):
+    with strategy.scope():
+        keras.utils.set_random_seed(7)
+        model = kmtl.build_model(features, tasks, "shared_bottom",
+                                 units=(8,), tower_units=(4,))
+        model.compile(optimizer=keras.optimizers.SGD(0.05), weighting=weighting)
+    return distribution.multi_worker_logs(model)
+
+
+def fit(model, epochs, callbacks=(), first_epoch=0):
+    data = make_dataset(train, features, tasks, BATCH, shuffle=True, seed=3,
+                        first_epoch=first_epoch)
     validation = make_dataset(held_out, features, tasks, BATCH)
-    if shard:
-        data, validation = (distribution.shard_by_data(data),
-                            distribution.shard_by_data(validation))
-    return data, validation
+    if mode == "multi_worker":
+        data = distribution.shard_by_data(data)
+        validation = distribution.shard_by_data(validation)
+    history = distribution.fit(model, data, validation_data=validation,
+                               epochs=epochs, callbacks=list(callbacks),
+                               verbose=0)
+    return history.history, validation
+
+
+def outcome(model, history, validation, strategy):
+    return {"weights": [np.asarray(w, "float64").ravel().tolist()
+                        for w in model.trainable_weights],
+            "history": history,
+            "evaluate": distribution.evaluate(model, validation),
+            "replicas": strategy.num_replicas_in_sync}
 
 
 def run(strategy, weighting):
@@ -68,25 +93,21 @@ def run(strategy, weighting):
     # best epoch's weights (val_loss rises in epoch 2 here).
     callbacks = [keras.callbacks.EarlyStopping(
         patience=0, restore_best_weights=True)] if weighting == "dwa" else []
-    with strategy.scope():
-        keras.utils.set_random_seed(7)
-        model = kmtl.build_model(features, tasks, "shared_bottom",
-                                 units=(8,), tower_units=(4,))
-        model.compile(optimizer=keras.optimizers.SGD(0.05), weighting=weighting)
-    distribution.multi_worker_logs(model)
-    data, validation = datasets(shard=mode == "multi_worker")
-    if mode == "parameter_server":
-        history = distribution.fit_parameter_server(
-            model, data, epochs=EPOCHS, validation_data=validation,
-            callbacks=callbacks)
-    else:
-        history = model.fit(data, validation_data=validation, epochs=EPOCHS,
-                            callbacks=callbacks, verbose=0)
-    return {"weights": [np.asarray(w, "float64").ravel().tolist()
-                        for w in model.trainable_weights],
-            "history": history.history,
-            "evaluate": distribution.evaluate(model, validation),
-            "replicas": strategy.num_replicas_in_sync}
+    model = build(strategy, weighting)
+    history, validation = fit(model, EPOCHS, callbacks)
+    return outcome(model, history, validation, strategy)
+
+
+def resumed(strategy, weighting):
+    """Epoch 1, then a fresh model resumed from its backup (RunBackup)."""
+    backup_dir = os.path.join(tempfile.mkdtemp(), "backup")
+    for epochs in (1, EPOCHS):
+        model = build(strategy, weighting)
+        backup = RunBackup(backup_dir)
+        state = backup.read_state()
+        _, validation = fit(model, epochs, [backup],
+                            first_epoch=state["epoch"] if state else 0)
+    return outcome(model, backup.history, validation, strategy)
 
 
 if mode == "reference":
@@ -98,6 +119,8 @@ else:
     weightings = ("ew", "mgda", "dwa") if mode == "parameter_server" else (
         "ew", "mgda")
     result = {w: run(strategy, w) for w in weightings}
+    if mode == "parameter_server":
+        result["ew_resumed"] = resumed(strategy, "ew")
     result["task"] = list(distribution.cluster_task(strategy))
     result["chief"] = distribution.is_chief(strategy)
 print(json.dumps(result))

@@ -14,7 +14,7 @@ global batches of 48, two epochs of SGD, plus 32 validation rows):
 - ParameterServerStrategy, one chief, one worker, one ps: with one worker the
   asynchronous steps run in order, so EW, MGDA and DWA (with its epoch
   callback, and early stopping restoring the best epoch) equal the
-  one-device run.
+  one-device run, and so does a run resumed from its backup after epoch 1.
 """
 
 import json
@@ -150,6 +150,13 @@ def test_parameter_server_one_worker_equals_one_device(reference, parameter_serv
         # Early stopping restored epoch 1's weights: the case is exercised.
         first, second = run["history"]["val_loss"]
         assert first < second
+
+
+def test_parameter_server_resumes_from_a_run_backup(reference, parameter_server):
+    # One epoch, then a fresh model resumed from the RunBackup of it: the
+    # weights and logs of the uninterrupted run.
+    _assert_same_run(parameter_server["ew_resumed"], reference["single"]["ew"],
+                     rtol=1e-5)
 
 
 # === make_strategy and TF_CONFIG ===
