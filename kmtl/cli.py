@@ -48,6 +48,7 @@ def cmd_train(args):
         ("data.split.seed", "--seed", args.seed),
         ("export.dir", "--export-dir", args.export_dir),
         ("training.weighting", "--weighting", args.weighting),
+        ("training.strategy", "--strategy", args.strategy),
     ])
     resume = None if args.no_resume else (args.resume or "auto")
     train(config, data_dir=args.data_dir, output_dir=args.output_dir, resume=resume)
@@ -201,6 +202,9 @@ def build_parser():
     train.add_argument("--weighting", help="override training.weighting: a method "
                        "name or spec such as 'static(mean=True)' or 'cagrad(c=0.4)' "
                        "(see kmtl.weighting.list_weightings())")
+    train.add_argument("--strategy", help="override training.strategy: default, "
+                       "mirrored, multi_worker or parameter_server (the last two "
+                       "read TF_CONFIG; see docs/guides/distributed.md)")
     resuming = train.add_mutually_exclusive_group()
     resuming.add_argument("--resume", metavar="RUN_DIR", help="go on training this "
                           "unfinished run directory from its last finished epoch")

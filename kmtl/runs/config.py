@@ -56,6 +56,7 @@ from kmtl.features import NUMERIC_ENCODINGS
 from kmtl.models.multitask_model import GRADIENT_MODES
 from kmtl.models.multitask_model import LOSS_COMBINATIONS
 from kmtl.registry import parse_spec
+from kmtl.runs.distribution import STRATEGIES
 
 __all__ = [
     "AVERAGES",
@@ -789,6 +790,12 @@ class TrainingConfig(Section):
     verbose: _key(Literal[VERBOSITY], _choice("verbosity", VERBOSITY),
                   description="Keras `fit` verbosity: 0 silent, 1 progress "
                   "bar, 2 one line per epoch, or `auto`") = 1
+    strategy: _key(Literal[STRATEGIES], _choice("strategy", STRATEGIES),
+                   description="the `tf.distribute` strategy "
+                   "(docs/guides/distributed.md): `default` (one device), "
+                   "`mirrored` (every GPU, else every logical CPU), "
+                   "`multi_worker` or `parameter_server` (the cluster from "
+                   "TF_CONFIG); `--strategy` overrides it") = "default"
 
 
 class ExportConfig(Section):

@@ -17,6 +17,7 @@ import contextlib
 import dataclasses
 import math
 import os
+import shutil
 import time
 import warnings
 
@@ -37,6 +38,7 @@ from kmtl.measures.diagnostics import architecture_layer
 from kmtl.models import build_model
 from kmtl.models.export import describe_renamed_inputs
 from kmtl.models.export import export_saved_model
+from kmtl.runs import distribution
 from kmtl.runs.config import as_run_config
 from kmtl.runs.config import describe_size_defaults
 from kmtl.runs.config import with_size_defaults
@@ -191,8 +193,8 @@ def evaluate_splits(model, datasets):
     """
     results = {}
     for split, dataset in datasets.items():
-        metrics = nested_metrics(
-            model.evaluate(dataset, return_dict=True, verbose=0), model.tasks)
+        metrics = nested_metrics(distribution.evaluate(model, dataset),
+                                 model.tasks)
         unlabelled = [t.name for t in model.tasks if not t.has_labels]
         results[split] = honest_metrics(metrics, label_counts(dataset, model.tasks),
                                         split, unlabelled)
@@ -440,9 +442,10 @@ def run_model(config, data, tasks=None, model=None, train_data=None, callbacks=(
     if train_data is None:
         train_data = data.train_dataset(training.seed, first_epoch=first_epoch)
     start = time.perf_counter()
-    history = model.fit(train_data, validation_data=validation_data,
-                        epochs=training.epochs, callbacks=callbacks,
-                        verbose=training.verbose, shuffle=False).history
+    history = distribution.fit(model, distribution.shard_by_data(train_data),
+                               validation_data=validation_data,
+                               epochs=training.epochs, callbacks=callbacks,
+                               verbose=training.verbose, shuffle=False).history
     if backup is not None:
         history = backup.history
     check_finite_history(history)
@@ -467,6 +470,11 @@ def train(config, data_dir=None, output_dir="runs", export_root="saved_models",
     SavedModel in `<export.dir or export_root/<name>>/<version>/`. Nothing is
     written, and no folder created, before every check has passed.
 
+    The model trains under `training.strategy` (`kmtl.runs.distribution`;
+    docs/guides/distributed.md). In a cluster, only the chief writes the run
+    directory and the export; a worker or ps of a parameter-server cluster
+    serves until it is stopped and never returns.
+
     Until it has finished, the run directory holds `INCOMPLETE` and, after
     each epoch, a backup of the training state (`backup/`, see
     `kmtl.callbacks.RunBackup`). A run that was killed goes on from its last
@@ -481,7 +489,8 @@ def train(config, data_dir=None, output_dir="runs", export_root="saved_models",
         output_dir: where the run directory is created.
         export_root: the export base's parent when `export.dir` is not set.
         log: callable taking one str, for progress lines (default `print`).
-        resume: `"auto"` (default), a run directory, or None. `"auto"`:
+        resume: `"auto"` (default), a run directory, or None (always None
+            under `multi_worker`). `"auto"`:
             resume the newest run of the config's name when it is unfinished
             (not failed, not being trained by a running process, with a
             backup) and was started with the same config and data; else a
@@ -498,8 +507,35 @@ def train(config, data_dir=None, output_dir="runs", export_root="saved_models",
             written; or a `resume` directory that cannot be resumed.
     """
     config = as_run_config(config)
+    name = config.training.strategy
+    if distribution.needs_server(name):
+        # A worker or ps of a parameter-server cluster: it serves the chief's
+        # steps until it is stopped.
+        log(f"Serving the parameter-server cluster of TF_CONFIG as "
+            f"{distribution.read_tf_config(name)[1]['type']}; the chief trains.")
+        distribution.run_server()
+    strategy = distribution.make_strategy(name)
+    if name == "multi_worker":
+        if resume not in (None, "auto"):
+            raise ConfigError("resume: a multi_worker run cannot be resumed "
+                              "(each worker would need its own backup). Train "
+                              "afresh, without --resume.")
+        resume = None
+    if not distribution.is_chief(strategy):
+        # Every worker of a multi-worker run saves (reading a variable
+        # all-reduces it), but only the chief's files count.
+        scratch = distribution.write_directory(output_dir, strategy)
+        try:
+            with precision_policy(config):
+                return _train(config.replace({"export.dir": None}), data_dir,
+                              os.path.join(scratch, "runs"),
+                              os.path.join(scratch, "saved_models"),
+                              lambda line: None, None, strategy)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
     with precision_policy(config):
-        return _train(config, data_dir, output_dir, export_root, log, resume)
+        return _train(config, data_dir, output_dir, export_root, log, resume,
+                      strategy)
 
 
 def _resumed_run(config, data, output_dir, resume, log):
@@ -526,7 +562,7 @@ def _resumed_run(config, data, output_dir, resume, log):
     return run
 
 
-def _train(config, data_dir, output_dir, export_root, log, resume):
+def _train(config, data_dir, output_dir, export_root, log, resume, strategy):
     config, data = prepare_run(config, data_dir, log)
     training = config.training
     export_dir = None
@@ -535,7 +571,9 @@ def _train(config, data_dir, output_dir, export_root, log, resume):
         check_writable(export_dir, "export directory",
                        "Choose a writable export.dir or --export-dir.")
     check_writable(output_dir, "output directory", "Pass a writable --output-dir.")
-    model = build_run_model(config, data)
+    with strategy.scope():
+        model = build_run_model(config, data)
+    distribution.multi_worker_logs(model)
     diagnostics_every = training.diagnostics_every
     try:
         architecture_layer(model)

@@ -236,3 +236,93 @@ def test_parameter_server_strategy_only_on_the_chief(monkeypatch):
                        r"trains\. Start the worker and ps processes with "
                        r"run_server\(\)"):
         distribution.make_strategy("parameter_server")
+
+
+# === kmtl train --strategy, end to end ===
+
+def _kmtl_train(config_path, output, strategy, env):
+    command = [sys.executable, "-m", "kmtl.cli", "train", str(config_path),
+               "--output-dir", str(output / "runs"),
+               "--export-dir", str(output / "exported"), "--strategy", strategy]
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _finished(process):
+    try:
+        out, err = process.communicate(timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        out, err = process.communicate()
+        pytest.fail(f"kmtl train hung for {TIMEOUT} s:\n{err[-3000:]}")
+    assert process.returncode == 0, err[-3000:]
+    return out
+
+
+def _metrics(output):
+    (run,) = (output / "runs").iterdir()
+    assert not (run / "INCOMPLETE").exists()
+    assert [p.name for p in (output / "exported").iterdir()] == ["1"]
+    return json.loads((run / "metrics.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def train_config(tmp_path_factory):
+    import yaml
+
+    folder = tmp_path_factory.mktemp("strategy")
+    with open(Path(__file__).parents[2] / "examples" / "penguins.yaml") as handle:
+        config = yaml.safe_load(handle)
+    config["training"].update({"epochs": 3, "batch_size": 48, "verbose": 0})
+    path = folder / "penguins.yaml"
+    path.write_text(yaml.safe_dump(config))
+    reference = folder / "default"
+    _finished(_kmtl_train(path, reference, "default", _env()))
+    return path, _metrics(reference)
+
+
+def _assert_close(metrics, expected, rel, abs_=0.0):
+    for split, tasks in expected.items():
+        for task, values in tasks.items():
+            assert metrics[split][task] == pytest.approx(values, rel=rel, abs=abs_), (
+                split, task)
+
+
+def test_kmtl_train_multi_worker(train_config, tmp_path):
+    # Two `kmtl train --strategy multi_worker` processes: worker 0 writes the
+    # run directory and the export; worker 1 writes only to a temporary folder
+    # it removes. The metrics are those of one process, up to the replicas'
+    # mean of per-replica masked means (sex is missing on some rows), which
+    # may move a test row across the threshold (1 of 50 rows: 0.02).
+    path, expected = train_config
+    cluster = _cluster({"worker": 2})
+    outputs = [tmp_path / f"worker{i}" for i in (0, 1)]
+    processes = [_kmtl_train(path, outputs[i], "multi_worker",
+                             _env(cluster, "worker", i)) for i in (0, 1)]
+    try:
+        for process in processes:
+            _finished(process)
+    finally:
+        for process in processes:
+            process.kill()
+    _assert_close(_metrics(outputs[0]), expected, rel=1e-2, abs_=0.03)
+    assert not outputs[1].exists()
+
+
+def test_kmtl_train_parameter_server(train_config, tmp_path):
+    # The ps and the worker run the same command and serve; the chief trains:
+    # with one worker, the metrics of one process.
+    path, expected = train_config
+    cluster = _cluster({"chief": 1, "worker": 1, "ps": 1})
+    servers = [_kmtl_train(path, tmp_path / job, "parameter_server",
+                           _env(cluster, job, 0)) for job in ("ps", "worker")]
+    try:
+        out = _finished(_kmtl_train(path, tmp_path / "chief", "parameter_server",
+                                    _env(cluster, "chief", 0)))
+    finally:
+        for server in servers:
+            server.kill()
+            server.communicate()
+    assert "Run directory:" in out
+    _assert_close(_metrics(tmp_path / "chief"), expected, rel=1e-5)
+    assert not (tmp_path / "ps").exists() and not (tmp_path / "worker").exists()
