@@ -6,7 +6,9 @@ chunk with the same code (`kmtl.features.encode_frame` and `encode_labels`), so
 memory is bounded by the chunk and the shuffle buffer, not by the file:
 
 1. `TableSource`: a CSV or Parquet file, or a folder of them, read in chunks
-   of `chunk_rows` rows, only the columns asked for.
+   of `chunk_rows` rows, only the columns asked for (Parquet a row group at a
+   time and CSV a block at a time, so that memory does not grow with the
+   file).
 2. `SplitRule`: held-out rows without holding the table. A row goes to
    validation or test when a seeded 64-bit hash (SplitMix64) of its row number
    (or of a group column's value) lands in the first `validation` or the next
@@ -95,8 +97,9 @@ def _is_parquet(path):
     return path.lower().endswith(PARQUET_SUFFIXES)
 
 
-def _csv_format(read_options):
-    """A `pyarrow.dataset.CsvFileFormat` from pandas-style read options."""
+def _csv_options(read_options):
+    """`pyarrow.csv` `(ReadOptions, ParseOptions, ConvertOptions)` from
+    pandas-style read options."""
     unknown = sorted(set(read_options) - set(CSV_OPTIONS))
     if unknown:
         raise ConfigError(
@@ -125,12 +128,14 @@ def _csv_format(read_options):
         strings_can_be_null=True)
     parse = pa_csv.ParseOptions(delimiter=delimiter,
                                 quote_char=read_options.get("quotechar", '"'))
-    return pa_dataset.CsvFileFormat(parse_options=parse, convert_options=convert,
-                                    read_options=read)
+    return read, parse, convert
 
 
 class TableSource:
-    """A CSV or Parquet table read in chunks (`pyarrow.dataset`).
+    """A CSV or Parquet table read in chunks: Parquet with `pyarrow.dataset`,
+    one row group at a time; CSV with `pyarrow.csv.open_csv`, one block at a
+    time (its schema, from the first file's first block, by
+    `pyarrow.dataset`).
 
     Args:
         path: str, a file (`.parquet`/`.pq`: Parquet; anything else: CSV) or a
@@ -160,7 +165,12 @@ class TableSource:
             raise ConfigError(f"data.read_options {sorted(options)} apply to CSV "
                               f"files; {self.path!r} is Parquet. Remove them.")
         self.format = "parquet" if all(parquet) else "csv"
-        file_format = "parquet" if all(parquet) else _csv_format(options)
+        file_format = "parquet"
+        if not all(parquet):
+            self._csv = _csv_options(options)
+            read, parse, convert = self._csv
+            file_format = pa_dataset.CsvFileFormat(
+                read_options=read, parse_options=parse, convert_options=convert)
         try:
             self.dataset = pa_dataset.dataset(self.files, format=file_format)
             self.schema = self.dataset.schema
@@ -186,6 +196,50 @@ class TableSource:
                            else os.path.basename(f),
                            "bytes": os.path.getsize(f)} for f in self.files]}
 
+    def _batches(self, columns):
+        """The record batches of `columns`, file by file and, for Parquet, row
+        group by row group: a scan of a whole Parquet file keeps what it has
+        read allocated until its end (apache/arrow#39808), so memory would
+        grow with the file; one row group at a time, unbuffered, with little
+        read-ahead, it stays at about a row group."""
+        if self.format == "csv":
+            yield from self._csv_batches(columns)
+            return
+        options = {"schema": self.schema, "columns": columns,
+                   "batch_size": self.chunk_rows, "batch_readahead": 2,
+                   "fragment_readahead": 1,
+                   "fragment_scan_options": pa_dataset.ParquetFragmentScanOptions(
+                       pre_buffer=False, use_buffered_stream=True)}
+        for fragment in self.dataset.get_fragments():
+            for piece in fragment.split_by_row_group():
+                yield from piece.to_batches(**options)
+
+    def _csv_batches(self, columns):
+        """CSV record batches of up to `chunk_rows` rows, from
+        `pyarrow.csv.open_csv` (a streaming reader of one block at a time:
+        memory stays bounded, where a dataset scan of a CSV file read ahead
+        of a slow consumer), with every file read as the first one's
+        column types."""
+        read, parse, convert = self._csv
+        types = {name: self.schema.field(name).type for name in columns}
+        convert = pa_csv.ConvertOptions(
+            column_types=types, include_columns=columns,
+            null_values=convert.null_values,
+            strings_can_be_null=convert.strings_can_be_null)
+        for path in self.files:
+            with pa_csv.open_csv(path, read_options=read, parse_options=parse,
+                                 convert_options=convert) as reader:
+                pending = []
+                for batch in reader:
+                    pending.append(batch)
+                    table = pa.Table.from_batches(pending, reader.schema)
+                    full = table.num_rows - table.num_rows % self.chunk_rows
+                    for start in range(0, full, self.chunk_rows):
+                        yield table.slice(start, self.chunk_rows)
+                    pending = table.slice(full).to_batches()
+                if pending:
+                    yield pa.Table.from_batches(pending, reader.schema)
+
     def chunks(self, columns=None):
         """Yields `(first_row, frame)`: each chunk as a pandas DataFrame of
         `columns` (default: all), with the row number of its first row in the
@@ -200,12 +254,10 @@ class TableSource:
         self.check_columns(columns)
         first = 0
         try:
-            for fragment in self.dataset.get_fragments():
-                for batch in fragment.to_batches(schema=self.schema, columns=columns,
-                                                 batch_size=self.chunk_rows):
-                    if batch.num_rows:
-                        yield first, batch.to_pandas()
-                        first += batch.num_rows
+            for batch in self._batches(columns):
+                if batch.num_rows:
+                    yield first, batch.to_pandas()
+                    first += batch.num_rows
         except (pa.ArrowException, OSError) as error:
             raise DataError(f"Cannot read {self.path!r} after row {first:,}: "
                             f"{error}. A CSV column whose later values do not fit "
