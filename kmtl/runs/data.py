@@ -508,9 +508,13 @@ def _prepare_streamed(config, data_dir, tasks, log):
     if not len(splits["train"]):
         raise DataError(f"No training rows are left in {source.path!r} "
                         f"(data.non_finite: {data.non_finite}).")
+    held_out = ""
+    if rule is not None:
+        key = "row number" if rule.by is None else f"{rule.by!r} value"
+        held_out = f"; held-out rows chosen by a hash of the {key}"
     log(f"Streaming {source.path!r} in chunks of {streaming.chunk_rows:,} rows: "
         f"{total:,} rows; tasks and features fitted on a sample of "
-        f"{len(sample):,} training rows.")
+        f"{len(sample):,} training rows{held_out}.")
     batch_size = config.training.batch_size
     held_out = split_datasets({"validation": splits["validation"],
                                "test": splits["test"]}, features, tasks, batch_size)

@@ -416,3 +416,23 @@ def test_train_end_to_end_with_streaming(files, tmp_path):
     values = model.evaluate(again["validation"], return_dict=True, verbose=0)
     np.testing.assert_allclose(values["price_loss"],
                                metrics["validation"]["price"]["loss"], rtol=1e-4)
+
+
+def test_csv_read_options_and_a_type_change_mid_file(tmp_path):
+    path = tmp_path / "semicolon.csv"
+    rows = ["x;color;y"] + [f"{i};c{i % 3};{'?' if i % 4 == 0 else i}"
+                            for i in range(5000)]
+    path.write_text("\n".join(rows) + "\n")
+    source = TableSource(path, {"sep": ";", "na_values": ["?"]}, chunk_rows=700)
+    whole = pd.concat([c for _, c in source.chunks()], ignore_index=True)
+    expected = pd.read_csv(path, sep=";", na_values=["?"])
+    pd.testing.assert_frame_equal(whole, expected)
+    assert max(len(c) for _, c in source.chunks()) == 700
+    # A value that does not fit the type read from the first block (4 MB,
+    # where x is an integer) is a DataError naming the file, not a raw Arrow
+    # error.
+    bad = tmp_path / "bad.csv"
+    bad.write_text("x,y\n" + "1,2\n" * 1_100_000 + "one,2\n")
+    with pytest.raises(DataError, match=r"bad\.csv.*convert the table to Parquet"):
+        for _ in TableSource(bad).chunks():
+            pass
