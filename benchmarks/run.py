@@ -15,6 +15,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks import bench_census_epoch  # noqa: E402
+from benchmarks import bench_large_table  # noqa: E402
 from benchmarks import bench_numeric_table  # noqa: E402
 from benchmarks import bench_pipeline  # noqa: E402
 from benchmarks import bench_text_pipeline  # noqa: E402
@@ -29,6 +30,7 @@ BENCHMARKS = {
     "numeric_table": bench_numeric_table.run,
     "weighting": bench_weighting.run,
     "text_pipeline": bench_text_pipeline.run,
+    "large_table": bench_large_table.run,
 }
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 

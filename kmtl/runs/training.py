@@ -24,6 +24,7 @@ import warnings
 import keras
 import numpy as np
 import pandas as pd
+import tensorflow as tf
 
 from kmtl import architectures
 from kmtl import weighting as weighting_module
@@ -442,10 +443,18 @@ def run_model(config, data, tasks=None, model=None, train_data=None, callbacks=(
     if train_data is None:
         train_data = data.train_dataset(training.seed, first_epoch=first_epoch)
     start = time.perf_counter()
-    history = distribution.fit(model, distribution.shard_by_data(train_data),
-                               validation_data=validation_data,
-                               epochs=training.epochs, callbacks=callbacks,
-                               verbose=training.verbose, shuffle=False).history
+    try:
+        history = distribution.fit(model, distribution.shard_by_data(train_data),
+                                   validation_data=validation_data,
+                                   epochs=training.epochs, callbacks=callbacks,
+                                   verbose=training.verbose, shuffle=False).history
+    except tf.errors.InvalidArgumentError as error:
+        # A streamed table (`data.streaming`) checked chunk by chunk while
+        # training: the chunk's DataError comes wrapped by tf.data.
+        if "DataError:" not in str(error):
+            raise
+        message = str(error).split("DataError:", 1)[1].split("\n")[0].strip()
+        raise DataError(message) from None
     if backup is not None:
         history = backup.history
     check_finite_history(history)
