@@ -353,6 +353,23 @@ def test_bad_value_is_found_before_training(tmp_path):
     assert any(f"{WIDTH!r} 1" in line and "dropped" in line for line in lines)
 
 
+def test_bad_value_found_while_training_is_the_data_error(tmp_path):
+    # Without the first pass, the chunk holding the bad value fails during
+    # `fit`: `train` raises its DataError (naming the column), not tf.data's
+    # wrapper, and exports nothing.
+    frame = _table()
+    frame.loc[250, WIDTH] = np.inf
+    frame.to_parquet(tmp_path / "t.parquet")
+    config = _config(str(tmp_path / "t.parquet"))
+    config["data"]["streaming"]["validate_first"] = False
+    lines = []
+    with pytest.raises(DataError, match=re.escape(WIDTH)):
+        train(config, output_dir=str(tmp_path / "runs"),
+              export_root=str(tmp_path / "exports"), log=lines.append)
+    assert any(line.startswith("Training streamed") for line in lines), lines
+    assert not (tmp_path / "exports").exists()
+
+
 # --- Runs ---------------------------------------------------------------------
 
 
