@@ -7,6 +7,10 @@ import pandas as pd
 from kmtl.errors import DataError
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
+BAD_OPTION = (TypeError, LookupError, AttributeError, NotImplementedError)
+"""What pandas raises for a read option it cannot use (an unknown argument,
+an unknown encoding, a value of the wrong type, a dtype it cannot build, a
+column or row number outside the file)."""
 
 
 def read_table(path, **read_options):
@@ -23,7 +27,9 @@ def read_table(path, **read_options):
         A `pandas.DataFrame`.
 
     Raises:
-        DataError: the file does not exist, cannot be parsed, or has no rows.
+        DataError: the file does not exist, cannot be parsed (with these
+            options), or has no rows; a read option pandas refuses. The
+            message names the file and the options.
     """
     path = os.fspath(path)
     if os.path.isdir(path):
@@ -37,11 +43,20 @@ def read_table(path, **read_options):
             frame = pd.read_parquet(path, **read_options)
         else:
             frame = pd.read_csv(path, **read_options)
-    except TypeError as error:
-        raise DataError(f"Bad read option for {path!r}: {error}. See the pandas "
-                        f"reader's documentation for the allowed options.") from None
-    except (ValueError, OSError, UnicodeDecodeError, pd.errors.ParserError) as error:
-        raise DataError(f"Cannot read {path!r} as a table: {error}. Is it a CSV or "
+    except MemoryError:
+        raise
+    except Exception as error:
+        # pandas and pyarrow raise many types for a file that is not a table
+        # or does not fit the options (ParserError, UnicodeDecodeError,
+        # csv.Error, IndexError, ArrowInvalid, ...): each is a DataError.
+        if read_options and isinstance(error, BAD_OPTION):
+            raise DataError(f"Bad read option for {path!r} (read options "
+                            f"{read_options}): {type(error).__name__}: {error}. "
+                            f"See the pandas reader's documentation for the "
+                            f"allowed options.") from None
+        given = f" with read options {read_options}" if read_options else ""
+        raise DataError(f"Cannot read {path!r} as a table{given}: "
+                        f"{type(error).__name__}: {error}. Is it a CSV or "
                         f"Parquet file, and do the read options fit it?") from None
     if frame.empty:
         raise DataError(f"Data file {path!r} has no rows.")

@@ -255,6 +255,8 @@ class Task:
         derived_from=None,
     ):
         _check_name(name)
+        _check_arguments(name, target, positive, classes, metrics, target_mean,
+                         target_std)
         own = self.type
         if type is not None and type != own:
             raise ConfigError(
@@ -553,6 +555,49 @@ def _check_name(name):
             f"Task name must be a Python identifier (it names model outputs "
             f"and logs). Received: name={name!r}"
         )
+
+
+LABEL_VALUES = (str, int, float, bool, np.generic)
+"""The types of a label value (`positive`, an item of `classes`)."""
+
+
+def _is_list_of(value, types):
+    return isinstance(value, (list, tuple)) and all(
+        isinstance(v, types) for v in value)
+
+
+def _is_statistic(value, positive):
+    """A finite number (> 0 when `positive`) or a list of them."""
+    values = value if isinstance(value, (list, tuple)) else [value]
+    return all(isinstance(v, (int, float, np.number)) and not isinstance(v, bool)
+               and math.isfinite(v) and (v > 0 or not positive) for v in values)
+
+
+def _check_arguments(name, target, positive, classes, metrics, target_mean,
+                     target_std):
+    """Checks the types of a task's arguments, as a config may give anything.
+
+    Raises:
+        ConfigError: naming the task, the argument and the value.
+    """
+    checks = (
+        ("target", target, isinstance(target, str) or _is_list_of(target, str),
+         "a column name or a list of column names"),
+        ("positive", positive, isinstance(positive, LABEL_VALUES),
+         "one label value (a string, number or boolean)"),
+        ("classes", classes, _is_list_of(classes, LABEL_VALUES),
+         "a list of label values (strings, numbers or booleans)"),
+        ("metrics", metrics, _is_list_of(metrics, str),
+         "a list of metric names, e.g. ['auc']"),
+        ("target_mean", target_mean, _is_statistic(target_mean, False),
+         "a finite number or a list of them"),
+        ("target_std", target_std, _is_statistic(target_std, True),
+         "a positive finite number or a list of them"),
+    )
+    for key, value, ok, what in checks:
+        if value is not None and not ok:
+            raise ConfigError(f"Task '{name}': {key} must be {what}. Received: "
+                              f"{key}={value!r}")
 
 
 def _plain(value):

@@ -49,12 +49,13 @@ class BinaryTask(Task):
         """Infers `positive` (1 for 0/1 or boolean labels) and checks it occurs.
 
         Raises:
-            DataError: string labels without `positive`, or a `positive` that
-                never occurs.
+            DataError: string labels without `positive`, a `positive` that
+                never occurs, or 0/1 labels that are all 0 (one class).
         """
         column = self.target_columns[0]
         distinct = pd.unique(values.iloc[:, 0])
-        if self.positive is None:
+        inferred = self.positive is None
+        if inferred:
             if set(distinct) <= {0, 1} or set(distinct) <= {False, True}:
                 self.positive = 1
             else:
@@ -65,6 +66,13 @@ class BinaryTask(Task):
                 )
         if self.positive not in set(distinct):
             shown = sorted(map(str, distinct))[:10]
+            if inferred:
+                raise DataError(
+                    f"Task '{self.name}': every training label in column "
+                    f"'{column}' is {shown[0]}, so the positive class 1 never "
+                    f"occurs; a binary task needs both classes in the training "
+                    f"split. Check the column and the split (a larger table, "
+                    f"split.method: stratified), or remove the task.")
             raise DataError(
                 f"Task '{self.name}': positive={self.positive!r} never occurs in "
                 f"column '{column}' (values: {shown}). Fix `positive`; mind "

@@ -25,7 +25,9 @@ def check_derived_from(task, derived_from):
     name = task.name
     if derived_from is None:
         return None
-    if isinstance(derived_from, str) or not isinstance(derived_from, (list, tuple)):
+    if isinstance(derived_from, str) or not isinstance(
+            derived_from, (list, tuple)) or not all(
+            isinstance(p, str) for p in derived_from):
         raise ConfigError(
             f"Task '{name}': derived_from must be a list of task names, e.g. "
             f"['ctr', 'cvr']. Received: derived_from={derived_from!r}"
