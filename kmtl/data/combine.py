@@ -33,15 +33,29 @@ def combine_task_tables(tables, label_column="label", task_column="task", key=No
         task's label, NaN where the row has no label for it.
 
     Raises:
-        DataError: the label, task or key column is missing, a task name collides
-            with a feature column, or one key has two labels for the same task.
+        DataError: the label, task or key column is missing, the key is the
+            label column, a row has no task or no key, there are no rows, a
+            task name collides with a feature column, or one key has two
+            labels for the same task.
     """
+    if key is not None and key == label_column:
+        raise DataError(f"The key column and the label column are both "
+                        f"'{key}'; the key names an id column, the label "
+                        f"column each row's label. Set data.key or "
+                        f"data.label_column to another column.")
     if isinstance(tables, pd.DataFrame):
         if task_column not in tables.columns:
             raise DataError(f"Column '{task_column}' (the task of each row) not found; "
                             f"columns are {list(tables.columns)}.")
+        untasked = int(tables[task_column].isna().sum())
+        if untasked:
+            raise DataError(f"Column '{task_column}' (the task of each row) is "
+                            f"missing on {untasked:,} row(s), whose labels would "
+                            f"be lost. Fill or drop those rows.")
         tables = {str(name): part.drop(columns=task_column)
                   for name, part in tables.groupby(task_column, sort=False)}
+    if not tables:
+        raise DataError("No task table has any row: there is nothing to combine.")
     parts = []
     for name, table in tables.items():
         if label_column not in table.columns:
@@ -49,6 +63,11 @@ def combine_task_tables(tables, label_column="label", task_column="task", key=No
                             f"columns are {list(table.columns)}. Set label_column.")
         if key is not None and key not in table.columns:
             raise DataError(f"Table for task '{name}' has no key column '{key}'.")
+        if key is not None and table[key].isna().any():
+            raise DataError(f"Key column '{key}' of the table for task '{name}' is "
+                            f"missing on {int(table[key].isna().sum()):,} row(s); "
+                            f"a row without key cannot be matched with the other "
+                            f"tasks. Fill or drop those rows.")
         if name in table.columns and name != label_column:
             raise DataError(f"Task name '{name}' is also a column of its table; "
                             f"rename the task or the column.")

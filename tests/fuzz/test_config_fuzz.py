@@ -34,6 +34,7 @@ from kmtl.runs.config import read_config
 from kmtl.runs.config import with_size_defaults
 from kmtl.runs.data import build_tasks
 from kmtl.runs.training import check_plugins
+from kmtl.runs.training import prepare_run
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 with open(os.path.join(REPO, "examples", "penguins.yaml")) as handle:
@@ -246,3 +247,48 @@ def test_deep_nesting(depth):
         raw = copy.deepcopy(PENGUINS)
         set_path(raw, path, value)
         check_loaded(raw, [path])
+
+
+# === Known bugs in kmtl/runs/config.py and kmtl/data/pipeline.py ===
+# Found by the tests above; each test passes once the bug is fixed (strict:
+# an unexpected pass then fails, so the marker is removed with the fix).
+
+
+@pytest.mark.xfail(strict=True, reason="config.py accepts seeds >= 2**32: "
+                   "keras.utils.set_random_seed then raises a raw ValueError "
+                   "(training.seed); split_frame refuses them only after the "
+                   "data is read (data.split.seed)")
+@pytest.mark.parametrize("path", ["training.seed", "data.split.seed"])
+def test_a_seed_beyond_32_bits_is_refused(path):
+    raw = copy.deepcopy(PENGUINS)
+    set_path(raw, path, 2**32)
+    with pytest.raises(ConfigError, match=path.replace(".", r"\.")):
+        parse_config(raw)
+
+
+@pytest.mark.xfail(strict=True, reason="config.py accepts any batch size; "
+                   "make_dataset's graph overflows int64 for 10**30 (raw "
+                   "OverflowError inside a StagingError)")
+def test_a_huge_batch_size_is_refused_or_one_batch():
+    raw = copy.deepcopy(PENGUINS)
+    raw["training"]["batch_size"] = 10**30
+    try:
+        config = parse_config(raw)
+    except ConfigError as error:
+        assert "training.batch_size" in str(error)
+        return
+    _, data = prepare_run(config)
+    x, _, _ = next(iter(data.train_dataset(seed=0)))
+    assert next(iter(x.values())).shape[0] == len(data.train)
+
+
+@pytest.mark.xfail(strict=True, reason="config.py's features.text messages "
+                   "show doubled braces ({{columns: ...}}, {{'nope': 1}})")
+@pytest.mark.parametrize("text", [[None], "abc", [{"nope": 1}]])
+def test_text_errors_show_single_braces(text):
+    raw = copy.deepcopy(PENGUINS)
+    raw["features"]["text"] = text
+    with pytest.raises(ConfigError) as error:
+        parse_config(raw)
+    assert "features.text" in str(error.value)
+    assert "{{" not in str(error.value) and "}}" not in str(error.value)

@@ -25,6 +25,7 @@ from hypothesis import assume
 from hypothesis import given
 from hypothesis import strategies as st
 
+from kmtl.data import combine_task_tables
 from kmtl.data import read_table
 from kmtl.errors import ConfigError
 from kmtl.errors import DataError
@@ -207,3 +208,73 @@ def test_a_column_named_like_the_row_counter(tmp_path):
         "training": {"batch_size": 4}})
     rows = pd.concat([data.train, data.validation, data.test])
     assert sorted(rows[ROW_COLUMN]) == list(np.arange(20.0) * 10)
+
+
+# === combine_task_tables ===
+
+
+@st.composite
+def task_tables(draw):
+    """`(tables, label, key)`: one to three per-task tables under awkward
+    task names, with a feature, a label column and maybe a key column (with
+    gaps), some empty, some with a column named like their task."""
+    names = draw(st.lists(awkward_names, min_size=1, max_size=3, unique=True))
+    label = draw(st.sampled_from(["label", "y", "é"]))
+    key = draw(st.sampled_from([None, "id", "label"]))
+    tables = {}
+    for name in names:
+        rows = draw(st.integers(0, 5))
+
+        def column(cells, rows=rows):
+            return draw(st.lists(cells, min_size=rows, max_size=rows))
+
+        table = {"x": column(st.none() | st.floats(-5, 5)),
+                 label: column(st.none() | st.sampled_from([0, 1, "a"]))}
+        if key is not None and draw(st.integers(0, 5)):
+            table[key] = column(st.integers(0, 4) | st.sampled_from(["k", "é"])
+                                | (st.none() if draw(st.booleans()) else
+                                   st.integers(0, 4)))
+        if draw(st.integers(0, 6)) == 0:
+            table[name] = [1] * rows
+        tables[name] = pd.DataFrame(table)
+    return tables, label, key
+
+
+@examples(100)
+@given(task_tables(), st.booleans())
+def test_combine_task_tables(case, long):
+    """A DataError naming a column or task, or one row per example (per row
+    without key, per key with one), each labelled for exactly the tasks
+    whose table gave it a label, with that label."""
+    tables, label, key = case
+    given_tables = pd.concat([t.assign(task=n) for n, t in tables.items()],
+                             ignore_index=True) if long else tables
+    try:
+        combined = combine_task_tables(given_tables, label_column=label, key=key)
+    except DataError as error:
+        named = [label, "task", "No task table"] + list(tables) + (
+            [key] if key else [])
+        assert any(n in str(error) for n in named), str(error)
+        return
+    # Long tables are grouped by task: a task without rows has no table.
+    tables = {n: t for n, t in tables.items() if len(t) or not long}
+    if key is None:
+        assert len(combined) == sum(len(t) for t in tables.values())
+        start = 0
+        for name, table in tables.items():
+            part = combined.iloc[start:start + len(table)]
+            pd.testing.assert_series_equal(
+                part[name].reset_index(drop=True), table[label].rename(name),
+                check_dtype=False)
+            others = [n for n in tables if n != name]
+            assert part[others].isna().all().all()
+            start += len(table)
+        return
+    keys = (given_tables[key] if long else pd.concat(
+        [t[key] for t in tables.values()])).unique()
+    assert sorted(map(str, combined[key])) == sorted(map(str, keys))
+    by_key = combined.set_index(key)
+    for name, table in tables.items():
+        for k, value in zip(table[key], table[label]):
+            if pd.notna(value):
+                assert by_key.loc[k, name] == value
