@@ -24,7 +24,8 @@ def read_table(path, **read_options):
             `skipinitialspace`, `na_values`, `sep`, ...).
 
     Returns:
-        A `pandas.DataFrame`.
+        A `pandas.DataFrame` whose column names are strings (`header: None`
+        gives "0", "1", ...).
 
     Raises:
         DataError: the file does not exist, cannot be parsed (with these
@@ -60,4 +61,13 @@ def read_table(path, **read_options):
                         f"Parquet file, and do the read options fit it?") from None
     if frame.empty:
         raise DataError(f"Data file {path!r} has no rows.")
+    if not all(isinstance(c, str) for c in frame.columns):
+        # `header: null` numbers the columns 0, 1, ...: a config names them
+        # "0", "1", ... (YAML keys and lists of column names are strings).
+        names = [str(c) for c in frame.columns]
+        if len(set(names)) < len(names):
+            raise DataError(f"Data file {path!r}: column names {list(frame.columns)} "
+                            f"are not distinct as text. Rename them (read option "
+                            f"`names`).")
+        frame.columns = names
     return frame

@@ -1,7 +1,9 @@
 """Regression tests for `kmtl.data.read_table` found by the fuzz tests
 (tests/fuzz): read options pandas refuses with errors other than TypeError
 and ValueError, and files pandas' sniffer cannot read, are DataErrors naming
-the file and the options (they were raw tracebacks)."""
+the file and the options (they were raw tracebacks); column names are
+strings, so a config can name the columns of a file read with `header:
+null`."""
 
 import pandas as pd
 import pytest
@@ -58,3 +60,22 @@ def test_without_options_the_message_does_not_blame_them(tmp_path):
     with pytest.raises(DataError, match=r"Cannot read .*t\.parquet' as a table: "
                                         r"\w+"):
         read_table(path)
+
+
+def test_numbered_columns_become_strings_a_config_can_name(tmp_path):
+    # With `header: None` pandas numbers the columns 0, 1, 2; a config's
+    # `target: "2"` was "not found in [0, 1, 2]" and `target: 2` a raw
+    # TypeError (now a ConfigError: a target is a column name).
+    path = tmp_path / "plain.csv"
+    path.write_text("1.5,a,0\n2.5,b,1\n", encoding="utf-8")
+    frame = read_table(path, header=None)
+    assert list(frame.columns) == ["0", "1", "2"]
+    assert frame["2"].tolist() == [0, 1]
+
+
+def test_names_that_collide_as_text_are_a_data_error(tmp_path):
+    path = tmp_path / "plain.csv"
+    path.write_text("1.5,a\n2.5,b\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"column names \[1, '1'\] are not "
+                                        r"distinct as text"):
+        read_table(path, header=None, names=[1, "1"])
