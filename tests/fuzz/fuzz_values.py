@@ -120,15 +120,23 @@ def run_cases(draw, min_rows=0, dirty=4):
         "name": "fuzz",
         "data": {"train": "table", "non_finite": draw(st.sampled_from(
             ["error", "drop", "impute"])),
-            "split": {"method": draw(st.sampled_from(["random", "per_task",
-                                                      "stratified"])),
-                      "validation": draw(fraction), "test": draw(fraction)}},
+            "split": {"method": draw(st.sampled_from(
+                ["random", "per_task", "stratified", "stratified", "ordered",
+                 "group"])), "validation": draw(fraction),
+                "test": draw(fraction)}},
         "features": {"numeric": [x], "categorical": [color]},
         "tasks": [{"name": "clicked", "type": "binary", "target": clicked},
                   {"name": "price", "type": "regression", "target": price},
                   {"name": "kind", "type": "multiclass", "target": kind}],
         "training": {"batch_size": draw(st.sampled_from([1, 4, 1000]))},
     }
+    split = config["data"]["split"]
+    if split["method"] == "ordered":
+        split["order_by"] = draw(st.sampled_from([None, x, notes]))
+    elif split["method"] == "group":
+        # The group column (unicode categories with gaps) is not a feature.
+        split["group_by"] = color
+        config["features"]["categorical"] = []
     if draw(st.booleans()):
         config["features"]["text"] = [{"column": notes, "encoder": "bag",
                                        "min_frequency": 1}]
