@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pandas as pd
 
+from kmtl._checks import FLOAT32_MAX
 from kmtl._checks import non_finite
 from kmtl.errors import ConfigError
 from kmtl.errors import DataError
@@ -128,12 +129,29 @@ class NumericFeature(Feature):
     def fit(self, frame, max_vocabulary=None, min_frequency=1):
         """The mean and population variance of the non-missing values (0 and 1
         without any; variance 1 for a constant column), and whether any value
-        is missing. The vocabulary options do not apply."""
+        is missing. The vocabulary options do not apply.
+
+        Both are computed in float64 and must fit in float32 (the model
+        normalizes in float32).
+
+        Raises:
+            DataError: the column is missing or not numeric, or its spread is
+                too large for float32 (values beyond about +-1.8e19 apart):
+                the message names the feature and asks for a rescaled
+                column.
+        """
         values = self.convert(frame)
-        finite = values[~np.isnan(values)]
+        finite = values[~np.isnan(values)].astype("float64")
         self.missing = bool(finite.size < values.size)
         self.mean = float(finite.mean()) if finite.size else 0.0
         self.variance = float(finite.var()) if finite.size > 1 else 1.0
+        if not self.variance <= FLOAT32_MAX:
+            raise DataError(
+                f"Feature '{self.name}': its values (from {finite.min():.3g} to "
+                f"{finite.max():.3g}) spread too widely for float32: their "
+                f"variance {self.variance:.3g} is beyond {FLOAT32_MAX:.3g}, so "
+                f"the model could not normalize them. Rescale the column (e.g. "
+                f"divide it by a power of ten, or take its logarithm).")
         if not self.variance > 0:
             self.variance = 1.0
         self.edges = quantile_bin_edges(

@@ -28,6 +28,8 @@ import kmtl
 from kmtl.data import make_dataset
 from kmtl.errors import ConfigError
 from kmtl.errors import DataError
+from kmtl.features import Feature
+from kmtl.features import encode_frame
 
 # Generated tables often hold categories unseen in training or constant
 # columns; kmtl's warnings about them are expected here.
@@ -192,3 +194,25 @@ def test_many_categories(count, prefix):
     assert indices[-1] == 0
     assert len(set(indices[:-1])) == len(frame) - 1 and indices[:-1].min() >= 1
     np.testing.assert_array_equal(weights["y"].numpy(), np.ones(len(frame)))
+
+
+@examples(100)
+@given(st.lists(st.none() | st.floats(width=32, allow_nan=False,
+                                      allow_infinity=False), min_size=1,
+                max_size=20))
+def test_numeric_statistics(values):
+    """Any finite float32 values: a DataError about their spread, or a mean
+    and variance that are finite in float32, and encoded training values
+    that are finite wherever the value is present."""
+    frame = pd.DataFrame({"x": pd.Series(values, dtype="float64")})
+    try:
+        feature = Feature("x", "numeric").fit(frame)
+    except DataError as error:
+        assert "Feature 'x'" in str(error) and "spread" in str(error), error
+        return
+    assert np.isfinite(np.float32(feature.mean))
+    assert np.isfinite(np.float32(feature.variance)) and feature.variance > 0
+    encoded = encode_frame([feature], frame)["encoded:numeric"][:, 0]
+    present = frame["x"].notna().to_numpy()
+    assert np.isfinite(encoded[present]).all()
+    assert np.isnan(encoded[~present]).all()
