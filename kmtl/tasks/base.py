@@ -486,9 +486,11 @@ class Task:
         try:
             numbers = values.astype("float64").to_numpy()
         except (TypeError, ValueError):
-            column = self.target_columns[0]
-            numbers = pd.to_numeric(values[column], errors="coerce")
-            bad = values[column][numbers.isna()]
+            for column in self.target_columns:
+                numbers = pd.to_numeric(values[column], errors="coerce")
+                bad = values[column][numbers.isna()]
+                if len(bad):
+                    break
             raise DataError(
                 f"Task '{self.name}': {self.type} labels in column '{column}' must "
                 f"be numbers; found {bad.iloc[0]!r}. Fix the column or the task type."

@@ -216,3 +216,41 @@ def test_numeric_statistics(values):
     present = frame["x"].notna().to_numpy()
     assert np.isfinite(encoded[present]).all()
     assert np.isnan(encoded[~present]).all()
+
+
+TAG_CELLS = st.one_of(st.none(), st.sampled_from(["a", "b|c", "a|a", "", "|",
+                                                  "é|🐧", " a | b "]),
+                      unicode_text)
+FLAG_CELLS = st.one_of(st.none(), st.sampled_from([0, 1, 0.0, 1.0, 2, -1,
+                                                   math.inf, "yes"]))
+
+
+@examples(100)
+@given(st.booleans(), st.integers(1, 8), st.data())
+def test_multilabel_labels(delimited, rows, data):
+    """Multilabel tasks on delimited tags or 0/1 columns with stray values:
+    a DataError or ConfigError naming the task, or 0/1 labels of one column
+    per label, weighted 1 exactly on the rows with every target present."""
+    def table(cells, columns):
+        return pd.DataFrame({c: data.draw(st.lists(cells, min_size=rows,
+                                                   max_size=rows))
+                             for c in columns})
+
+    if delimited:
+        train, frame = table(TAG_CELLS, ["tags"]), table(TAG_CELLS, ["tags"])
+        options = {"target": "tags",
+                   "delimiter": data.draw(st.sampled_from(["|", ",", " "]))}
+    else:
+        train, frame = (table(FLAG_CELLS, ["s", "n"]),
+                        table(FLAG_CELLS, ["s", "n"]))
+        options = {"target": ["s", "n"]}
+    try:
+        task = kmtl.Task("tags", "multilabel", **options).fit(train)
+        labels, weights = task.encode(frame)
+    except (DataError, ConfigError) as error:
+        assert "Task 'tags'" in str(error), error
+        return
+    assert labels.shape == (rows, task.units)
+    assert set(np.unique(labels)) <= {0.0, 1.0}
+    targets = frame[task.target_columns].notna().all(axis=1).to_numpy()
+    np.testing.assert_array_equal(weights, targets.astype("float32"))

@@ -74,3 +74,14 @@ def test_binary_labels_all_zero_name_the_missing_class():
     # A declared positive that never occurs is still named as such.
     with pytest.raises(DataError, match=r"positive='yes' never occurs"):
         kmtl.Task("t", "binary", positive="yes").fit(frame)
+
+
+@pytest.mark.parametrize("kind", ["regression", "multilabel"])
+def test_text_in_a_later_target_column_is_named(kind):
+    # Only the first target column was searched for the bad label: with the
+    # text in the second, the error was pandas' IndexError.
+    frame = pd.DataFrame({"s": [1.0, 0.0, 1.0], "n": [1, "yes", 0]})
+    task = kmtl.Task("t", kind, target=["s", "n"])
+    with pytest.raises(DataError, match=rf"Task 't': {kind} labels in column "
+                                        rf"'n' must be numbers; found 'yes'"):
+        task.fit(frame).encode(frame) if kind == "multilabel" else task.fit(frame)
