@@ -170,12 +170,32 @@ class NumericFeature(Feature):
     def encode(cls, features, frame):
         """float32 `(rows, features)`: `(x - mean) / sqrt(variance)` as
         `keras.layers.Normalization` computes it (float32, the standard
-        deviation at least `keras.config.epsilon()`); NaN where missing."""
+        deviation at least `keras.config.epsilon()`); NaN where missing.
+
+        Raises:
+            DataError: a column is missing or holds a value that is not a
+                finite float32, or a value so far from the training mean
+                that its normalized value is not a finite float32 (e.g. 3e38
+                for a feature fitted on values in [0, 1]).
+        """
         mean, variance = cls._statistics(features)
         values = np.stack([f.convert(frame) for f in features], axis=1)
         std = np.maximum(np.sqrt(variance),
                          np.float32(keras.config.epsilon()))
-        return (values - mean) / std
+        with np.errstate(over="ignore"):
+            encoded = (values - mean) / std
+        overflow = np.isinf(encoded)
+        if overflow.any():
+            rows, columns = overflow.nonzero()
+            feature = features[columns[0]]
+            raise DataError(
+                f"Feature '{feature.name}': {len(rows):,} value(s) are too far "
+                f"from the training values to normalize in float32, first in "
+                f"row {rows[0]}: {float(values[rows[0], columns[0]])!r} (training "
+                f"mean {feature.mean:.3g}, standard deviation "
+                f"{float(std[columns[0]]):.3g}). Check the value, or rescale "
+                f"the column.")
+        return encoded
 
     @classmethod
     def preprocess(cls, features, inputs):

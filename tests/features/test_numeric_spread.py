@@ -43,3 +43,17 @@ def test_the_largest_spread_float32_holds():
     assert feature.variance == pytest.approx(3.24e38, rel=1e-6)
     np.testing.assert_allclose(encode_frame([feature], frame)["encoded:numeric"]
                                [:, 0], [1.0, -1.0], rtol=1e-6)
+
+
+def test_a_value_too_far_from_training_to_normalize_is_a_data_error():
+    # Fitted on [0, 1], 3e38 normalized is 1e39: inf in float32, and the
+    # model's predictions for the row were NaN.
+    feature = Feature("x", "numeric").fit(
+        pd.DataFrame({"x": np.linspace(0.0, 1.0, 50)}))
+    frame = pd.DataFrame({"x": [0.5, np.nan, 3e38, 1e37]})
+    with pytest.raises(DataError, match=r"Feature 'x': 1 value\(s\) are too far "
+                                        r"from the training values to normalize "
+                                        r"in float32, first in row 2: 3\.0000"):
+        encode_frame([feature], frame)
+    encoded = encode_frame([feature], frame.drop(index=2))["encoded:numeric"]
+    assert np.isfinite(encoded[[0, 2], 0]).all() and np.isnan(encoded[1, 0])
