@@ -34,7 +34,7 @@ EXAMPLE = os.path.join(os.path.dirname(__file__), "..", "..", "examples",
 def penguins_config(**training):
     with open(EXAMPLE) as handle:
         config = yaml.safe_load(handle)
-    config["training"].update({"epochs": 6, "early_stopping_patience": 2,
+    config["training"].update({"epochs": 4, "early_stopping_patience": 2,
                                "verbose": 0, **training})
     config["model"]["tower_dropout"] = 0.2  # a seed generator to resume
     config["export"] = {"enabled": False}
@@ -74,16 +74,16 @@ class Snapshot(keras.callbacks.Callback):
 
 @pytest.mark.parametrize("method", weighting.list_weightings())
 def test_resumed_fit_equals_uninterrupted_fit(prepared, method, tmp_path):
-    # Every method's state (uncertainty's log variances, DWA's loss history,
-    # GradNorm's weights, Nash-MTL's alphas, RLW's and PCGrad's seeds), the
-    # optimizer slots, dropout's seeds, early stopping and the epoch orders
-    # come back: the weights are bit-identical.
+    # Resumed after 2 of 4 epochs, every method's state (uncertainty's log
+    # variances, DWA's loss history, GradNorm's weights, Nash-MTL's alphas,
+    # RLW's and PCGrad's seeds), the optimizer slots, dropout's seeds, early
+    # stopping and the epoch orders come back: the weights are bit-identical.
     config, data = prepared
     config = config.replace({"training.weighting": method})
     whole = run_model(config, data, model=build_run_model(config, data),
                       backup_dir=str(tmp_path / "whole"),
-                      callbacks=[Snapshot(3, tmp_path / "whole", tmp_path / "cut")])
-    assert RunBackup(str(tmp_path / "cut")).read_state()["epoch"] == 3
+                      callbacks=[Snapshot(2, tmp_path / "whole", tmp_path / "cut")])
+    assert RunBackup(str(tmp_path / "cut")).read_state()["epoch"] == 2
     resumed = run_model(config, data, model=build_run_model(config, data),
                         backup_dir=str(tmp_path / "cut"))
     assert resumed.history == whole.history
@@ -156,7 +156,7 @@ def test_train_resumes_the_newest_unfinished_run(tmp_path):
     lines = []
     result = train(config, output_dir=tmp_path / "runs", log=lines.append)
     assert result["run_dir"] == killed.path
-    assert any(line.startswith(f"Resuming {killed.path} after epoch 2 of 6")
+    assert any(line.startswith(f"Resuming {killed.path} after epoch 2 of 4")
                for line in lines)
     assert not killed.incomplete and not os.path.exists(killed.backup_dir)
     fresh = train(config, output_dir=tmp_path / "fresh", resume=None, log=print)
@@ -206,7 +206,7 @@ def test_sigkill_mid_training_then_rerun_ends_like_an_uninterrupted_run(tmp_path
     # `kmtl train` in its own process, killed with SIGKILL once epoch 3 is
     # backed up (while it trains epoch 4 or later); the same command again
     # resumes that run and ends with the metrics of an uninterrupted run.
-    config = penguins_config(epochs=12, batch_size=4, early_stopping_patience=50)
+    config = penguins_config(epochs=8, batch_size=4, early_stopping_patience=50)
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     command = [sys.executable, "-m", "kmtl.cli", "train", str(path)]
@@ -232,12 +232,12 @@ def test_sigkill_mid_training_then_rerun_ends_like_an_uninterrupted_run(tmp_path
     (killed,) = runs.iterdir()
     assert (killed / INCOMPLETE_FILE).exists() and not (killed / "model.keras").exists()
     after = json.loads((killed / "backup" / "state.json").read_text())["epoch"]
-    assert 3 <= after < 12
+    assert 3 <= after < 8
 
     resumed = subprocess.run(command + ["--output-dir", str(runs)], env=env,
                              capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert f"Resuming {killed} after epoch {after} of 12" in resumed.stdout
+    assert f"Resuming {killed} after epoch {after} of 8" in resumed.stdout
     fresh = subprocess.run(command + ["--output-dir", str(tmp_path / "fresh")],
                            env=env, capture_output=True, text=True, timeout=300)
     assert fresh.returncode == 0, fresh.stderr[-2000:]
