@@ -163,11 +163,28 @@ def _is_real(value):
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _positive_int(hint=""):
+def _positive_int(hint="", maximum=None):
     def check(value):
         if not _is_int(value) or value < 1:
             raise _Invalid("{path} must be a positive integer" + hint
                            + ". Received: {value}")
+        if maximum is not None and value > maximum:
+            raise _Invalid("{path} must be at most " + f"{maximum:,}" + hint
+                           + ". Received: {value}")
+        return value
+
+    return check
+
+
+MAX_SEED = 2**32 - 1
+"""The largest seed: NumPy, Keras and scikit-learn take 32-bit seeds."""
+
+
+def _seed(hint):
+    def check(value):
+        if not _is_int(value) or not 0 <= value <= MAX_SEED:
+            raise _Invalid("{path} must be an integer from 0 to 2**32 - 1"
+                           + hint + ". Received: {value}")
         return value
 
     return check
@@ -276,13 +293,12 @@ def _encodings(value):
 def _text_declarations(value):
     if not isinstance(value, list):
         raise _Invalid("{path} must be a list of text columns or groups, e.g. "
-                       "[Review Text] or [{{columns: [Title, Review Text], "
-                       "ngrams: 2}}]. Received: {value}")
+                       "[Review Text] or [{columns: [Title, Review Text], "
+                       "ngrams: 2}]. Received: {value}")
     try:
         features_module.text_features(value)
     except ConfigError as error:
-        raise _Invalid("{path}: " + str(error).replace("{", "{{").replace(
-            "}", "}}")) from None
+        raise _Invalid("{path}: " + str(error)) from None
     return value
 
 
@@ -439,7 +455,7 @@ class SplitConfig(Section):
     test: _key(Fraction, _fraction, description="fraction of rows for test, "
                "used only when `data.test` is absent; `validation + test` must "
                "be < 1") = 0.1
-    seed: _key(Count, _count(" (the split's seed)"),
+    seed: _key(Count, _seed(" (the split's seed)"),
                description="the split's seed; `--seed` overrides it") = 0
 
     @model_validator(mode="after")
@@ -715,7 +731,8 @@ class TrainingConfig(Section):
                  description="at most this many epochs; --epochs overrides it. "
                  "null: chosen from the number of training rows n: "
                  + _size_rule("epochs")) = None
-    batch_size: _key(PositiveInt | None, _optional(_positive_int()),
+    batch_size: _key(PositiveInt | None, _optional(_positive_int(
+                         maximum=2**31 - 1)),
                      description="rows per batch. null: chosen from the number "
                      "of training rows n: " + _size_rule("batch_size")) = None
     optimizer: _key(Spec, _optimizer,
@@ -774,7 +791,7 @@ class TrainingConfig(Section):
         description="epochs without a lower validation loss before stopping; "
         "the best epoch's weights are restored. null: chosen from the number "
         "of training rows n: " + _size_rule("early_stopping_patience")) = None
-    seed: _key(Count, _count(" (the training seed)"), description="seeds Keras, "
+    seed: _key(Count, _seed(" (the training seed)"), description="seeds Keras, "
                "NumPy and the batch order; `--seed` overrides it (and "
                "`data.split.seed`)") = 0
     jit_compile: _key(bool, _boolean, description="compile the train step with "

@@ -149,7 +149,10 @@ def split_data(config, data_dir=None, tasks=None):
         return (frame, own["validation"], own["test"]), record
     split = config.data.split
     record["source"] = {"rows": len(frame), "sha256": content_hash(frame)}
-    numbered = frame.assign(**{_ROW: np.arange(len(frame))})
+    row = _ROW
+    while row in frame.columns:  # a table may hold a column of that name
+        row += "_"
+    numbered = frame.assign(**{row: np.arange(len(frame))})
     parts = split_frame(numbered, tasks, split.method,
                         0.0 if "validation" in own else split.validation,
                         0.0 if "test" in own else split.test, split.seed,
@@ -159,8 +162,8 @@ def split_data(config, data_dir=None, tasks=None):
         if name in own:
             frames.append(own[name])
             continue
-        record[name] = {"rows": len(part), "indices": part[_ROW].tolist()}
-        frames.append(part.drop(columns=_ROW))
+        record[name] = {"rows": len(part), "indices": part[row].tolist()}
+        frames.append(part.drop(columns=row))
     return tuple(frames), record
 
 

@@ -254,10 +254,6 @@ def test_deep_nesting(depth):
 # an unexpected pass then fails, so the marker is removed with the fix).
 
 
-@pytest.mark.xfail(strict=True, reason="config.py accepts seeds >= 2**32: "
-                   "keras.utils.set_random_seed then raises a raw ValueError "
-                   "(training.seed); split_frame refuses them only after the "
-                   "data is read (data.split.seed)")
 @pytest.mark.parametrize("path", ["training.seed", "data.split.seed"])
 def test_a_seed_beyond_32_bits_is_refused(path):
     raw = copy.deepcopy(PENGUINS)
@@ -266,9 +262,6 @@ def test_a_seed_beyond_32_bits_is_refused(path):
         parse_config(raw)
 
 
-@pytest.mark.xfail(strict=True, reason="config.py accepts any batch size; "
-                   "make_dataset's graph overflows int64 for 10**30 (raw "
-                   "OverflowError inside a StagingError)")
 def test_a_huge_batch_size_is_refused_or_one_batch():
     raw = copy.deepcopy(PENGUINS)
     raw["training"]["batch_size"] = 10**30
@@ -282,8 +275,6 @@ def test_a_huge_batch_size_is_refused_or_one_batch():
     assert next(iter(x.values())).shape[0] == len(data.train)
 
 
-@pytest.mark.xfail(strict=True, reason="config.py's features.text messages "
-                   "show doubled braces ({{columns: ...}}, {{'nope': 1}})")
 @pytest.mark.parametrize("text", [[None], "abc", [{"nope": 1}]])
 def test_text_errors_show_single_braces(text):
     raw = copy.deepcopy(PENGUINS)

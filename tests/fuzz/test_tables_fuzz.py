@@ -199,8 +199,6 @@ def test_prepare_run(tmp_path_factory, case, suffix):
             np.testing.assert_array_equal(weights[task["name"]], expected)
 
 
-@pytest.mark.xfail(strict=True, reason="kmtl.runs.data.split_data overwrites a "
-                   "column named __kmtl_row__ with its row numbers and drops it")
 def test_a_column_named_like_the_row_counter(tmp_path):
     path = tmp_path / "table.csv"
     pd.DataFrame({ROW_COLUMN: np.arange(20.0) * 10, "y": [0, 1] * 10}).to_csv(
