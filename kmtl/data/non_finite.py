@@ -13,11 +13,13 @@ their rows (`drop`), or make them missing (`impute`: NaN, which a numeric
 feature imputes and a task masks)."""
 
 
-def non_finite_counts(frame):
+def non_finite_counts(frame, columns=None):
     """`{column: count}` of the non-finite values of each float column of
-    `frame` that has any (a NaN is missing, not counted)."""
+    `frame` (or of those among `columns`) that has any (a NaN is missing, not
+    counted)."""
     counts = {}
-    for column in frame.columns:
+    for column in frame.columns if columns is None else (
+            c for c in frame.columns if c in set(columns)):
         if pd.api.types.is_float_dtype(frame[column]):
             count = int(non_finite(frame[column].to_numpy()).sum())
             if count:
@@ -25,7 +27,7 @@ def non_finite_counts(frame):
     return counts
 
 
-def handle_non_finite(frame, action="error"):
+def handle_non_finite(frame, action="error", columns=None):
     """`frame` with its non-finite float values handled as `action` says.
 
     Args:
@@ -35,6 +37,8 @@ def handle_non_finite(frame, action="error"):
             column), `"drop"` (drop every row with a non-finite value in a
             float column) or `"impute"` (those values become NaN: a missing
             feature value, imputed by the model, or a missing label, masked).
+        columns: the columns to look at (the features and labels a model
+            reads), or None for every column.
 
     Returns:
         `(frame, counts)`: the handled frame (a copy when changed, with its
@@ -51,7 +55,7 @@ def handle_non_finite(frame, action="error"):
     if action not in NON_FINITE_ACTIONS:
         raise ValueError(f"action must be one of {NON_FINITE_ACTIONS}. Received: "
                          f"action={action!r}")
-    counts = non_finite_counts(frame)
+    counts = non_finite_counts(frame, columns)
     if not counts or action == "error":
         return frame, counts
     masks = {c: non_finite(frame[c].to_numpy()) for c in counts}

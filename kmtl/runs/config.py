@@ -545,10 +545,11 @@ class DataConfig(Section):
     split: SplitConfig = Field(default_factory=SplitConfig)
     non_finite: _key(Literal[NON_FINITE_ACTIONS], _choice(
         "non-finite action", NON_FINITE_ACTIONS), description="numbers that are "
-        "not finite float32s (inf, or beyond +-3.4e38) in a float column of "
-        "any split: `error` (a clear error naming the column, before anything "
-        "is written), `drop` (drop their rows) or `impute` (make them missing: "
-        "a feature's training mean, a masked label); the counts are printed") = (
+        "not finite float32s (inf, or beyond +-3.4e38) in a float column "
+        "the model reads (a feature or a label) in any split: `error` (a "
+        "clear error naming the column, before anything is written), `drop` "
+        "(drop their rows) or `impute` (make them missing: a feature's "
+        "training mean, a masked label); the counts are printed") = (
             "error")
     streaming: StreamingConfig | None = Field(
         None, description="read `train` (and `validation`, `test`) in chunks "

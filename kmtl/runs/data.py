@@ -353,13 +353,31 @@ def warn_unseen(features, frames, hint=SPLIT_HINT):
     return warned
 
 
-def _non_finite(config, frame, split, log):
-    """`frame` with its non-finite values handled as `data.non_finite` says,
-    with one line through `log` naming what was found and done."""
+def _read_columns(config, frame, tasks):
+    """The columns a model of the config reads: the task targets and the
+    declared features, or every column not excluded when features are
+    inferred."""
+    targets = [c for task in tasks for c in task.target_columns]
+    declared = config.features
+    if declared.numeric is None and declared.categorical is None:
+        exclude = set(declared.exclude)
+        return [c for c in frame.columns if c not in exclude] + targets
+    groups = [g if isinstance(g, str) else g.get("columns", [])
+              for g in declared.text or []]
+    text = [c for g in groups for c in ([g] if isinstance(g, str) else g)]
+    return [*(declared.numeric or []), *(declared.categorical or []), *text,
+            *targets]
+
+
+def _non_finite(config, frame, split, log, tasks):
+    """`frame` with its non-finite values handled as `data.non_finite` says
+    (in the columns a model reads: an inf in a column left out changes
+    nothing), with one line through `log` naming what was found and done."""
     action = config.data.non_finite
     if frame is None or action == "error":
         return frame
-    handled, counts = handle_non_finite(frame, action)
+    handled, counts = handle_non_finite(frame, action,
+                                        _read_columns(config, frame, tasks))
     if counts:
         found = ", ".join(f"{column!r} {count:,}" for column, count in counts.items())
         done = (f"dropped {len(frame) - len(handled):,} row(s)" if action == "drop"
@@ -393,7 +411,7 @@ def prepare_data(config, data_dir=None, log=print):
         return _prepare_streamed(config, data_dir, tasks, log)
     (train, validation, test), record = split_data(config, data_dir, tasks)
     train, validation, test = (
-        _non_finite(config, frame, split, log)
+        _non_finite(config, frame, split, log, tasks)
         for split, frame in zip(SPLITS, (train, validation, test)))
     features = prepare(config, train, tasks)
     warn_unseen(features, {"validation": validation, "test": test})

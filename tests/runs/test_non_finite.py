@@ -192,3 +192,27 @@ def test_a_task_without_labels_or_with_one_class_reports_null(tmp_path, capsys):
                 if line.split()[:2] in (["validation", "sex"], ["test", "sex"])]
     assert sex_rows[0][2:] == ["n/a"] * 3
     assert sex_rows[1][-1] == "n/a"
+
+
+@pytest.mark.parametrize("features", [
+    {"numeric": ["bill_length_mm"]},                     # declared without it
+    {"exclude": ["bill_depth_mm", "body_mass_g", "sex", "island"]},  # inferred
+])
+def test_drop_looks_only_at_the_columns_the_model_reads(workspace, features):
+    # bill_depth_mm holds inf on 2 rows and body_mass_g 1e39 on one, but the
+    # model reads neither: no row is dropped (as `error` refuses nothing).
+    from kmtl.runs.data import prepare_data
+
+    folder, config = workspace
+    config["data"]["non_finite"] = "drop"
+    config["features"] = features
+    config["tasks"] = config["tasks"][:1]
+    lines = []
+    data = prepare_data(config, log=lines.append)
+    rows = len(pd.read_csv(folder / "train.csv"))
+    assert len(data.train) + len(data.validation) + len(data.test) == rows
+    assert not [line for line in lines if "Non-finite" in line]
+    config["tasks"] = config["tasks"] + [{"name": "body_mass_g",
+                                          "type": "regression"}]
+    data = prepare_data(config, log=lines.append)
+    assert len(data.train) + len(data.validation) + len(data.test) == rows - 1
