@@ -5,6 +5,7 @@ import math
 import os
 
 import pandas as pd
+from hypothesis import assume
 from hypothesis import settings
 from hypothesis import strategies as st
 
@@ -55,6 +56,21 @@ def has_carriage_return(frame):
     holds other rows than the frame (pandas' doing, not kmtl's)."""
     return any("\r" in str(c) for c in frame.columns) or bool(frame.map(
         lambda v: isinstance(v, str) and "\r" in v).any().any())
+
+
+def write_case_table(frame, path):
+    """Writes a generated frame as CSV or Parquet (by `path`'s suffix), or
+    rejects the example (`hypothesis.assume`) when the file could not hold
+    the frame: a carriage return in a CSV, a column of mixed types in
+    Parquet."""
+    if str(path).endswith(".csv"):
+        assume(not has_carriage_return(frame))
+        frame.to_csv(path, index=False)
+        return
+    try:
+        frame.to_parquet(path, index=False)
+    except Exception:  # pyarrow refuses a column of mixed types
+        assume(False)
 
 
 

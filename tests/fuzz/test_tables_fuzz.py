@@ -21,6 +21,7 @@ from fuzz_values import examples
 from fuzz_values import has_carriage_return
 from fuzz_values import run_cases
 from fuzz_values import unicode_text
+from fuzz_values import write_case_table
 from hypothesis import assume
 from hypothesis import given
 from hypothesis import strategies as st
@@ -160,14 +161,7 @@ def test_prepare_run(tmp_path_factory, case, suffix):
     frame, config = case
     folder = tmp_path_factory.mktemp("prepare")
     path = folder / f"table.{suffix}"
-    if suffix == "csv":
-        assume(not has_carriage_return(frame))
-        frame.to_csv(path, index=False)
-    else:
-        try:
-            frame.to_parquet(path, index=False)
-        except Exception:  # pyarrow refuses a column of mixed types
-            assume(False)
+    write_case_table(frame, path)
     config["data"]["train"] = str(path)
     try:
         resolved, data = prepare_run(config)
