@@ -35,6 +35,9 @@ class BinaryTask(Task):
     def metric_factories(self):
         return {
             "auc": lambda name: keras.metrics.AUC(name=name),
+            # Area under the precision-recall curve (Davis and Goadrich, ICML
+            # 2006, interpolated): the measure for a rare positive class.
+            "pr_auc": lambda name: keras.metrics.AUC(curve="PR", name=name),
             "accuracy": lambda name: keras.metrics.BinaryAccuracy(name=name),
             "precision": lambda name: keras.metrics.Precision(name=name),
             "recall": lambda name: keras.metrics.Recall(name=name),

@@ -306,3 +306,28 @@ def test_unknown_type_lists_registered_types():
     with pytest.raises(ConfigError, match=r"Use one of \('binary', 'multiclass', "
                                           r"'multilabel', 'regression'\)"):
         Task("t", "ordinal")
+
+
+def test_binary_pr_auc_is_the_average_precision():
+    # 6 % positives, scores that rank them only partly: Keras's interpolated
+    # PR AUC is scikit-learn's average precision (0.4880) to 0.002, far from
+    # the ROC AUC; null like every AUC on a split with one class.
+    from sklearn.metrics import average_precision_score
+
+    from kmtl.runs.training import honest_metrics
+
+    task = Task("y", "binary", metrics=["auc", "pr_auc"])
+    roc, pr = task.build_metrics()
+    assert pr.name == "y_pr_auc" and pr.curve.name == "PR"
+    rng = np.random.default_rng(0)
+    labels = (rng.random(2000) < 0.06).astype("float32")
+    scores = np.clip(0.3 * labels + 0.7 * rng.random(2000), 0, 1).astype("float32")
+    for metric in (roc, pr):
+        metric.update_state(labels, scores)
+    assert float(pr.result()) == pytest.approx(
+        average_precision_score(labels, scores), abs=0.002)
+    assert float(roc.result()) - float(pr.result()) > 0.3
+    with pytest.warns(UserWarning, match="only negative labels"):
+        nulled = honest_metrics({"y": {"loss": 0.1, "auc": 0.0, "pr_auc": 0.0}},
+                                {"y": (50, 0)}, "test")
+    assert nulled == {"y": {"loss": 0.1, "auc": None, "pr_auc": None}}
