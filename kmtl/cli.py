@@ -6,6 +6,7 @@ import json
 import os
 import sys
 
+from kmtl._files import write_atomically
 from kmtl.errors import ConfigError
 from kmtl.errors import DataError
 from kmtl.errors import TrainingError
@@ -119,16 +120,16 @@ def cmd_predict(args):
         columns.update(task.decode(predictions[task.name]))
     result = pd.DataFrame(columns)
     output = args.output
-    tmp = output + ".partial"
-    try:
+
+    def write(path):
         if output.lower().endswith(PARQUET_SUFFIXES):
-            result.to_parquet(tmp, index=False)
+            result.to_parquet(path, index=False)
         else:
-            result.to_csv(tmp, index=False)
-        os.replace(tmp, output)
+            result.to_csv(path, index=False)
+
+    try:
+        write_atomically(output, write)
     except OSError as error:
-        if os.path.isfile(tmp):
-            os.remove(tmp)
         raise DataError(f"Cannot write the predictions to {output!r}: "
                         f"{error.strerror or error}. Nothing was written; free "
                         f"space or choose another path.") from None

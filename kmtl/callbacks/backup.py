@@ -9,22 +9,10 @@ import os
 import keras
 import numpy as np
 
+from kmtl._files import write_atomically
+
 STATE_FILE = "state.json"
 """The backup's index: the epoch reached and the files holding the state."""
-
-
-def _replace_atomically(path, write):
-    """Calls `write(temporary path)`, then renames it onto `path`: a reader
-    (or a kill at any moment) sees the old file or the new one, never half of
-    one. The temporary name keeps `path`'s suffix (Keras checks it)."""
-    folder, name = os.path.split(path)
-    temporary = os.path.join(folder, f".tmp-{os.getpid()}-{name}")
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
 
 
 def _save_arrays(path, arrays):
@@ -61,7 +49,7 @@ class RunBackup(keras.callbacks.BackupAndRestore):
       last), so a kill during a backup leaves the previous one usable;
     - the `keras.callbacks.EarlyStopping` state (the best value and epoch,
       the epochs waited, the best epoch's weights, whether it stopped);
-    - the history of the epochs already run (`restored_history`);
+    - the history of the epochs already run (`history`);
     - no backup of an epoch whose logs are not finite (a diverging run is
       not resumed into the same divergence).
 
@@ -80,8 +68,6 @@ class RunBackup(keras.callbacks.BackupAndRestore):
 
     Attributes:
         restored_epoch: int, the epoch `fit` resumed from (0: a fresh start).
-        restored_history: `{log name: [value per epoch]}` of the epochs
-            before `restored_epoch`.
     """
 
     def __init__(self, backup_dir, early_stopping=None, delete_checkpoint=False):
@@ -89,7 +75,6 @@ class RunBackup(keras.callbacks.BackupAndRestore):
                          delete_checkpoint=delete_checkpoint)
         self.early_stopping = early_stopping
         self.restored_epoch = 0
-        self.restored_history = {}
         self._history = {}
         self._stopped = False
 
@@ -115,11 +100,11 @@ class RunBackup(keras.callbacks.BackupAndRestore):
         os.makedirs(self.backup_dir, exist_ok=True)
         epoch = self._current_epoch
         weights = f"epoch-{epoch}.weights.h5"
-        _replace_atomically(os.path.join(self.backup_dir, weights),
+        write_atomically(os.path.join(self.backup_dir, weights),
                             lambda path: self.model.save_weights(path))
         seeds = f"epoch-{epoch}.seeds.npz"
         states = _seed_states(self.model)
-        _replace_atomically(os.path.join(self.backup_dir, seeds),
+        write_atomically(os.path.join(self.backup_dir, seeds),
                             lambda path: _save_arrays(path, [
                                 keras.ops.convert_to_numpy(v) for v in states]))
         state = {"epoch": epoch, "weights": weights, "seeds": seeds,
@@ -132,7 +117,7 @@ class RunBackup(keras.callbacks.BackupAndRestore):
                 best = f"best-epoch-{stopping.best_epoch}.npz"
                 path = os.path.join(self.backup_dir, best)
                 if not os.path.isfile(path):
-                    _replace_atomically(path, lambda tmp: _save_arrays(
+                    write_atomically(path, lambda tmp: _save_arrays(
                         tmp, stopping.best_weights))
             state["early_stopping"] = {
                 "wait": stopping.wait, "best": stopping.best,
@@ -143,7 +128,7 @@ class RunBackup(keras.callbacks.BackupAndRestore):
             with open(path, "w", encoding="utf-8") as handle:
                 json.dump(state, handle)
 
-        _replace_atomically(self.state_path, write_state)
+        write_atomically(self.state_path, write_state)
         best = (state["early_stopping"] or {}).get("best_weights")
         keep = {STATE_FILE, weights, seeds, best}
         # Earlier epochs' files, and what a kill during a write left.
@@ -170,7 +155,6 @@ class RunBackup(keras.callbacks.BackupAndRestore):
                 os.path.join(self.backup_dir, state["seeds"]))):
             variable.assign(value)
         self.restored_epoch = state["epoch"]
-        self.restored_history = {k: list(v) for k, v in state["history"].items()}
         self._history = {k: list(v) for k, v in state["history"].items()}
         self._current_epoch = state["epoch"]
         stopping, saved = self.early_stopping, state["early_stopping"]

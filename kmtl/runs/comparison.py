@@ -433,12 +433,11 @@ def _compare(config, data_dir, output_dir, seeds, log):
     total = len(seeds) * (len(baselines) + len(variants))
     runs, matrices, done = [], {}, 0
     for seed in seeds:
-        # A fresh dataset per model: every model of a seed sees the same
-        # batches in the same epoch orders (a dataset counts the epochs drawn
-        # from it).
+        # run_model makes each model its own training dataset (from the run
+        # config's seed): every model of a seed sees the same batches in the
+        # same epoch orders (a dataset counts the epochs drawn from it).
         for task in baselines:
-            run = run_model(_run_config(config, baseline, seed), data, tasks=[task],
-                            train_data=data.train_dataset(seed))
+            run = run_model(_run_config(config, baseline, seed), data, tasks=[task])
             runs.append(_record(SINGLE_TASK, run, seed, [task]))
             keras.backend.clear_session()
             done += 1
@@ -452,7 +451,6 @@ def _compare(config, data_dir, output_dir, seeds, log):
                     batches=interference.batches)
                 callbacks.append(probe_callback)
             run = run_model(_variant_config(config, variant, seed), data,
-                            train_data=data.train_dataset(seed),
                             callbacks=callbacks)
             runs.append(_record(variant["name"], run, seed, data.tasks))
             if probe_callback is not None and probe_callback.cosines is not None:

@@ -31,6 +31,7 @@ import zipfile
 import yaml
 
 from kmtl._checks import process_alive
+from kmtl._files import write_atomically
 from kmtl.errors import ConfigError
 from kmtl.errors import DataError
 from kmtl.runs.config import parse_config
@@ -442,18 +443,12 @@ class RunDir:
             DataError: naming the file and the fix, the temporary file removed.
         """
         path = self.file(name)
-        base, suffix = os.path.splitext(name)
-        temporary = self.file(f".{base}.partial{suffix}")
         try:
-            write(temporary)
-            os.replace(temporary, path)
+            write_atomically(path, write)
         except OSError as error:
             raise DataError(f"Cannot write {path!r}: {error.strerror or error}. "
                             f"Free disk space (or choose another --output-dir) "
                             f"and train again.") from None
-        finally:
-            if os.path.exists(temporary):
-                os.remove(temporary)
 
     def _write_json(self, name, value, indent=2):
         def write(path):
