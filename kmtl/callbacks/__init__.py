@@ -1,6 +1,8 @@
 """Keras callbacks for multi-task training, one per file."""
 
 from kmtl.callbacks.backup import RunBackup
+from kmtl.callbacks.curriculum import SelfPacedLearning
+from kmtl.callbacks.curriculum import TaskCurriculum
 from kmtl.callbacks.delta_m import DeltaM
 from kmtl.callbacks.gradient_statistics import GradientStatistics
 from kmtl.callbacks.sharing_diagnostics import SharingDiagnostics
@@ -11,7 +13,9 @@ __all__ = [
     "DeltaM",
     "GradientStatistics",
     "RunBackup",
+    "SelfPacedLearning",
     "SharingDiagnostics",
+    "TaskCurriculum",
     "TaskInterference",
     "TensorBoard",
 ]

@@ -20,6 +20,7 @@ from kmtl.features.base import ENCODED_PREFIX
 from kmtl.models import feature_encoder
 from kmtl.models import shared_parameters
 from kmtl.models import steps
+from kmtl.models.schedule import TrainSchedule
 from kmtl.weighting import StaticWeighting
 
 LOSS_COMBINATIONS = ("sum", "mean")
@@ -118,6 +119,8 @@ class MultiTaskModel(keras.Model):
         self.loss_weights = {t.name: t.loss_weight for t in self.tasks}
         self.loss_combination = "sum"
         self.weighting = None
+        # A curriculum's `TrainSchedule`, while a `fit` with one runs.
+        self.schedule = None
         self._submodels = _Submodels()
 
     # === Data description ===
@@ -561,10 +564,13 @@ class MultiTaskModel(keras.Model):
             tracker.update_state(
                 task_losses[task.name],
                 sample_weight=batch_size if weight is None else ops.sum(weight))
+            # Metrics count each labelled row once: class weights and
+            # self-paced weights change the loss, not what a metric measures.
+            labelled = None if weight is None else ops.cast(weight > 0, "float32")
             start, end = self._metric_slices[task.name]
             for metric in self.task_metrics[start:end]:
                 metric.update_state(y[task.name], y_pred[task.name],
-                                    sample_weight=weight)
+                                    sample_weight=labelled)
         return self.get_metrics_result()
 
     def train_step(self, data):
@@ -575,10 +581,19 @@ class MultiTaskModel(keras.Model):
                 "batches (make_dataset's default, encoded=True): the raw "
                 "inputs' lookups do not compile with XLA.")
         step = self.step_strategy
+        schedule = self.schedule
         with tf.GradientTape(persistent=step.persistent) as tape:
             y_pred, representation = step.forward(self, x)
-            task_losses = self.compute_task_losses(y, y_pred, sample_weight)
-            labelled = self.labelled_tasks(sample_weight)
+            weights = sample_weight
+            if schedule is not None and schedule.row_fraction is not None:
+                weights = schedule.paced_weights(
+                    self.row_losses(y, y_pred),
+                    self._all_weights(x, sample_weight))
+            task_losses = self.compute_task_losses(y, y_pred, weights)
+            labelled = self.labelled_tasks(weights)
+            logged = task_losses
+            if schedule is not None:
+                task_losses, labelled = schedule.scale(task_losses, labelled)
             step_loss = step.loss(self, task_losses, labelled)
         gradients, step_loss = step.gradients(self, tape, step_loss, task_losses,
                                               labelled, representation)
@@ -586,8 +601,50 @@ class MultiTaskModel(keras.Model):
         # Before the update: the penalty `loss` holds.
         penalty = self._sharing_penalty()
         self.optimizer.apply_gradients(zip(gradients, self.trainable_weights))
-        return self._update_metrics(step_loss.loss, task_losses, x, y, y_pred,
+        return self._update_metrics(step_loss.loss, logged, x, y, y_pred,
                                     sample_weight, step_loss.task_weights, penalty)
+
+    def row_losses(self, y, y_pred):
+        """Each task's loss per row, before the reduction over rows.
+
+        Args:
+            y: dict `{task: labels}`; y_pred: dict `{task: (batch, units)}`.
+
+        Returns:
+            dict `{task: (batch,)}`: `keras.losses.Loss.call` of each task's
+            loss on standardized labels and predictions (as
+            `compute_task_losses`), without sample weights.
+        """
+        return {task.name: self._task_losses[task.name].call(
+                    task.standardize(y[task.name]),
+                    task.standardize(y_pred[task.name]))
+                for task in self.tasks}
+
+    def _all_weights(self, x, sample_weight):
+        """`sample_weight` with a weight of 1 per row for any task it omits."""
+        weights = dict(sample_weight or {})
+        rows = ops.shape(next(iter(x.values())))[0]
+        for name in self.task_names:
+            if weights.get(name) is None:
+                weights[name] = ops.ones((rows,), "float32")
+        return weights
+
+    def attach_schedule(self):
+        """The model's `TrainSchedule`, created if needed (see
+        `kmtl.models.schedule`). A curriculum callback calls it from
+        `set_model`, before `fit` traces the train step; the train function
+        is traced again so it reads the schedule's variables."""
+        if self.schedule is None:
+            self.schedule = TrainSchedule(self.task_names)
+        self.train_function = None
+        return self.schedule
+
+    def detach_schedule(self):
+        """Removes the schedule (a curriculum callback calls it when `fit`
+        ends): the next `fit` trains every task on every row again."""
+        if self.schedule is not None:
+            self.schedule = None
+            self.train_function = None
 
     def task_gradients(self, data):
         """Each task's gradient of the shared parameters on one batch.
