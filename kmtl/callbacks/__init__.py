@@ -6,6 +6,7 @@ from kmtl.callbacks.curriculum import TaskCurriculum
 from kmtl.callbacks.delta_m import DeltaM
 from kmtl.callbacks.gradient_statistics import GradientStatistics
 from kmtl.callbacks.sharing_diagnostics import SharingDiagnostics
+from kmtl.callbacks.task_frequencies import TaskFrequencies
 from kmtl.callbacks.task_interference import TaskInterference
 from kmtl.callbacks.tensorboard import TensorBoard
 
@@ -16,6 +17,7 @@ __all__ = [
     "SelfPacedLearning",
     "SharingDiagnostics",
     "TaskCurriculum",
+    "TaskFrequencies",
     "TaskInterference",
     "TensorBoard",
 ]
