@@ -28,7 +28,8 @@ def _frame():
     rows = np.arange(1300)
     rng = np.random.default_rng(0)
     frame = pd.DataFrame({"row": rows.astype("float64"),
-                          "x": rng.normal(size=len(rows))})
+                          "x": rng.normal(size=len(rows)),
+                          "color": np.array(["red", "blue", "green"])[rows % 3]})
     frame["a"] = np.where(rows < 900, rows % 2, np.nan)
     frame["b"] = np.where((rows < 100) | ((rows >= 900) & (rows < 1200)),
                           (rows // 3) % 2, np.nan)
@@ -45,7 +46,8 @@ def data():
     for task in tasks:
         task.fit(frame)
     features = [Feature("row", "numeric").fit(frame),
-                Feature("x", "numeric").fit(frame)]
+                Feature("x", "numeric").fit(frame),
+                Feature("color", "categorical").fit(frame)]
     return frame, features, tasks
 
 
@@ -183,6 +185,8 @@ def test_rows_are_labelled_for_their_task_and_masked_for_others(data,
     shared_rows_drawn = 0
     for x, labels, weights in sampled.dataset:
         rows = x["row"].numpy()[:, 0].astype(int)
+        np.testing.assert_array_equal(x["color"].numpy()[:, 0].astype(str),
+                                      frame["color"].iloc[rows])
         for name in NAMES:
             mine = weights[name].numpy() > 0
             # Every row drawn for a task is labelled for it, with its label.
