@@ -5,7 +5,9 @@ Task types are registered classes, one file each: `BinaryTask` ("binary"),
 `RegressionTask` ("regression"). `Task(name, type, ...)` returns an instance of
 the type's class; `get` reads a run config's task dict; `register` adds a type.
 `ColumnMetric` is the metric of one label or target column (`auc_<label>`,
-`mae_<target>`).
+`mae_<target>`). `kmtl.tasks.losses` holds the losses of class weights
+(`ClassWeightedLoss`) and of a multiclass focal loss
+(`SparseCategoricalFocalCrossentropy`).
 """
 
 from kmtl.tasks.base import LOSS_REDUCTION
@@ -19,6 +21,8 @@ from kmtl.tasks.base import register
 from kmtl.tasks.base import serialize
 from kmtl.tasks.binary import BinaryTask
 from kmtl.tasks.derived import derivation_order
+from kmtl.tasks.losses import ClassWeightedLoss
+from kmtl.tasks.losses import SparseCategoricalFocalCrossentropy
 from kmtl.tasks.metrics import ColumnMetric
 from kmtl.tasks.multiclass import MulticlassTask
 from kmtl.tasks.multilabel import MultilabelTask
@@ -29,10 +33,12 @@ __all__ = [
     "PER_COLUMN_DEFAULT_LIMIT",
     "TASK_TYPES",
     "BinaryTask",
+    "ClassWeightedLoss",
     "ColumnMetric",
     "MulticlassTask",
     "MultilabelTask",
     "RegressionTask",
+    "SparseCategoricalFocalCrossentropy",
     "Task",
     "derivation_order",
     "deserialize",

@@ -29,6 +29,7 @@ from kmtl.errors import DataError
 from kmtl.registry import Registry
 from kmtl.registry import options_of
 from kmtl.tasks.derived import check_derived_from
+from kmtl.tasks.losses import ClassWeightedLoss
 from kmtl.tasks.metrics import ColumnMetric
 from kmtl.tasks.metrics import column_metric_names
 
@@ -69,10 +70,13 @@ class Task:
             outside a declared list is an error. Multilabel: the label names
             (default: the target columns, or the labels found in a delimited
             column).
-        loss: A Keras loss identifier (string, config dict or `keras.losses.Loss`).
-            Defaults by type (`default_loss`): binary and multilabel
-            cross-entropy, sparse categorical cross-entropy, mean squared error.
-            It is always reduced as the mean over the labelled rows
+        loss: A Keras loss identifier (string, config dict or `keras.losses.Loss`),
+            or the focal loss: `"focal"` (gamma 2, no alpha) or `{"name":
+            "focal", "gamma": 2.0, "alpha": 0.25}` (binary, multiclass and
+            multilabel tasks; see `focal_loss`). Defaults by type
+            (`default_loss`): binary and multilabel cross-entropy, sparse
+            categorical cross-entropy, mean squared error. It is always
+            reduced as the mean over the labelled rows
             (`reduction="mean_with_sample_weight"`).
         loss_weight: float. The task's static loss weight; default 1.0, or 0.0
             for a task without target (its loss is always 0).
@@ -104,11 +108,33 @@ class Task:
             Approach for Estimating Post-Click Conversion Rate", SIGIR 2018
             (arXiv:1804.07931): `pCTCVR = pCTR x pCVR`. `derivation_order` checks
             the names against the other tasks.
+        class_weight: None, `"balanced"` or a mapping (binary, multiclass and
+            multilabel tasks). Weights of the loss by the label's class, so
+            the task loss is the class-weighted mean over the labelled rows
+            (`kmtl.tasks.losses.ClassWeightedLoss`); metrics stay unweighted.
+            A mapping is keyed by the label values as they appear in the
+            target column: binary `{label: weight}` for the positive value
+            and the other label(s) (or `{"positive": w, "negative": w}`);
+            multiclass `{class: weight}` for each class (or a list in
+            `classes` order); multilabel `{label: weight}` (the weight of its
+            positives; negatives 1) or `{label: {"positive": w, "negative":
+            w}}`. `"balanced"` is scikit-learn's rule `n / (k * n_c)` on the
+            training labels (`compute_class_weight`; multilabel: per label,
+            positives and negatives, k = 2), computed by `fit`.
+        fitted_class_weight: The class weights `fit` resolved (binary
+            `{"positive": w, "negative": w}`, multiclass one weight per class
+            in `classes` order, multilabel `{label: {"positive": w,
+            "negative": w}}`); filled in by `fit` and kept in the config, so
+            a saved model keeps its balanced weights. A given value is kept
+            by `fit` for `"balanced"`.
 
     Raises:
         ConfigError: for an unknown type, metric or a bad weight; a task without
             target that is not binary; `derived_from` on a non-binary task, with
-            fewer than two distinct names, or naming the task itself.
+            fewer than two distinct names, or naming the task itself; a
+            `class_weight` or focal loss on a task type without classes
+            (regression) or without target, a weight that is not a finite
+            number > 0, a focal `alpha` outside [0, 1] or `gamma` < 0.
 
     Examples:
         >>> task = Task("income", "binary", target="income_50k", positive="50000+.")
@@ -145,6 +171,12 @@ class Task:
     derivable = False
     #: A task of this type may be declared without target column (`target=[]`).
     allows_no_target = False
+    #: A task of this type takes `class_weight` (its labels are classes).
+    weighs_classes = False
+    #: `(alpha, gamma) -> keras.losses.Loss`: the type's focal loss (Lin et
+    #: al., ICCV 2017), alpha None for no class balancing; None: the type has
+    #: no focal loss.
+    focal_loss = None
 
     def check_target(self):
         """Checks (and completes) the declared target and classes; a type that
@@ -211,6 +243,31 @@ class Task:
         labelled row), or None when the type does not stratify by label."""
         return None
 
+    def check_class_weight(self, class_weight):
+        """Checks the form of a `class_weight` mapping (or a
+        `fitted_class_weight`) before the labels are known (types with
+        `weighs_classes`).
+
+        Raises:
+            ConfigError: naming the task, the key, the value and the fix.
+        """
+
+    def fit_class_weight(self, values):
+        """The fitted class weights (the type's form of `fitted_class_weight`)
+        of `class_weight` on the training labels `values` (a DataFrame of the
+        labelled rows of the target columns; `fit_labels` has run).
+
+        Raises:
+            DataError: a mapping key that is no label, a training label
+                without a weight, or `"balanced"` without both classes.
+        """
+        raise NotImplementedError
+
+    def class_weight_table(self):
+        """`(class_weights, sparse)` of `kmtl.tasks.losses.ClassWeightedLoss`
+        from `fitted_class_weight`."""
+        raise NotImplementedError
+
     def build_head(self, x):
         """Puts the task's head on its tower output.
 
@@ -253,6 +310,8 @@ class Task:
         target_mean=None,
         target_std=None,
         derived_from=None,
+        class_weight=None,
+        fitted_class_weight=None,
     ):
         _check_name(name)
         _check_arguments(name, target, positive, classes, metrics, target_mean,
@@ -295,6 +354,10 @@ class Task:
         self.target_mean = target_mean
         self.target_std = target_std
         self.derived_from = check_derived_from(self, derived_from)
+        self._focal = self._focal_options(self.loss)
+        self.class_weight = class_weight
+        self.fitted_class_weight = fitted_class_weight
+        self._check_class_weights()
 
     @property
     def type(self):
@@ -331,7 +394,18 @@ class Task:
     # === Loss and metrics ===
 
     def build_loss(self):
-        """A fresh `keras.losses.Loss` reduced over labelled rows only."""
+        """A fresh `keras.losses.Loss` reduced over labelled rows only: the
+        task's loss, or its focal loss, wrapped in a `ClassWeightedLoss` when
+        the task has class weights.
+
+        Raises:
+            ConfigError: an unknown loss, or class weights not yet fitted
+                (`fit` the task first).
+        """
+        if self._focal is not None:
+            obj = self.focal_loss(self._focal["alpha"], self._focal["gamma"])
+            config = {**obj.get_config(), "reduction": LOSS_REDUCTION}
+            return self._class_weighted(obj.__class__.from_config(config))
         loss = self.loss
         defaults = {TASK_TYPES.get_class(n).default_loss for n in TASK_TYPES.names()}
         if isinstance(loss, str) and loss in defaults:
@@ -345,10 +419,97 @@ class Task:
             ) from None
         if isinstance(obj, keras.losses.Loss):
             config = {**obj.get_config(), "reduction": LOSS_REDUCTION}
-            return obj.__class__.from_config(config)
-        return LossFunctionWrapper(
+            return self._class_weighted(obj.__class__.from_config(config))
+        return self._class_weighted(LossFunctionWrapper(
             obj, reduction=LOSS_REDUCTION, name=getattr(obj, "__name__", None)
-        )
+        ))
+
+    def _class_weighted(self, loss):
+        """`loss`, wrapped in a `ClassWeightedLoss` when the task has class
+        weights."""
+        if self.class_weight is None:
+            return loss
+        if self.fitted_class_weight is None:
+            raise ConfigError(
+                f"Task '{self.name}': class_weight={_plain(self.class_weight)!r} "
+                f"is resolved on the training labels by `fit`; call "
+                f"task.fit(<training frame>) before building the model.")
+        table, sparse = self.class_weight_table()
+        return ClassWeightedLoss(loss, table, sparse=sparse,
+                                 reduction=LOSS_REDUCTION,
+                                 name=f"{self.name}_class_weighted_loss")
+
+    def _focal_options(self, loss):
+        """`{"alpha", "gamma"}` of a focal `loss` (`"focal"` or `{"name":
+        "focal", ...}`), or None for another loss.
+
+        Raises:
+            ConfigError: a type without focal loss, an unknown key, `alpha`
+                outside [0, 1] (or not None), `gamma` < 0.
+        """
+        if loss == "focal":
+            options = {"name": "focal"}
+        elif isinstance(loss, dict) and loss.get("name") == "focal" and (
+                "class_name" not in loss):
+            options = dict(loss)
+        else:
+            return None
+        if self.focal_loss is None:
+            focal = ", ".join(self.types_where("focal_loss"))
+            raise ConfigError(
+                f"Task '{self.name}': loss={loss!r}: the focal loss is for "
+                f"{focal} tasks, not {self.type} ones. Use a {self.type} loss "
+                f"such as {self.default_loss!r}.")
+        unknown = sorted(set(options) - {"name", "alpha", "gamma"})
+        if unknown:
+            raise ConfigError(
+                f"Task '{self.name}': unknown key(s) {unknown} in the focal loss "
+                f"{loss!r}. Allowed keys: ['alpha', 'gamma', 'name'].")
+        alpha, gamma = options.get("alpha"), options.get("gamma", 2.0)
+        if alpha is not None and not (_is_number(alpha) and 0 <= alpha <= 1):
+            raise ConfigError(
+                f"Task '{self.name}': the focal loss's alpha must be a number in "
+                f"[0, 1] (the weight of the positive class, 0.25 in Lin et al.) "
+                f"or absent. Received: loss.alpha={alpha!r}")
+        if not (_is_number(gamma) and 0 <= gamma < math.inf):
+            raise ConfigError(
+                f"Task '{self.name}': the focal loss's gamma must be a finite "
+                f"number >= 0 (2.0 in Lin et al.; 0 is the cross-entropy). "
+                f"Received: loss.gamma={gamma!r}")
+        return {"alpha": None if alpha is None else float(alpha),
+                "gamma": float(gamma)}
+
+    def _check_class_weights(self):
+        """Checks `class_weight` and `fitted_class_weight` at construction.
+
+        Raises:
+            ConfigError: naming the task, the key and the value.
+        """
+        given = self.class_weight
+        if given is None:
+            if self.fitted_class_weight is not None:
+                raise ConfigError(
+                    f"Task '{self.name}': fitted_class_weight is set by `fit` "
+                    f"from class_weight, which is not given. Set class_weight "
+                    f"or remove fitted_class_weight.")
+            return
+        if not self.weighs_classes or not self.has_labels:
+            which = ("a task without target" if self.weighs_classes
+                     else f"a {self.type} task")
+            types = ", ".join(self.types_where("weighs_classes"))
+            raise ConfigError(
+                f"Task '{self.name}': class_weight is for {types} tasks with "
+                f"labels, not {which}. Remove class_weight. Received: "
+                f"class_weight={_plain(given)!r}")
+        if isinstance(given, str):
+            if given != "balanced":
+                raise ConfigError(
+                    f"Task '{self.name}': class_weight must be 'balanced' or a "
+                    f"mapping {{label: weight}}. Received: class_weight={given!r}")
+        else:
+            self.check_class_weight(given)
+        if self.fitted_class_weight is not None:
+            self.check_class_weight(self.fitted_class_weight)
 
     def all_metric_factories(self):
         """`{short name: constructor(name) -> keras.metrics.Metric}`: the
@@ -451,7 +612,12 @@ class Task:
                 f"{self.target_columns}. Check the target column and the split, or "
                 f"remove the task."
             )
-        self.fit_labels(frame.loc[labelled, self.target_columns])
+        values = frame.loc[labelled, self.target_columns]
+        self.fit_labels(values)
+        if self.class_weight is not None and not (
+                self.class_weight == "balanced"
+                and self.fitted_class_weight is not None):
+            self.fitted_class_weight = self.fit_class_weight(values)
         return self
 
     def encode(self, frame):
@@ -532,6 +698,10 @@ class Task:
             "target_mean": self.target_mean,
             "target_std": self.target_std,
             "derived_from": _plain(self.derived_from),
+            "class_weight": (self.class_weight if self.class_weight == "balanced"
+                             or self.fitted_class_weight is None
+                             else self.fitted_class_weight),
+            "fitted_class_weight": self.fitted_class_weight,
         }
 
     @classmethod
@@ -566,6 +736,27 @@ LABEL_VALUES = (str, int, float, bool, np.generic)
 def _is_list_of(value, types):
     return isinstance(value, (list, tuple)) and all(
         isinstance(v, types) for v in value)
+
+
+def _is_number(value):
+    """An int or float (not a bool) that is not NaN."""
+    return (isinstance(value, (int, float, np.number)) and not isinstance(
+        value, (bool, np.bool_)) and not math.isnan(value))
+
+
+def check_weight(task, value, key="class_weight"):
+    """Raises ConfigError unless `value` is a finite number > 0.
+
+    Args:
+        task: the `Task`, named in the message.
+        value: the weight.
+        key: str, the key named in the message.
+    """
+    if not (_is_number(value) and 0 < value < math.inf):
+        raise ConfigError(
+            f"Task '{task.name}': every weight of {key} must be a finite number "
+            f"> 0. Received: {key}={_plain(task.class_weight)!r} (weight "
+            f"{value!r}). Fix the weight.")
 
 
 def _is_statistic(value, positive):

@@ -5,11 +5,14 @@ import inspect
 import keras
 import numpy as np
 import pandas as pd
+from sklearn.utils.class_weight import compute_class_weight
 
 from kmtl.errors import ConfigError
 from kmtl.errors import DataError
 from kmtl.tasks.base import Task
+from kmtl.tasks.base import check_weight
 from kmtl.tasks.base import register
+from kmtl.tasks.losses import binary_focal_loss
 
 # The most unknown labels an error lists.
 SHOWN_LABELS = 5
@@ -94,6 +97,8 @@ class MultilabelTask(Task):
         "accuracy": lambda name: keras.metrics.BinaryAccuracy(name=name),
     }
     column_kind = "label"
+    weighs_classes = True
+    focal_loss = staticmethod(binary_focal_loss)
 
     def __init__(self, *args, delimiter=None, **kwargs):
         self.delimiter = delimiter
@@ -283,6 +288,84 @@ class MultilabelTask(Task):
             f"classes are the training split's labels; a declared list may "
             f"name labels the training split lacks), or fix the data."
         )
+
+    # === Class weights ===
+
+    def check_class_weight(self, class_weight):
+        """A mapping `{label: weight}` (of the label's positives) or `{label:
+        {"positive": w, "negative": w}}` (a missing side weighs 1), each
+        weight a finite number > 0; with known labels, every key a label."""
+        if not isinstance(class_weight, dict) or not class_weight:
+            raise ConfigError(
+                f"Task '{self.name}': class_weight must be 'balanced' or a "
+                f"mapping {{label: weight}} or {{label: {{positive: w, negative: "
+                f"w}}}}. Received: class_weight={class_weight!r}")
+        for key, weight in class_weight.items():
+            if self.classes is not None and key not in self.classes:
+                raise ConfigError(
+                    f"Task '{self.name}': class_weight key {key!r} is not one of "
+                    f"the labels {self.classes}. Received: "
+                    f"class_weight={class_weight!r}")
+            if isinstance(weight, dict):
+                sides = set(weight) - {"positive", "negative"}
+                if sides or not weight:
+                    raise ConfigError(
+                        f"Task '{self.name}': the weights of label {key!r} in "
+                        f"class_weight are {{positive: w, negative: w}}. "
+                        f"Received: class_weight={class_weight!r}")
+                for side in weight.values():
+                    check_weight(self, side)
+            else:
+                check_weight(self, weight)
+
+    def fit_class_weight(self, values):
+        """`{label: {"positive": w, "negative": w}}` for every label.
+        `"balanced"`: `n / (2 n_c)` per label, n the labelled rows.
+
+        Raises:
+            DataError: a key that is no label, a label without a weight, or
+                `"balanced"` with a label that is never (or always) on.
+        """
+        labels = self.encode_labels(values, np.ones(len(values), dtype=bool))
+        mapping = self.class_weight
+        if mapping == "balanced":
+            fitted = {}
+            for j, label in enumerate(self.classes):
+                on = labels[:, j].astype(int)
+                if on.min() == on.max():
+                    raise DataError(
+                        f"Task '{self.name}': class_weight='balanced' needs "
+                        f"both classes of each label, but label {label!r} is "
+                        f"{on[0]} on every labelled training row. Give the "
+                        f"weights as a mapping, or drop the label.")
+                negative, positive = compute_class_weight(
+                    "balanced", classes=np.array([0, 1]), y=on)
+                fitted[label] = {"positive": float(positive),
+                                 "negative": float(negative)}
+            return fitted
+        unknown = [k for k in mapping if k not in self.classes]
+        missing = [c for c in self.classes if c not in mapping]
+        if unknown or missing:
+            problem = (f"key {unknown[0]!r} is not one of the labels"
+                       if unknown else f"label {missing[0]!r} has no weight")
+            raise DataError(
+                f"Task '{self.name}': class_weight {problem} "
+                f"{self.classes}. Received: class_weight={mapping!r}. Give "
+                f"one weight per label.")
+        fitted = {}
+        for label in self.classes:
+            weight = mapping[label]
+            if not isinstance(weight, dict):
+                weight = {"positive": weight}
+            fitted[label] = {"positive": float(weight.get("positive", 1.0)),
+                             "negative": float(weight.get("negative", 1.0))}
+        return fitted
+
+    def class_weight_table(self):
+        """`[[negative, positive], ...]`, one pair per label."""
+        fitted = self.fitted_class_weight
+        return [[fitted[c]["negative"], fitted[c]["positive"]]
+                for c in self.classes], False
 
     def decode(self, predictions):
         """One column `<name>_<label>` per label."""
