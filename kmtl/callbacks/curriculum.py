@@ -80,7 +80,8 @@ class TaskCurriculum(keras.callbacks.Callback):
             losses: dict `{task: loss}`, e.g. each task's validation loss when
                 trained alone (`kmtl train` measures it with
                 `training.curriculum.order: by_loss`).
-            interval, ramp_epochs: as for `TaskCurriculum`.
+            interval: as for `TaskCurriculum`.
+            ramp_epochs: as for `TaskCurriculum`.
 
         Raises:
             ConfigError: a loss that is not a finite number.

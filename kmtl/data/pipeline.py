@@ -51,6 +51,30 @@ def _stack_features(frame, features):
     return stacked
 
 
+def feature_blocks(frame, features, encoded):
+    """The feature tensors of `frame` that batches are gathered from:
+    `{key: (names, matrix, table)}`, the encoded blocks (`encoded=True`, one
+    name per block) or the raw values stacked by dtype (`_stack_features`)."""
+    if encoded:
+        return {key: ([key], tf.constant(block), None)
+                for key, block in encode_frame(features, frame).items()}
+    return _stack_features(frame, features)
+
+
+def gather_features(stacked, index):
+    """One batch of features: the rows `index` of every stacked block."""
+    batch = {}
+    for names, matrix, table in stacked.values():
+        if len(names) == 1 and table is None:
+            batch[names[0]] = tf.gather(matrix, index)
+            continue
+        columns = tf.split(tf.gather(matrix, index), len(names), axis=1)
+        if table is not None:
+            columns = [tf.gather(table, c) for c in columns]
+        batch.update(zip(names, columns))
+    return batch
+
+
 def encode_labels(frame, tasks):
     """Encodes every task's labels of `frame` for training.
 
@@ -126,11 +150,7 @@ def make_dataset(frame, features, tasks=None, batch_size=256, shuffle=False, see
         raise ValueError(f"batch_size must be a positive integer. Received: "
                          f"batch_size={batch_size!r}")
     rows = len(frame)
-    if encoded:
-        stacked = {key: ([key], tf.constant(block), None)
-                   for key, block in encode_frame(features, frame).items()}
-    else:
-        stacked = _stack_features(frame, features)
+    stacked = feature_blocks(frame, features, encoded)
     targets = None
     if tasks:
         labels, weights = encode_labels(frame, tasks)
@@ -141,15 +161,7 @@ def make_dataset(frame, features, tasks=None, batch_size=256, shuffle=False, see
     num_batches = rows // batch_size if drop_remainder else -(-rows // batch_size)
 
     def gather(index):
-        batch = {}
-        for names, matrix, table in stacked.values():
-            if len(names) == 1 and table is None:
-                batch[names[0]] = tf.gather(matrix, index)
-                continue
-            columns = tf.split(tf.gather(matrix, index), len(names), axis=1)
-            if table is not None:
-                columns = [tf.gather(table, c) for c in columns]
-            batch.update(zip(names, columns))
+        batch = gather_features(stacked, index)
         if targets is None:
             return batch
         labels = {k: tf.gather(v, index) for k, v in targets[0].items()}

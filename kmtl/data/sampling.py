@@ -46,10 +46,10 @@ import numbers
 import numpy as np
 import tensorflow as tf
 
-from kmtl.data.pipeline import _stack_features
 from kmtl.data.pipeline import encode_labels
+from kmtl.data.pipeline import feature_blocks
+from kmtl.data.pipeline import gather_features
 from kmtl.errors import ConfigError
-from kmtl.features import encode_frame
 
 COMPOSITIONS = ("joint", "interleaved")
 SAMPLING_METHODS = ("uniform", "proportional", "temperature", "anneal")
@@ -298,28 +298,6 @@ class SampledDataset:
         return np.stack([task_probabilities(self.sizes, a) for a in alphas])
 
 
-def _feature_blocks(frame, features, encoded):
-    """`{key: (names, matrix, table)}` as `make_dataset` stacks them."""
-    if encoded:
-        return {key: ([key], tf.constant(block), None)
-                for key, block in encode_frame(features, frame).items()}
-    return _stack_features(frame, features)
-
-
-def _gather_features(stacked, index):
-    """One batch of features: the rows `index` of every stacked block."""
-    batch = {}
-    for names, matrix, table in stacked.values():
-        if len(names) == 1 and table is None:
-            batch[names[0]] = tf.gather(matrix, index)
-            continue
-        columns = tf.split(tf.gather(matrix, index), len(names), axis=1)
-        if table is not None:
-            columns = [tf.gather(table, c) for c in columns]
-        batch.update(zip(names, columns))
-    return batch
-
-
 def _check_arguments(tasks, batch_size, seed, first_epoch):
     if not tasks:
         raise ConfigError("make_sampled_dataset needs at least one task. "
@@ -379,7 +357,7 @@ def make_sampled_dataset(frame, features, tasks, sampling=None, batch_size=256,
     """
     sampling = TaskSampling.get(sampling)
     _check_arguments(tasks, batch_size, seed, first_epoch)
-    stacked = _feature_blocks(frame, features, encoded)
+    stacked = feature_blocks(frame, features, encoded)
     labels, weights = encode_labels(frame, tasks)
     names = [task.name for task in tasks]
     rows = [np.flatnonzero(weights[name] > 0) for name in names]
@@ -446,7 +424,7 @@ def make_sampled_dataset(frame, features, tasks, sampling=None, batch_size=256,
     def gather(index, task):
         counts.assign_add(tf.math.bincount(task, minlength=len(tasks),
                                            maxlength=len(tasks), dtype=tf.int64))
-        batch = _gather_features(stacked, index)
+        batch = gather_features(stacked, index)
         batch_labels = {k: tf.gather(v, index) for k, v in labels.items()}
         batch_weights = {
             name: tf.gather(weights[name], index)

@@ -629,6 +629,31 @@ class MultiTaskModel(keras.Model):
                 weights[name] = ops.ones((rows,), "float32")
         return weights
 
+    def add_tasks(self, tasks, tower_units=None, tower_activation=None,
+                  tower_dropout=None):
+        """A new model with this model's tasks and `tasks`, on the same shared
+        part: progressive training (`kmtl.models.progressive.add_tasks`, which
+        describes it; the old tasks' predictions are unchanged until it
+        trains).
+
+        Args:
+            tasks: list of fitted `kmtl.Task` (or their configs) to add.
+            tower_units: list of int or None (default: this model's towers').
+            tower_activation: str or None (default: this model's).
+            tower_dropout: float or None (default: this model's).
+
+        Returns:
+            An uncompiled `kmtl.MultiTaskModel`.
+
+        Raises:
+            ConfigError: no task, a name the model already has, or an
+                architecture whose weights cannot be split by task.
+        """
+        from kmtl.models.progressive import add_tasks  # progressive imports this
+        return add_tasks(self, tasks, tower_units=tower_units,
+                         tower_activation=tower_activation,
+                         tower_dropout=tower_dropout)
+
     def attach_schedule(self):
         """The model's `TrainSchedule`, created if needed (see
         `kmtl.models.schedule`). A curriculum callback calls it from

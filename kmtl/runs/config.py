@@ -73,7 +73,11 @@ __all__ = [
     "FeaturesConfig",
     "InterferenceConfig",
     "ModelConfig",
+    "CurriculumConfig",
     "RunConfig",
+    "SamplingConfig",
+    "SelfPacedConfig",
+    "StageConfig",
     "SplitConfig",
     "StreamingConfig",
     "TaskConfig",
@@ -725,6 +729,134 @@ def _weighting(value):
     return value
 
 
+SAMPLING_COMPOSITIONS = ("joint", "interleaved")
+SAMPLING_METHODS = ("uniform", "proportional", "temperature", "anneal")
+
+
+def _sampling_end(value):
+    value = _real(value)
+    if value in ("uniform", "proportional") and isinstance(value, str):
+        return value
+    if _is_real(value) and 0 < value < math.inf:
+        return value
+    raise _Invalid("{path} must be 'uniform', 'proportional' or a temperature "
+                   "(a number > 0, e.g. 2). Received: {value}")
+
+
+class SamplingConfig(Section):
+    """`training.sampling`: which task each training row (joint) or batch
+    (interleaved) is drawn for, for tasks of very different sizes
+    (`kmtl.data.sampling`)."""
+
+    composition: _key(Literal[SAMPLING_COMPOSITIONS], _choice(
+        "composition", SAMPLING_COMPOSITIONS), description="`joint`: every "
+        "batch mixes tasks, each row drawn for a task; `interleaved`: each "
+        "batch holds one task, drawn per step. A row drawn for a task counts "
+        "for that task only (its other labels are masked)") = "joint"
+    method: _key(Literal[SAMPLING_METHODS], _choice(
+        "sampling method", SAMPLING_METHODS), description="the task "
+        "probabilities, `p_t` proportional to `n_t ** alpha` with `n_t` the "
+        "task's labelled training rows: `uniform` (alpha 0), `proportional` "
+        "(alpha 1), `temperature` (alpha `1 / temperature`; Arivazhagan et "
+        "al. 2019), `anneal` (alpha moves linearly from `start` to `end` over "
+        "`anneal_epochs`; Stickland and Murray, ICML 2019)") = "proportional"
+    temperature: _key(PositiveReal, _positive_real("2"),
+                      description="with `method: temperature`: T > 0; 1 is "
+                      "proportional, large T nears uniform; 5 is Arivazhagan "
+                      "et al.'s choice") = 5.0
+    start: _key(str | float, _sampling_end, description="with `method: "
+                "anneal`: where alpha starts, `uniform`, `proportional` or a "
+                "temperature") = "proportional"
+    end: _key(str | float, _sampling_end, description="with `method: anneal`: "
+              "where alpha ends; the default, temperature 5 (alpha 0.2), is "
+              "Stickland and Murray's schedule") = 5.0
+    anneal_epochs: _key(PositiveInt | None, _optional(_positive_int()),
+                        description="with `method: anneal`: epochs over which "
+                        "alpha moves; null: `training.epochs`") = None
+    steps_per_epoch: _key(PositiveInt | None, _optional(_positive_int()),
+                          description="batches per epoch; null: the labelled "
+                          "training rows of every task over "
+                          "`training.batch_size`, rounded up") = None
+
+
+def _stage_tasks(value):
+    if not isinstance(value, list) or not value or not all(
+            isinstance(v, str) and v for v in value):
+        raise _Invalid("{path} must be a non-empty list of task names. "
+                       "Received: {value}")
+    return value
+
+
+class StageConfig(Section):
+    """One item of `training.stages`."""
+
+    tasks: _key(list[str], _stage_tasks, description="the tasks this stage "
+                "adds to the model (new towers and heads on the shared part); "
+                "the stage trains them with every task added before")
+    epochs: _key(PositiveInt | None, _optional(_positive_int()),
+                 description="at most this many epochs (early stopping "
+                 "applies); null: `training.epochs`") = None
+    frozen: _key(list[str], _null_is(list, _names("layer names")),
+                 description="layers not trained in this stage: `shared` (the "
+                 "feature encoders and the architecture layer), a task name "
+                 "(its tower and head) or a layer name") = Field(
+                     default_factory=list)
+    learning_rate: _key(PositiveReal | None, _optional(_positive_real("0.001")),
+                        description="the stage's learning rate (a new "
+                        "optimizer); null: `training.learning_rate`") = None
+
+
+def _curriculum_order(value):
+    if value == "by_loss":
+        return value
+    if isinstance(value, list) and value and all(
+            (isinstance(v, str) and v) or (isinstance(v, list) and v and all(
+                isinstance(n, str) and n for n in v)) for v in value):
+        return value
+    raise _Invalid("{path} must be `by_loss` or a list of task names (or of "
+                   "lists of names that join together), e.g. [never_married, "
+                   "income]. Received: {value}")
+
+
+class CurriculumConfig(Section):
+    """`training.curriculum`: tasks join training over epochs
+    (`kmtl.callbacks.TaskCurriculum`)."""
+
+    order: _key(str | list[str | list[str]], _curriculum_order,
+                description="the order tasks join in, every task once (a list "
+                "of names, or of lists joining together); `by_loss`: by each "
+                "task's validation loss when trained alone for "
+                "`probe_epochs`, lowest first")
+    interval: _key(PositiveInt, _positive_int(" (epochs between joins)"),
+                   description="epochs between two tasks (or groups) "
+                   "joining") = 1
+    ramp_epochs: _key(PositiveInt, _positive_int(" (epochs)"),
+                      description="epochs from joining to the full loss "
+                      "weight, linearly; 1: full weight at once") = 1
+    probe_epochs: _key(PositiveInt, _positive_int(" (epochs)"),
+                       description="with `order: by_loss`: epochs of each "
+                       "single-task probe") = 1
+
+
+class SelfPacedConfig(Section):
+    """`training.self_paced`: rows enter training from easy to hard
+    (`kmtl.callbacks.SelfPacedLearning`)."""
+
+    start_fraction: _key(float, _positive_real("0.5"), description="the share "
+                         "of each batch's labelled rows (per task, lowest "
+                         "loss first) trained on at epoch 0, in (0, 1]") = 0.5
+    epochs: _key(PositiveInt, _positive_int(" (epochs)"), description="the "
+                 "epoch from which every row trains; the share grows "
+                 "linearly until then") = 5
+
+    @model_validator(mode="after")
+    def _check_fraction(self):
+        if not 0 < self.start_fraction <= 1:
+            raise _Invalid(f"{{path}}.start_fraction must be in (0, 1]. "
+                           f"Received: {self.start_fraction!r}")
+        return self
+
+
 class TrainingConfig(Section):
     """`training`: the fit of one model."""
 
@@ -808,6 +940,25 @@ class TrainingConfig(Section):
     verbose: _key(Literal[VERBOSITY], _choice("verbosity", VERBOSITY),
                   description="Keras `fit` verbosity: 0 silent, 1 progress "
                   "bar, 2 one line per epoch, or `auto`") = 1
+    sampling: SamplingConfig | None = Field(
+        None, description="draw each training row (or batch) for one task "
+        "with chosen task probabilities, for tasks of very different sizes "
+        "(one table per task, `data.task_tables`). null: every row in every "
+        "epoch, labelled for the tasks it has labels for. `{}`: on, with the "
+        "defaults below")
+    stages: list[StageConfig] | None = Field(
+        None, description="progressive training: stage 1 trains its tasks, "
+        "each later stage adds its tasks to the trained model "
+        "(`MultiTaskModel.add_tasks`), optionally freezing layers, and trains "
+        "again; every task in exactly one stage. The run directory's "
+        "`metrics.json` holds each stage's metrics under `stages`. null: one "
+        "stage with every task")
+    curriculum: CurriculumConfig | None = Field(
+        None, description="a task curriculum (`kmtl.callbacks.TaskCurriculum`); "
+        "null: every task from the start")
+    self_paced: SelfPacedConfig | None = Field(
+        None, description="self-paced learning "
+        "(`kmtl.callbacks.SelfPacedLearning`); null: off")
     strategy: _key(Literal[STRATEGIES], _choice("strategy", STRATEGIES),
                    description="the `tf.distribute` strategy "
                    "(docs/guides/distributed.md): `default` (one device), "
@@ -1053,6 +1204,7 @@ class RunConfig(Section):
                            "`data.task_tables` (one file per task) or "
                            "`data.dataset`.")
         task_names = self.task_names
+        _check_schedules(self, task_names)
         for task in (self.compare.metrics or {}):
             if task not in task_names:
                 raise _Invalid(f"compare.metrics: unknown task {task!r}. Tasks are "
@@ -1075,6 +1227,46 @@ class RunConfig(Section):
             ConfigError: a changed value fails validation.
         """
         return parse_config(self.to_dict(), overrides=changes)
+
+
+def _check_schedules(config, task_names):
+    """Cross-checks `training.sampling`, `stages`, `curriculum`, `self_paced`
+    against the tasks and each other."""
+    training = config.training
+    listed = []
+    for index, stage in enumerate(training.stages or []):
+        for task in stage.tasks:
+            if task not in task_names:
+                raise _Invalid(f"training.stages[{index}].tasks: unknown task "
+                               f"{task!r}. Tasks are {task_names}.")
+        listed.extend(stage.tasks)
+    if training.stages:
+        twice = sorted({t for t in listed if listed.count(t) > 1})
+        left = [t for t in task_names if t not in listed]
+        if twice or left:
+            problem = (f"list {twice} in more than one stage" if twice
+                       else f"leave out {left}")
+            raise _Invalid(f"training.stages {problem}: every task is added in "
+                           f"exactly one stage. Tasks are {task_names}.")
+    curriculum = training.curriculum
+    if curriculum is not None and curriculum.order != "by_loss":
+        names = [n for item in curriculum.order
+                 for n in ([item] if isinstance(item, str) else item)]
+        unknown = [n for n in names if n not in task_names]
+        missing = [n for n in task_names if n not in names]
+        if unknown or missing or len(set(names)) != len(names):
+            raise _Invalid(f"training.curriculum.order must list every task once. "
+                           f"Received: {curriculum.order}; tasks are "
+                           f"{task_names}.")
+    together = [key for key in ("sampling", "curriculum", "self_paced")
+                if getattr(training, key) is not None]
+    if training.stages and together:
+        raise _Invalid(f"training.stages cannot be combined with "
+                       f"training.{together[0]} yet: give one of them.")
+    if training.sampling is not None and config.data.streaming is not None:
+        raise _Invalid("training.sampling draws rows of a table held in memory; "
+                       "it does not apply to data.streaming. Set one of them to "
+                       "null.")
 
 
 # === Entry points ===

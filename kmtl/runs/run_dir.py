@@ -51,6 +51,8 @@ MODEL_FILE = "model.keras"
 """The trained model, as `keras.Model.save` writes it."""
 METRICS_FILE = "metrics.json"
 """The held-out metrics, `{split: {task: {metric: value}}}`."""
+STAGES_FILE = "stages.json"
+"""With `training.stages`: each stage's tasks and held-out metrics."""
 LOG_DIR = "logs"
 """The TensorBoard logs."""
 DAMAGED_FIX = ("The run directory was changed or damaged after `kmtl train` "
@@ -429,6 +431,12 @@ class RunDir:
     def write_metrics(self, metrics):
         """Writes `metrics.json`: `{split: {task: {metric: value}}}`."""
         self._write_json(METRICS_FILE, metrics)
+
+    def write_stages(self, stages):
+        """Writes `stages.json`: one entry per stage of `training.stages`,
+        `{tasks, added, frozen, epochs, metrics}` (see
+        `kmtl.runs.training.RunResult.stages`)."""
+        self._write_json(STAGES_FILE, stages)
 
     def read_metrics(self):
         """`metrics.json` as written by `write_metrics`: `{split: {task:

@@ -39,6 +39,7 @@ from kmtl.measures.diagnostics import architecture_layer
 from kmtl.models import build_model
 from kmtl.models.export import describe_renamed_inputs
 from kmtl.models.export import export_saved_model
+from kmtl.models.progressive import freeze_layers
 from kmtl.runs import distribution
 from kmtl.runs.config import as_run_config
 from kmtl.runs.config import describe_size_defaults
@@ -47,6 +48,12 @@ from kmtl.runs.data import prepare_data
 from kmtl.runs.data import split_datasets
 from kmtl.runs.run_dir import FAILED_FILE
 from kmtl.runs.run_dir import RunDir
+from kmtl.runs.schedules import check_stages
+from kmtl.runs.schedules import needs_probe
+from kmtl.runs.schedules import sampled_train_dataset
+from kmtl.runs.schedules import schedule_callbacks
+from kmtl.runs.schedules import stage_layers
+from kmtl.runs.schedules import stage_plan
 
 __all__ = [
     "RunResult",
@@ -241,6 +248,9 @@ class RunResult:
         metrics: `{split: {task: {metric: value}}}` on the held-out splits.
         seconds: float, wall clock of fit and evaluation.
         parameters: int, the model's parameter count.
+        stages: with `training.stages`, one dict per stage: `tasks` (the
+            model's tasks after it), `added`, `frozen`, `epochs` (run) and
+            `metrics` (as `metrics`, after the stage); else None.
     """
 
     model: keras.Model
@@ -248,6 +258,7 @@ class RunResult:
     metrics: dict
     seconds: float
     parameters: int
+    stages: list = None
 
 
 @contextlib.contextmanager
@@ -337,15 +348,24 @@ def build_run_model(config, data, tasks=None):
     config, _ = with_size_defaults(config, len(data.train))
     tasks = data.tasks if tasks is None else tasks
     check_plugins(config, [t.name for t in tasks if not t.derived_from])
-    training = config.training
-    keras.utils.set_random_seed(training.seed)
+    keras.utils.set_random_seed(config.training.seed)
     model = model_from_config(config, data.features, tasks)
+    compile_run_model(model, config)
+    return model
+
+
+def compile_run_model(model, config, learning_rate=None):
+    """Compiles `model` with the config's optimizer (at `learning_rate`
+    when given, else `training.learning_rate`), loss combination, weighting
+    and gradient mode."""
+    training = as_run_config(config).training
+    if learning_rate is not None:
+        training = training.model_copy(update={"learning_rate": learning_rate})
     model.compile(optimizer=_optimizer(training),
                   loss_combination=training.loss_combination,
                   weighting=training.weighting,
                   gradients=training.gradients,
                   jit_compile=True if training.jit_compile else "auto")
-    return model
 
 
 DIVERGED_FIX = ("Lower training.learning_rate, or look for extreme values in "
@@ -400,11 +420,19 @@ def run_model(config, data, tasks=None, model=None, train_data=None, callbacks=(
     best epoch's weights. Keys the config leaves unset are chosen from `data`'s
     training rows (`kmtl.runs.config.with_size_defaults`).
 
+    The config's schedules apply (`kmtl.runs.schedules`): the callbacks of
+    `training.curriculum` (with `order: by_loss`, after one single-task probe
+    per task, `probe_task_losses`) and `training.self_paced`; and with
+    `training.stages`, one fit per stage, each adding its tasks to the model
+    of the stage before (`MultiTaskModel.add_tasks`) with the stage's frozen
+    layers and learning rate.
+
     Args:
         config: a `RunConfig` (or a config mapping).
         data: the `PreparedData` of the config.
         tasks: the tasks the model predicts (default: every task of `data`).
-        model: a model from `build_run_model`; built here when None.
+        model: a model from `build_run_model`; built here when None. With
+            `training.stages`, the first stage's model.
         train_data: the training dataset; default from `data`.
         callbacks: extra Keras callbacks, run before early stopping.
         backup_dir: str or None. Back up the training state there after
@@ -412,6 +440,7 @@ def run_model(config, data, tasks=None, model=None, train_data=None, callbacks=(
             backup found there: the epochs already run are not run again,
             the shuffled batches of each later epoch are those of an
             uninterrupted run, and the history returned covers every epoch.
+            Not with `training.stages` (a staged run is not resumed).
 
     Returns:
         A `RunResult`.
@@ -421,16 +450,33 @@ def run_model(config, data, tasks=None, model=None, train_data=None, callbacks=(
             finite (`check_finite_history`, `check_finite_metrics`).
     """
     config, _ = with_size_defaults(config, len(data.train))
-    training = config.training
+    start = time.perf_counter()
+    if config.training.stages:
+        return _run_stages(config, data, model, train_data, callbacks, start)
     if model is None:
         model = build_run_model(config, data, tasks)
+    losses = probe_task_losses(config, data) if needs_probe(config) else None
+    callbacks = schedule_callbacks(config, losses) + list(callbacks)
+    history = _fit(model, config, data, train_data, callbacks, backup_dir)
+    metrics = evaluate_splits(model, data.held_out)
+    check_finite_metrics(metrics)
+    return RunResult(model=model, history=history, metrics=metrics,
+                     seconds=time.perf_counter() - start,
+                     parameters=int(model.count_params()))
+
+
+def _fit(model, config, data, train_data, callbacks, backup_dir=None,
+         epochs=None, initial_epoch=0):
+    """`model.fit` with early stopping (and a backup), as `run_model`
+    describes; returns the history dict, checked finite."""
+    training = config.training
     validation_data = data.held_out.get("validation")
     monitor = "val_loss" if validation_data is not None else "loss"
     early_stopping = keras.callbacks.EarlyStopping(
         monitor=monitor, patience=training.early_stopping_patience,
         restore_best_weights=True)
     callbacks = list(callbacks) + [keras.callbacks.TerminateOnNaN(), early_stopping]
-    backup, first_epoch = None, 0
+    backup, first_epoch = None, initial_epoch
     if backup_dir is not None:
         backup = RunBackup(backup_dir, early_stopping)
         callbacks.append(backup)
@@ -440,14 +486,18 @@ def run_model(config, data, tasks=None, model=None, train_data=None, callbacks=(
                              "training data from `data` (train_data=None), so "
                              "that each epoch sees its own order.")
         first_epoch = state["epoch"] if state else 0
+    if train_data is None and training.sampling is not None:
+        train_data, frequencies = sampled_train_dataset(config, data, first_epoch)
+        callbacks.insert(0, frequencies)
     if train_data is None:
         train_data = data.train_dataset(training.seed, first_epoch=first_epoch)
-    start = time.perf_counter()
     try:
-        history = distribution.fit(model, distribution.shard_by_data(train_data),
-                                   validation_data=validation_data,
-                                   epochs=training.epochs, callbacks=callbacks,
-                                   verbose=training.verbose, shuffle=False).history
+        history = distribution.fit(
+            model, distribution.shard_by_data(train_data),
+            validation_data=validation_data,
+            epochs=initial_epoch + (epochs or training.epochs),
+            initial_epoch=initial_epoch, callbacks=callbacks,
+            verbose=training.verbose, shuffle=False).history
     except tf.errors.InvalidArgumentError as error:
         # A streamed table (`data.streaming`) checked chunk by chunk while
         # training: the chunk's DataError comes wrapped by tf.data.
@@ -458,11 +508,69 @@ def run_model(config, data, tasks=None, model=None, train_data=None, callbacks=(
     if backup is not None:
         history = backup.history
     check_finite_history(history)
-    metrics = evaluate_splits(model, data.held_out)
-    check_finite_metrics(metrics)
+    return history
+
+
+def probe_task_losses(config, data):
+    """Each task's validation loss when trained alone, for
+    `training.curriculum.order: by_loss`.
+
+    One model per task, built as the config builds the whole model but with
+    that task only, trained for `training.curriculum.probe_epochs` epochs; the
+    loss is its `<task>_loss` on the validation split (on the training split
+    without one).
+
+    Returns:
+        `{task: loss}`.
+
+    Raises:
+        ConfigError: a task derived from others (`derived_from`): it cannot be
+            trained alone.
+    """
+    config = as_run_config(config)
+    derived = [t.name for t in data.tasks if t.derived_from]
+    if derived:
+        raise ConfigError(f"training.curriculum.order: by_loss trains each task "
+                          f"alone, which derived tasks {derived} cannot be. "
+                          f"List the order instead.")
+    epochs = config.training.curriculum.probe_epochs
+    held_out = data.held_out.get("validation")
+    losses = {}
+    for task in data.tasks:
+        model = build_run_model(config, data, tasks=[task])
+        model.fit(data.train_dataset(config.training.seed), epochs=epochs,
+                  verbose=0)
+        scored = held_out or data.train_dataset(config.training.seed)
+        logs = model.evaluate(scored, return_dict=True, verbose=0)
+        losses[task.name] = float(logs[f"{task.name}_loss"])
+    return losses
+
+
+def _run_stages(config, data, model, train_data, callbacks, start):
+    """`run_model` with `training.stages`: one fit per stage (see there)."""
+    model_tasks, stages, offset = [], [], 0
+    for index, (stage, added) in enumerate(stage_plan(config, data.tasks)):
+        model_tasks = model_tasks + added
+        if model is None:
+            model = build_run_model(config, data, added)
+        with model.distribute_strategy.scope():
+            if index:
+                model = model.add_tasks(added)
+            frozen = freeze_layers(model, stage_layers(model, stage.frozen))
+            compile_run_model(model, config, stage.learning_rate)
+        history = _fit(model, config, data, train_data, callbacks,
+                       epochs=stage.epochs, initial_epoch=offset)
+        for layer in frozen:
+            layer.trainable = True
+        offset += len(history["loss"])
+        metrics = evaluate_splits(model, data.held_out)
+        check_finite_metrics(metrics)
+        stages.append({"tasks": [t.name for t in model_tasks],
+                        "added": list(stage.tasks), "frozen": list(stage.frozen),
+                        "epochs": len(history["loss"]), "metrics": metrics})
     return RunResult(model=model, history=history, metrics=metrics,
                      seconds=time.perf_counter() - start,
-                     parameters=int(model.count_params()))
+                     parameters=int(model.count_params()), stages=stages)
 
 
 def train(config, data_dir=None, output_dir="runs", export_root="saved_models",
@@ -581,7 +689,10 @@ def _train(config, data_dir, output_dir, export_root, log, resume, strategy):
                        "Choose a writable export.dir or --export-dir.")
     check_writable(output_dir, "output directory", "Pass a writable --output-dir.")
     with strategy.scope():
-        model = build_run_model(config, data)
+        # With training.stages, the first stage's tasks (run_model adds the
+        # others); else every task.
+        model = build_run_model(config, data, stage_plan(config, data.tasks)[0][1])
+        check_stages(config, model, data.tasks)
     distribution.multi_worker_logs(model)
     diagnostics_every = training.diagnostics_every
     try:
@@ -622,8 +733,11 @@ def _train(config, data_dir, output_dir, export_root, log, resume, strategy):
         run.write_failure(str(error))
         raise TrainingError(f"{error} Run directory (logs, {FAILED_FILE}): "
                             f"{run.path}") from None
+    model = result.model
     run.save_model(model)
     run.write_metrics(result.metrics)
+    if result.stages:
+        run.write_stages(result.stages)
     log(metrics_table(result.metrics))
     exported = export_saved_model(model, export_dir) if export_dir else None
     if exported:
