@@ -31,6 +31,13 @@ class TensorBoard(keras.callbacks.TensorBoard):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        self._write = None
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        # Traced afresh for each `fit`: a trace holds the writers it was
+        # traced with, which Keras closes when `fit` ends (a staged run fits
+        # several times with the same callback).
         self._write = tf.function(_write_scalars, reduce_retracing=False,
                                   autograph=False)
 

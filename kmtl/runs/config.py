@@ -780,10 +780,11 @@ class SamplingConfig(Section):
 
 
 def _stage_tasks(value):
-    if not isinstance(value, list) or not value or not all(
+    if not isinstance(value, list) or not all(
             isinstance(v, str) and v for v in value):
-        raise _Invalid("{path} must be a non-empty list of task names. "
-                       "Received: {value}")
+        raise _Invalid("{path} must be a list of task names ([] in a later "
+                       "stage: go on training with other frozen layers or "
+                       "learning rate). Received: {value}")
     return value
 
 
@@ -792,7 +793,9 @@ class StageConfig(Section):
 
     tasks: _key(list[str], _stage_tasks, description="the tasks this stage "
                 "adds to the model (new towers and heads on the shared part); "
-                "the stage trains them with every task added before")
+                "the stage trains them with every task added before. `[]` (not "
+                "in the first stage): the stage goes on training the same "
+                "model, e.g. with the shared part unfrozen")
     epochs: _key(PositiveInt | None, _optional(_positive_int()),
                  description="at most this many epochs (early stopping "
                  "applies); null: `training.epochs`") = None
@@ -1234,6 +1237,9 @@ def _check_schedules(config, task_names):
     against the tasks and each other."""
     training = config.training
     listed = []
+    if training.stages and not training.stages[0].tasks:
+        raise _Invalid("training.stages[0].tasks must name the tasks the first "
+                       "stage trains. Received: []")
     for index, stage in enumerate(training.stages or []):
         for task in stage.tasks:
             if task not in task_names:

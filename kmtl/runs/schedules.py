@@ -179,7 +179,7 @@ def check_stages(config, model, tasks):
     for index, (stage, added) in enumerate(stage_plan(config, tasks)):
         if stage is None:
             return
-        if index:
+        if index and added:
             try:
                 model = model.add_tasks(added)
             except ConfigError as error:

@@ -554,7 +554,7 @@ def _run_stages(config, data, model, train_data, callbacks, start):
         if model is None:
             model = build_run_model(config, data, added)
         with model.distribute_strategy.scope():
-            if index:
+            if index and added:
                 model = model.add_tasks(added)
             frozen = freeze_layers(model, stage_layers(model, stage.frozen))
             compile_run_model(model, config, stage.learning_rate)

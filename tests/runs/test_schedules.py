@@ -78,12 +78,15 @@ def test_stages_add_tasks_and_write_each_stage_metrics(tmp_path):
     config = penguins_config(epochs=2, stages=[
         {"tasks": ["species"]},
         {"tasks": ["sex", "body_mass_g"], "frozen": ["shared", "species"],
-         "learning_rate": 0.001}])
+         "learning_rate": 0.001},
+        {"tasks": [], "epochs": 1}])
     result = train(config, output_dir=str(tmp_path / "runs"), log=lambda _: None)
     with open(os.path.join(result["run_dir"], STAGES_FILE)) as handle:
         stages = json.load(handle)
     assert [s["tasks"] for s in stages] == [
-        ["species"], ["species", "sex", "body_mass_g"]]
+        ["species"], ["species", "sex", "body_mass_g"],
+        ["species", "sex", "body_mass_g"]]
+    assert stages[2]["epochs"] == 1 and stages[2]["frozen"] == []
     assert stages[1]["frozen"] == ["shared", "species"]
     assert set(stages[0]["metrics"]["test"]) == {"species"}
     # The shared part and species' tower were frozen in stage 2: species'
@@ -97,6 +100,8 @@ def test_stages_add_tasks_and_write_each_stage_metrics(tmp_path):
     ({"stages": [{"tasks": ["species", "typo"]}]},
      r"training.stages\[0\].tasks: unknown task 'typo'"),
     ({"stages": [{"tasks": ["species"]}]}, r"leave out \['sex', 'body_mass_g'\]"),
+    ({"stages": [{"tasks": []}, {"tasks": ["species", "sex", "body_mass_g"]}]},
+     r"training.stages\[0\].tasks must name the tasks"),
     ({"sampling": {"method": "temperature", "temperature": 0}},
      "training.sampling.temperature must be a positive number"),
     ({"sampling": {"composition": "mixed"}}, "unknown composition 'mixed'"),
