@@ -331,3 +331,29 @@ def test_bad_arguments_name_the_key(data):
     unlabelled = frame.assign(c=np.nan)
     with pytest.raises(ConfigError, match="'c'"):
         make_sampled_dataset(unlabelled, features, tasks)
+
+
+def test_sampled_training_survives_a_keras_round_trip_mid_run(data, tmp_path):
+    # Annealed sampling, 4 epochs at once, or 2, save, load, 2 more from a
+    # dataset starting at epoch 2: the same batches, so the same weights.
+    frame, features, tasks = data
+    sampling = TaskSampling("interleaved", "anneal", start="uniform",
+                            end="proportional", anneal_epochs=4,
+                            steps_per_epoch=6)
+
+    def model():
+        keras.utils.set_random_seed(0)
+        built = kmtl.build_model(features, tasks, units=(8,), tower_units=())
+        built.compile(optimizer=keras.optimizers.Adam(0.01))
+        return built
+
+    whole = model()
+    whole.fit(_sampled(data, sampling).dataset, epochs=4, verbose=0)
+    first = model()
+    first.fit(_sampled(data, sampling).dataset, epochs=2, verbose=0)
+    first.save(tmp_path / "mid.keras")
+    again = keras.saving.load_model(tmp_path / "mid.keras")
+    again.fit(_sampled(data, sampling, first_epoch=2).dataset, epochs=4,
+              initial_epoch=2, verbose=0)
+    for a, b in zip(again.get_weights(), whole.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
