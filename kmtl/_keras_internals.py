@@ -45,8 +45,22 @@ def own_nodes(model, layer):
             if make_node_key(layer, index) in model._nodes]
 
 
+def replay_graph(function, inputs):
+    """Runs a Functional's graph on `inputs` with each of its layers as it is
+    (no copies, no nested model): every layer is called on the new tensors,
+    so the calls join the graph `inputs` belong to.
+
+    `Functional._run_through_graph` is what `Functional.call` and
+    `keras.models.clone_model` run; Keras does not export it. `add_tasks`
+    (kmtl.models.progressive) replays the old towers on a rebuilt
+    architecture layer's outputs with it.
+    """
+    return function._run_through_graph(inputs, operation_fn=lambda layer: layer)
+
+
 __all__ = [
     "own_nodes",
+    "replay_graph",
     "LossFunctionWrapper",
     "SerializableDict",
     "scale_loss_for_distribution",

@@ -23,6 +23,7 @@ from kmtl import tasks as tasks_module
 from kmtl._checks import check_rate
 from kmtl._checks import check_units
 from kmtl._keras_internals import own_nodes
+from kmtl._keras_internals import replay_graph
 from kmtl.errors import ConfigError
 from kmtl.models.builder import _tower_and_head
 from kmtl.models.multitask_model import MultiTaskModel
@@ -121,9 +122,7 @@ def add_tasks(model, tasks, tower_units=None, tower_activation=None,
     # does with `clone_function=lambda layer: layer`, whose model would hold
     # copies of the graph's tensors, not these).
     replay = _functional(old_representations, dict(model._outputs_struct))
-    outputs = replay._run_through_graph(
-        {n: representations[n] for n in old_names},
-        operation_fn=lambda layer: layer)
+    outputs = replay_graph(replay, {n: representations[n] for n in old_names})
     outputs = dict(outputs)
 
     # === New towers and heads ===
