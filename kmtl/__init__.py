@@ -23,7 +23,7 @@ from kmtl.models import build_model  # noqa: E402
 from kmtl.models.export import export_saved_model  # noqa: E402
 from kmtl.tasks import Task  # noqa: E402
 
-__version__ = "0.5.0"
+__version__ = "0.6.0"
 
 __all__ = [
     "ConfigError",
