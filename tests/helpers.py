@@ -5,6 +5,7 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
+import yaml
 from keras import ops
 from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.util import tensor_util
@@ -15,6 +16,21 @@ from kmtl.datasets import PENGUIN_FEATURES
 from kmtl.datasets import penguin_tasks
 from kmtl.features import fit_features
 from kmtl.features import resolve_features
+
+PENGUINS_EXAMPLE = Path(__file__).parents[1] / "examples" / "penguins.yaml"
+
+
+def penguins_config(epochs, patience, dropout=0.0, **training):
+    """examples/penguins.yaml as a dict: quiet, no export, `epochs` and
+    early stopping `patience`, tower `dropout`, other `training` keys."""
+    config = yaml.safe_load(PENGUINS_EXAMPLE.read_text())
+    config["training"].update({"epochs": epochs,
+                               "early_stopping_patience": patience,
+                               "verbose": 0, **training})
+    if dropout:
+        config["model"]["tower_dropout"] = dropout
+    config["export"] = {"enabled": False}
+    return config
 
 
 def snapshot(root):

@@ -13,6 +13,7 @@ import keras
 import numpy as np
 import pytest
 import yaml
+from helpers import penguins_config as penguins_example
 
 from kmtl import weighting
 from kmtl.callbacks import RunBackup
@@ -27,18 +28,12 @@ from kmtl.runs.training import prepare_run
 from kmtl.runs.training import run_model
 from kmtl.runs.training import train
 
-EXAMPLE = os.path.join(os.path.dirname(__file__), "..", "..", "examples",
-                       "penguins.yaml")
-
 
 def penguins_config(**training):
-    with open(EXAMPLE) as handle:
-        config = yaml.safe_load(handle)
-    config["training"].update({"epochs": 4, "early_stopping_patience": 2,
-                               "verbose": 0, **training})
-    config["model"]["tower_dropout"] = 0.2  # a seed generator to resume
-    config["export"] = {"enabled": False}
-    return config
+    # Tower dropout: a seed generator to resume.
+    return penguins_example(training.pop("epochs", 4),
+                            training.pop("early_stopping_patience", 2),
+                            dropout=0.2, **training)
 
 
 @pytest.fixture(scope="module")

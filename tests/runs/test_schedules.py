@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 import pytest
-import yaml
+from helpers import penguins_config as penguins_example
 
 from kmtl.errors import ConfigError
 from kmtl.runs.config import parse_config
@@ -17,17 +17,9 @@ from kmtl.runs.training import probe_task_losses
 from kmtl.runs.training import run_model
 from kmtl.runs.training import train
 
-EXAMPLE = os.path.join(os.path.dirname(__file__), "..", "..", "examples",
-                       "penguins.yaml")
-
 
 def penguins_config(**training):
-    with open(EXAMPLE) as handle:
-        config = yaml.safe_load(handle)
-    config["training"].update({"epochs": 3, "early_stopping_patience": 3,
-                               "verbose": 0, **training})
-    config["export"] = {"enabled": False}
-    return config
+    return penguins_example(training.pop("epochs", 3), 3, **training)
 
 
 def test_sampled_run_logs_frequencies_near_the_requested_ones():
