@@ -25,9 +25,9 @@ experiment names, and scores ROC-AUC on the protocol's test half
   shared part (and never_married's tower) frozen, or with nothing frozen, or
   frozen then everything fine-tuned at learning rate 3e-4 (a third stage,
   examples/census_income_progressive.yaml), against joint training.
-- `curriculum`: joint training against `training.curriculum` (never_married
-  first, income joining at epoch 2 with its weight ramped over 2 epochs; and
-  `by_loss`).
+- `curriculum`: joint training against `training.curriculum` (one task
+  first, the other joining at epoch 2 with its weight ramped over 2 epochs,
+  both orders; and `by_loss`) and `training.self_paced`.
 - `reviews`: the women's clothing reviews example
   (examples/womens_clothing_reviews.yaml) with and without a task curriculum
   (`by_loss`).
@@ -206,12 +206,11 @@ def experiment_progressive(seeds, data_dir):
 
 def _curriculum_rows(raw, variants, seeds, data_dir, score):
     rows = []
-    for name, curriculum in variants.items():
+    for name, training in variants.items():
         runs = []
         for seed in seeds:
             variant = copy.deepcopy(raw)
-            if curriculum is not None:
-                variant["training"]["curriculum"] = curriculum
+            variant["training"].update(training or {})
             result, seconds = _run(variant, seed, data_dir)
             order = [k[:-len("_scale")] for k, v in result.history.items()
                      if k.endswith("_scale") and v[0] > 0]
@@ -236,11 +235,16 @@ def _score_table(rows, columns):
 def experiment_curriculum(seeds, data_dir):
     variants = {
         "none (joint)": None,
-        "never_married, then income (epoch 2, ramp 2)": {
+        "never_married, then income (epoch 2, ramp 2)": {"curriculum": {
             "order": ["never_married", "income"], "interval": 2,
-            "ramp_epochs": 2},
-        "by_loss (1-epoch probes), interval 2, ramp 2": {
-            "order": "by_loss", "interval": 2, "ramp_epochs": 2},
+            "ramp_epochs": 2}},
+        "income, then never_married (epoch 2, ramp 2)": {"curriculum": {
+            "order": ["income", "never_married"], "interval": 2,
+            "ramp_epochs": 2}},
+        "by_loss (1-epoch probes), interval 2, ramp 2": {"curriculum": {
+            "order": "by_loss", "interval": 2, "ramp_epochs": 2}},
+        "self-paced rows (from 0.5, all by epoch 5)": {"self_paced": {
+            "start_fraction": 0.5, "epochs": 5}},
     }
     columns = ["income", "never_married"]
     rows = _curriculum_rows(_config(), variants, seeds, data_dir,
@@ -251,8 +255,8 @@ def experiment_curriculum(seeds, data_dir):
 def experiment_reviews(seeds, data_dir):
     raw = _config(REVIEWS_CONFIG)
     variants = {"none (joint)": None,
-                "by_loss (1-epoch probes), interval 1, ramp 2": {
-                    "order": "by_loss", "interval": 1, "ramp_epochs": 2}}
+                "by_loss (1-epoch probes), interval 1, ramp 2": {"curriculum": {
+                    "order": "by_loss", "interval": 1, "ramp_epochs": 2}}}
 
     def score(metrics):
         test = metrics["test"]
