@@ -189,6 +189,15 @@ def _run_config(config, spec, seed, weighting=None, gradients="parameters"):
     })
 
 
+def _baseline_config(config, baseline, seed):
+    """A single-task baseline's config: the multi-task schedules (task
+    sampling, stages, a task curriculum) do not apply to one task; it trains
+    every epoch on every row labelled for its task."""
+    config = _run_config(config, baseline, seed)
+    return config.model_copy(update={"training": config.training.model_copy(
+        update={"sampling": None, "stages": None, "curriculum": None})})
+
+
 def _variant_config(config, variant, seed):
     return _run_config(config, variant, seed, variant["weighting"],
                        variant["gradients"])
@@ -250,7 +259,7 @@ def _check_buildable(config, data, baseline, variants):
     seed = config.training.seed
     for task in baseline_tasks(data.tasks):
         try:
-            build_run_model(_run_config(config, baseline, seed), data, [task])
+            build_run_model(_baseline_config(config, baseline, seed), data, [task])
         except ConfigError as error:
             raise ConfigError(
                 f"compare.baseline (single-task {baseline['architecture']!r} model "
@@ -437,7 +446,8 @@ def _compare(config, data_dir, output_dir, seeds, log):
         # config's seed): every model of a seed sees the same batches in the
         # same epoch orders (a dataset counts the epochs drawn from it).
         for task in baselines:
-            run = run_model(_run_config(config, baseline, seed), data, tasks=[task])
+            run = run_model(_baseline_config(config, baseline, seed), data,
+                            tasks=[task])
             runs.append(_record(SINGLE_TASK, run, seed, [task]))
             keras.backend.clear_session()
             done += 1

@@ -24,6 +24,8 @@ from kmtl.cli import main
 from kmtl.errors import ConfigError
 from kmtl.measures.delta_m import delta_m
 from kmtl.runs.comparison import compare
+from kmtl.runs.config import SINGLE_TASK
+from kmtl.runs.config import as_run_config
 from kmtl.runs.config import load_config
 from kmtl.runs.training import RunResult
 
@@ -436,3 +438,23 @@ def test_an_empty_weighting_grid_is_refused(tmp_path):
                                           r"be a weighting name or spec"):
         load_config(str(write_config(tmp_path / "c.yaml", variants=[
             {"architecture": "mmoe", "weighting": []}])))
+
+
+def test_baselines_train_without_the_multi_task_schedules(tmp_path):
+    # A task curriculum and task sampling name every task: the single-task
+    # baselines train without them (a curriculum over one task of two would
+    # be refused), the variant with them.
+    path = write_config(tmp_path / "c.yaml",
+                        variants=[{"name": "sb", "architecture": "shared_bottom",
+                                   "options": {"units": [8]}}],
+                        interference={"enabled": False, "batches": 1, "every": 1})
+    config = as_run_config(load_config(str(path))).replace({
+        "training.curriculum": {"order": ["body_mass_g", "species"]},
+        "training.sampling": {"method": "uniform", "steps_per_epoch": 4},
+        "training.epochs": 2})
+    report = compare(config, output_dir=str(tmp_path / "runs"), seeds=1,
+                     log=lambda line: None)
+    history = {run["model"]: run["history"] for run in report["runs"]}
+    assert "species_scale" not in history[SINGLE_TASK]
+    assert history["sb"]["species_scale"] == [0.0, 1.0]
+    assert history["sb"]["species_frequency"][0] > 0
