@@ -212,11 +212,12 @@ def _curriculum_rows(raw, variants, seeds, data_dir, score):
             variant = copy.deepcopy(raw)
             variant["training"].update(training or {})
             result, seconds = _run(variant, seed, data_dir)
-            order = [k[:-len("_scale")] for k, v in result.history.items()
-                     if k.endswith("_scale") and v[0] > 0]
+            joins = {k[:-len("_scale")]: next((e for e, x in enumerate(v) if x > 0),
+                                               None)
+                     for k, v in result.history.items() if k.endswith("_scale")}
             runs.append({"seed": seed, "seconds": seconds,
-                         "scores": score(result.metrics),
-                         "first": order, "epochs": len(result.history["loss"])})
+                         "scores": score(result.metrics), "joins": joins,
+                         "epochs": len(result.history["loss"])})
             print(name, runs[-1], flush=True)
         rows.append({"variant": name, "runs": runs})
     return rows
