@@ -52,6 +52,7 @@ from kmtl.runs.schedules import check_stages
 from kmtl.runs.schedules import needs_probe
 from kmtl.runs.schedules import sampled_train_dataset
 from kmtl.runs.schedules import schedule_callbacks
+from kmtl.runs.schedules import schedule_end
 from kmtl.runs.schedules import stage_layers
 from kmtl.runs.schedules import stage_plan
 
@@ -472,9 +473,12 @@ def _fit(model, config, data, train_data, callbacks, backup_dir=None,
     training = config.training
     validation_data = data.held_out.get("validation")
     monitor = "val_loss" if validation_data is not None else "loss"
+    # A curriculum's epochs before every task and row are in are not
+    # candidates for the best epoch (`schedule_end`).
     early_stopping = keras.callbacks.EarlyStopping(
         monitor=monitor, patience=training.early_stopping_patience,
-        restore_best_weights=True)
+        restore_best_weights=True,
+        start_from_epoch=schedule_end(config, data.tasks))
     callbacks = list(callbacks) + [keras.callbacks.TerminateOnNaN(), early_stopping]
     backup, first_epoch = None, initial_epoch
     if backup_dir is not None:

@@ -12,6 +12,7 @@ from helpers import penguins_config as penguins_example
 from kmtl.errors import ConfigError
 from kmtl.runs.config import parse_config
 from kmtl.runs.run_dir import STAGES_FILE
+from kmtl.runs.schedules import schedule_end
 from kmtl.runs.training import prepare_run
 from kmtl.runs.training import probe_task_losses
 from kmtl.runs.training import run_model
@@ -19,7 +20,8 @@ from kmtl.runs.training import train
 
 
 def penguins_config(**training):
-    return penguins_example(training.pop("epochs", 3), 3, **training)
+    return penguins_example(training.pop("epochs", 3),
+                            training.pop("early_stopping_patience", 3), **training)
 
 
 def test_sampled_run_logs_frequencies_near_the_requested_ones():
@@ -117,3 +119,21 @@ def test_unknown_frozen_layer_names_the_layers(tmp_path):
                        "unknown layer 'experts'"):
         train(config, output_dir=str(tmp_path / "runs"), log=lambda _: None)
     assert not (tmp_path / "runs").exists()  # checked before anything is written
+
+
+def test_early_stopping_waits_for_the_end_of_the_schedule():
+    # A learning rate of ~0 never improves the validation loss: early stopping
+    # with patience 1 stops one epoch after the first epoch it watches, which
+    # is the schedule's end (every row trains from epoch 2): 4 epochs, not 2.
+    config, data = prepare_run(penguins_config(
+        epochs=6, early_stopping_patience=1, learning_rate=1e-12,
+        self_paced={"start_fraction": 0.5, "epochs": 2}))
+    assert schedule_end(config, data.tasks) == 2
+    assert len(run_model(config, data).history["loss"]) == 4
+    # A curriculum of three groups, one epoch apart, ramped over 2 epochs:
+    # the last joins at epoch 2 and reaches its full weight at epoch 3.
+    curriculum = config.replace({"training.self_paced": None,
+                                 "training.curriculum": {
+                                     "order": ["sex", "species", "body_mass_g"],
+                                     "ramp_epochs": 2}})
+    assert schedule_end(curriculum, data.tasks) == 3
