@@ -48,8 +48,11 @@ from kmtl import datasets
 from kmtl import features as features_module
 from kmtl import tasks as tasks_module
 from kmtl.architectures import ARCHITECTURES
+from kmtl.data import COMPOSITIONS as SAMPLING_COMPOSITIONS
 from kmtl.data import NON_FINITE_ACTIONS
+from kmtl.data import SAMPLING_METHODS
 from kmtl.data import SPLIT_METHODS
+from kmtl.data.sampling import sampling_exponent
 from kmtl.errors import ConfigError
 from kmtl.features import CATEGORICAL_ENCODINGS
 from kmtl.features import NUMERIC_ENCODINGS
@@ -729,18 +732,15 @@ def _weighting(value):
     return value
 
 
-SAMPLING_COMPOSITIONS = ("joint", "interleaved")
-SAMPLING_METHODS = ("uniform", "proportional", "temperature", "anneal")
-
-
 def _sampling_end(value):
     value = _real(value)
-    if value in ("uniform", "proportional") and isinstance(value, str):
-        return value
-    if _is_real(value) and 0 < value < math.inf:
-        return value
-    raise _Invalid("{path} must be 'uniform', 'proportional' or a temperature "
-                   "(a number > 0, e.g. 2). Received: {value}")
+    try:
+        sampling_exponent(value)  # the one check of an end of the schedule
+    except ConfigError:
+        raise _Invalid("{path} must be 'uniform', 'proportional' or a "
+                       "temperature (a number > 0, e.g. 2). Received: "
+                       "{value}") from None
+    return value
 
 
 class SamplingConfig(Section):
