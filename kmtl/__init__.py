@@ -21,6 +21,7 @@ from kmtl.features import Feature  # noqa: E402
 from kmtl.models import MultiTaskModel  # noqa: E402
 from kmtl.models import build_model  # noqa: E402
 from kmtl.models.export import export_saved_model  # noqa: E402
+from kmtl.runs.consolidation import consolidate  # noqa: E402
 from kmtl.tasks import Task  # noqa: E402
 
 __version__ = "0.6.0"
@@ -34,6 +35,7 @@ __all__ = [
     "architectures",
     "callbacks",
     "build_model",
+    "consolidate",
     "data",
     "datasets",
     "export_saved_model",

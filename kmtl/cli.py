@@ -157,6 +157,18 @@ def cmd_compare(args):
             seeds=args.seeds)
 
 
+def cmd_consolidate(args):
+    from kmtl.runs.consolidation import consolidate
+
+    config = _read_config(args.config, [
+        ("training.epochs", "--epochs", args.epochs),
+        ("consolidate.folds", "--folds", args.folds),
+        ("consolidate.output", "--output", args.output)])
+    consolidate(config, data_dir=args.data_dir, output_dir=args.output_dir,
+                detector="single_task" if args.single_task else None,
+                compare_detectors=True if args.compare_detectors else None)
+
+
 def cmd_config_schema(args):
     from kmtl.runs.config import RunConfig
 
@@ -259,6 +271,34 @@ def build_parser():
                          help="where the compare directory is created (default: runs)")
     compare.add_argument("--epochs", type=int, help="override training.epochs")
     compare.set_defaults(func=cmd_compare)
+
+    consolidate = commands.add_parser(
+        "consolidate", help="find label errors and fill missing labels with "
+        "cross-fitted models",
+        description="Cut the config's training table into k folds, score every "
+        "row with a model trained on the other folds, flag likely label errors "
+        "(cleanlab's confident learning; a residual rule for regression), and "
+        "apply consolidate.actions (report, drop, relabel, fill). Writes a new "
+        "Parquet table beside the input (never overwriting it) with "
+        "<task>__label_issue, __label_quality, __pseudo and __suggested columns, "
+        "and report.md, report.json and plots to a fresh directory "
+        "<output-dir>/<name>-consolidate-<timestamp>/.")
+    consolidate.add_argument("config", help="path of the YAML config (see "
+                             "docs/config.md, section consolidate)")
+    consolidate.add_argument("--single-task", action="store_true",
+                             help="score the labels with one single-task model "
+                             "per task (consolidate.detector: single_task)")
+    consolidate.add_argument("--compare-detectors", action="store_true",
+                             help="also cross-fit the other detector and report "
+                             "how the two agree (consolidate.compare_detectors)")
+    consolidate.add_argument("--folds", type=int, help="override consolidate.folds")
+    consolidate.add_argument("--output", help="override consolidate.output (a "
+                             "Parquet path that does not exist)")
+    consolidate.add_argument("--data-dir", help="as for train")
+    consolidate.add_argument("--output-dir", default="runs", help="where the "
+                             "consolidate directory is created (default: runs)")
+    consolidate.add_argument("--epochs", type=int, help="override training.epochs")
+    consolidate.set_defaults(func=cmd_consolidate)
 
     schema = commands.add_parser(
         "config-schema", help="print the JSON Schema of the run config",

@@ -15,6 +15,7 @@ from kmtl.data.sampling import TaskSampling
 from kmtl.data.sampling import make_sampled_dataset
 from kmtl.data.sampling import task_probabilities
 from kmtl.data.split import SPLIT_METHODS
+from kmtl.data.split import fold_ids
 from kmtl.data.split import split_frame
 from kmtl.data.streaming import SplitRule
 from kmtl.data.streaming import StreamedSplit
@@ -42,6 +43,7 @@ __all__ = [
     "make_dataset",
     "make_sampled_dataset",
     "read_table",
+    "fold_ids",
     "split_frame",
     "stream_dataset",
     "task_probabilities",

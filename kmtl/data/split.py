@@ -18,11 +18,17 @@ Methods:
   patient) stay on one side; the fractions are fractions of the groups
   (`sklearn.model_selection.GroupShuffleSplit`).
 Rare strata (fewer members than there are splits) are pooled into one stratum.
+
+`fold_ids` cuts a table into k folds by the same methods, for cross-fitting
+(`kmtl consolidate`): every row is held out exactly once.
 """
 
 import numpy as np
 import pandas as pd
+from sklearn.model_selection import GroupKFold
 from sklearn.model_selection import GroupShuffleSplit
+from sklearn.model_selection import KFold
+from sklearn.model_selection import StratifiedKFold
 from sklearn.model_selection import train_test_split
 
 from kmtl.errors import ConfigError
@@ -143,6 +149,77 @@ def split_frame(frame, tasks, method="stratified", validation=0.1, test=0.1, see
         val_idx, test_idx = train_test_split(
             rest_idx, test_size=n_test, random_state=seed, stratify=rest_strata)
     return _take(frame, train_idx, val_idx, test_idx)
+
+
+def fold_ids(frame, tasks, folds=5, method="stratified", seed=0, order_by=None,
+             group_by=None):
+    """The fold of each row for k-fold cross-fitting, by the split methods of
+    `split_frame`: `random` (`KFold`, shuffled), `per_task` and `stratified`
+    (`StratifiedKFold` on the same strata as `split_frame`, rare strata
+    pooled), `group` (`GroupKFold`, shuffled: a group's rows share a fold)
+    and `ordered` (k contiguous blocks in `order_by` order, or table order).
+
+    Args:
+        frame: the DataFrame.
+        tasks: list of `kmtl.Task` (their labels define the strata).
+        folds: int >= 2, the number of folds k.
+        method: str, a method of `SPLIT_METHODS`.
+        seed: int in [0, 2**32 - 1] (not used by `ordered`).
+        order_by: str or None, with `ordered`.
+        group_by: str, with `group` (required).
+
+    Returns:
+        int64 `(rows,)`, each row's fold in `0 .. folds - 1`.
+
+    Raises:
+        ConfigError: `folds` below 2 or above the rows (or groups); an unknown
+            method; `group_by` without `group` or the reverse.
+        DataError: an `order_by` / `group_by` column absent or with missing
+            values.
+    """
+    if method not in SPLIT_METHODS:
+        raise ConfigError(f"split.method: unknown method {method!r}. Use one of "
+                          f"{SPLIT_METHODS}.")
+    if (not isinstance(folds, (int, np.integer)) or isinstance(folds, bool)
+            or folds < 2):
+        raise ConfigError(f"consolidate.folds must be an integer >= 2 (each row is "
+                          f"scored by a model trained on the other folds). "
+                          f"Received: {folds!r}")
+    if (group_by is None) == (method == "group"):
+        raise ConfigError(f"split.group_by names the column whose rows stay "
+                          f"together, with split.method 'group' (and only then). "
+                          f"Received: method={method!r}, group_by={group_by!r}")
+    index = np.arange(len(frame))
+    ids = np.empty(len(frame), dtype="int64")
+    units = (len(np.unique(_column(frame, group_by, "group_by").to_numpy()))
+             if method == "group" else len(frame))
+    if folds > units:
+        what = "groups" if method == "group" else "rows"
+        raise ConfigError(f"consolidate.folds: {folds} folds need at least {folds} "
+                          f"{what}; the table has {units}. Use fewer folds.")
+    if method == "ordered":
+        order = index if order_by is None else _order(frame, order_by)
+        for fold, block in enumerate(np.array_split(order, folds)):
+            ids[block] = fold
+        return ids
+    if method == "group":
+        splitter = GroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+        parts = splitter.split(index, groups=frame[group_by].to_numpy())
+    else:
+        strata = _strata(frame, tasks, method)
+        if strata is not None:
+            counts = pd.Series(strata).value_counts()
+            strata = np.where(pd.Series(strata).map(counts).to_numpy() < folds,
+                              "rare", strata)
+            if (strata == "rare").sum() < folds:
+                strata = np.where(strata == "rare", counts.index[0], strata)
+        splitter = (KFold(n_splits=folds, shuffle=True, random_state=seed)
+                    if strata is None else
+                    StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed))
+        parts = splitter.split(index, strata)
+    for fold, (_, held_out) in enumerate(parts):
+        ids[held_out] = fold
+    return ids
 
 
 def _take(frame, *positions):

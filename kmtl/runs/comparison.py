@@ -67,7 +67,9 @@ from kmtl.runs.training import prepare_run
 from kmtl.runs.training import run_model
 from kmtl.tasks import Task
 
-__all__ = ["SINGLE_TASK", "analyse", "compare", "resolve_variants", "seed_list"]
+__all__ = ["SINGLE_TASK", "analyse", "baseline_config", "baseline_spec",
+           "baseline_tasks", "compare", "resolve_variants", "seed_list",
+           "with_shared_units"]
 
 
 def _weighting_label(weighting, arguments=False):
@@ -189,7 +191,7 @@ def _run_config(config, spec, seed, weighting=None, gradients="parameters"):
     })
 
 
-def _baseline_config(config, baseline, seed):
+def baseline_config(config, baseline, seed):
     """A single-task baseline's config: the multi-task schedules (task
     sampling, stages, a task curriculum) do not apply to one task; it trains
     every epoch on every row labelled for its task."""
@@ -259,7 +261,7 @@ def _check_buildable(config, data, baseline, variants):
     seed = config.training.seed
     for task in baseline_tasks(data.tasks):
         try:
-            build_run_model(_baseline_config(config, baseline, seed), data, [task])
+            build_run_model(baseline_config(config, baseline, seed), data, [task])
         except ConfigError as error:
             raise ConfigError(
                 f"compare.baseline (single-task {baseline['architecture']!r} model "
@@ -446,7 +448,7 @@ def _compare(config, data_dir, output_dir, seeds, log):
         # config's seed): every model of a seed sees the same batches in the
         # same epoch orders (a dataset counts the epochs drawn from it).
         for task in baselines:
-            run = run_model(_baseline_config(config, baseline, seed), data,
+            run = run_model(baseline_config(config, baseline, seed), data,
                             tasks=[task])
             runs.append(_record(SINGLE_TASK, run, seed, [task]))
             keras.backend.clear_session()

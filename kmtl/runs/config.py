@@ -56,6 +56,7 @@ from kmtl.data.sampling import sampling_exponent
 from kmtl.errors import ConfigError
 from kmtl.features import CATEGORICAL_ENCODINGS
 from kmtl.features import NUMERIC_ENCODINGS
+from kmtl.measures.label_issues import FILTERS
 from kmtl.models.multitask_model import GRADIENT_MODES
 from kmtl.models.multitask_model import LOSS_COMBINATIONS
 from kmtl.registry import parse_spec
@@ -70,7 +71,10 @@ __all__ = [
     "SPLIT_METHODS",
     "VERDICT_SPLITS",
     "BaselineConfig",
+    "CONSOLIDATE_ACTIONS",
+    "CONSOLIDATE_DETECTORS",
     "CompareConfig",
+    "ConsolidateConfig",
     "DataConfig",
     "ExportConfig",
     "FeaturesConfig",
@@ -105,6 +109,14 @@ DIRECTIONS = {1: 1, -1: -1, "higher": 1, "lower": -1}
 SINGLE_TASK = "single_task"
 """The name of the single-task baselines in a compare report; no variant may
 take it."""
+CONSOLIDATE_ACTIONS = ("report", "drop", "relabel", "fill")
+"""What `kmtl consolidate` does with what it finds: `report` (flag only),
+`drop` (mask the flagged labels), `relabel` (replace a flagged label by the
+model's when it is confident), `fill` (pseudo-labels for missing labels)."""
+CONSOLIDATE_DETECTORS = ("multi_task", "single_task")
+"""The models whose out-of-fold predictions score the labels in `kmtl
+consolidate`: the config's multi-task model, or one single-task model per
+task (`kmtl compare`'s baselines)."""
 YAML_BOOLEANS = ("true", "false", "yes", "no", "on", "off")
 NAME_CHARACTERS = "letters, digits, '_', '.' or '-'"
 
@@ -1140,6 +1152,106 @@ class CompareConfig(Section):
     interference: InterferenceConfig = Field(default_factory=InterferenceConfig)
 
 
+def _unit_fraction(value):
+    value = _real(value)
+    if not _is_real(value) or not 0 <= value <= 1:
+        raise _Invalid("{path} must be a number in [0, 1], e.g. 0.9. "
+                       "Received: {value}")
+    return value
+
+
+def _thresholds(value):
+    if isinstance(value, dict):
+        for task, threshold in value.items():
+            threshold = _real(threshold)
+            if not _is_real(threshold) or not 0 <= threshold <= 1:
+                raise _Invalid("{path}." + str(task) + " must be a number in "
+                               "[0, 1], e.g. 0.9. Received: " + repr(threshold))
+        return {task: _real(threshold) for task, threshold in value.items()}
+    value = _real(value)
+    if not _is_real(value) or not 0 <= value <= 1:
+        raise _Invalid("{path} must be a number in [0, 1] or a mapping {task: "
+                       "number}, e.g. 0.9 or {income: 0.95}. Received: {value}")
+    return value
+
+
+def _actions(value):
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value:
+        raise _Invalid("{path} must be a non-empty list of actions from "
+                       + repr(CONSOLIDATE_ACTIONS) + ". Received: {value}")
+    for i, action in enumerate(value):
+        if action not in CONSOLIDATE_ACTIONS:
+            raise _Invalid("{path}[" + str(i) + "]: unknown action "
+                           + repr(action) + ". Use one of "
+                           + repr(CONSOLIDATE_ACTIONS) + ".")
+    return value
+
+
+def _folds(value):
+    if not _is_int(value) or value < 2:
+        raise _Invalid("{path} must be an integer >= 2 (each row is scored by "
+                       "a model trained on the other folds). Received: {value}")
+    return value
+
+
+class ConsolidateConfig(Section):
+    """`consolidate`: cross-fitted models find label errors and fill missing
+    labels (read by `kmtl consolidate` only; see `kmtl.runs.consolidation`)."""
+
+    folds: _key(int, _folds, description="k of the k-fold cross-fitting: "
+                "every row is scored by the model trained on the other k - 1 "
+                "folds; the folds follow `data.split.method` and its "
+                "`group_by`") = 5
+    tasks: _key(list[str] | None, _optional(_names("task names")),
+                description="the tasks whose labels are checked (every task "
+                "still trains); null: every task with a target") = None
+    detector: _key(Literal[CONSOLIDATE_DETECTORS], _choice(
+        "detector", CONSOLIDATE_DETECTORS), description="`multi_task`: the "
+        "config's model scores the labels; `single_task`: one model per task "
+        "(`compare.baseline`), as `--single-task`") = "multi_task"
+    compare_detectors: _key(bool, _boolean, description="also cross-fit the "
+                            "other detector and report, per task, how the "
+                            "two agree and how well each predicts the given "
+                            "labels out of fold (`--compare-detectors`); it "
+                            "does not act") = False
+    actions: _key(list[Literal[CONSOLIDATE_ACTIONS]], _actions,
+                  description="what is done with what is found, any of "
+                  "`report` (flag only), `drop` (mask the flagged labels), "
+                  "`relabel` (a flagged label becomes the model's when its "
+                  "confidence reaches `relabel_threshold`; with `drop` too, "
+                  "the other flagged labels are masked), `fill` "
+                  "(pseudo-labels for missing labels)") = Field(
+                      default_factory=lambda: ["report"])
+    rounds: _key(PositiveInt, _positive_int(" (train, detect, act)"),
+                 description="how many times train -> detect -> act runs, "
+                 "each on the table the round before wrote") = 1
+    filter_by: _key(Literal[FILTERS], _choice("cleanlab filter", FILTERS),
+                    description="cleanlab's `find_label_issues` method for "
+                    "classification tasks") = "prune_by_noise_rate"
+    pseudo_label_threshold: _key(float | dict[str, float], _thresholds,
+                                 description="the out-of-fold confidence a "
+                                 "pseudo-label needs (binary: max(p, 1 - p); "
+                                 "multiclass: the top probability); one "
+                                 "number or `{task: number}` in [0, 1]") = 0.95
+    relabel_threshold: _key(float | dict[str, float], _thresholds,
+                            description="the confidence a flagged label's "
+                            "replacement needs (`relabel`); one number or "
+                            "`{task: number}` in [0, 1]") = 0.9
+    residual_threshold: _key(PositiveReal, _positive_real("3.0"),
+                             description="regression tasks: a label is "
+                             "flagged when its out-of-fold residual is more "
+                             "than this many robust standard deviations from "
+                             "the median residual") = 3.0
+    output: _key(str | None, _optional(_text("a file path")),
+                 description="the consolidated Parquet table; null: "
+                 "`<input>.consolidated.parquet` beside `data.train` (or in "
+                 "the consolidate directory for `data.dataset` and "
+                 "`data.task_tables`); never the input, never an existing "
+                 "file") = None
+
+
 def _run_name(value):
     bad = not isinstance(value, str) or not value or value in (".", "..") or any(
         c in value for c in ("/", "\\", "\0", os.sep, os.altsep or "/"))
@@ -1189,6 +1301,7 @@ class RunConfig(Section):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
     compare: CompareConfig = Field(default_factory=CompareConfig)
+    consolidate: ConsolidateConfig = Field(default_factory=ConsolidateConfig)
 
     @model_validator(mode="before")
     @classmethod
@@ -1208,6 +1321,7 @@ class RunConfig(Section):
                            "`data.dataset`.")
         task_names = self.task_names
         _check_schedules(self, task_names)
+        _check_consolidate(self, task_names)
         for task in (self.compare.metrics or {}):
             if task not in task_names:
                 raise _Invalid(f"compare.metrics: unknown task {task!r}. Tasks are "
@@ -1230,6 +1344,27 @@ class RunConfig(Section):
             ConfigError: a changed value fails validation.
         """
         return parse_config(self.to_dict(), overrides=changes)
+
+
+def _check_consolidate(config, task_names):
+    """Cross-checks `consolidate` against the tasks."""
+    section = config.consolidate
+    without = [t.name for t in config.tasks if (t.model_extra or {}).get(
+        "target", t.name) == []]
+    for task in section.tasks or ():
+        if task not in task_names:
+            raise _Invalid(f"consolidate.tasks: unknown task {task!r}. Tasks are "
+                           f"{task_names}.")
+        if task in without:
+            raise _Invalid(f"consolidate.tasks: task {task!r} has no target "
+                           f"(target: []), so it has no labels to check. Remove "
+                           f"it from consolidate.tasks.")
+    for key in ("pseudo_label_threshold", "relabel_threshold"):
+        value = getattr(section, key)
+        for task in (value if isinstance(value, dict) else ()):
+            if task not in task_names:
+                raise _Invalid(f"consolidate.{key}: unknown task {task!r}. Tasks "
+                               f"are {task_names}.")
 
 
 def _check_schedules(config, task_names):

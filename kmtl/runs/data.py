@@ -58,6 +58,7 @@ __all__ = [
     "prepare_data",
     "split_data",
     "split_datasets",
+    "training_table",
 ]
 
 
@@ -112,6 +113,30 @@ def _load(config, data_dir):
         if path:
             own[split] = read_table(_path(path, data_dir), **options)
     return frame, own
+
+
+def training_table(config, data_dir=None):
+    """The table the config's training rows come from, whole: `data.train`,
+    the combined `data.task_tables`, or a data set (its training split when
+    it has its own splits). Held-out files (`data.validation`, `data.test`)
+    are not part of it.
+
+    Returns:
+        `(frame, path)`: the DataFrame, and the path of `data.train` (joined
+        with `data_dir` as it was read) or None when the table does not come
+        from one file.
+
+    Raises:
+        DataError: a file is missing, unreadable or empty.
+    """
+    config = as_run_config(config)
+    frame, own = _load(config, data_dir)
+    if frame is None:
+        return own["train"], None
+    path = None
+    if config.data.dataset is None and not config.data.task_tables:
+        path = _path(config.data.train, data_dir)
+    return frame, path
 
 
 def split_data(config, data_dir=None, tasks=None):
@@ -226,7 +251,9 @@ def prepare(config, train, tasks):
         task.fit(train)
     targets = {c for t in tasks for c in t.target_columns}
     section = config.features
-    exclude = set(section.exclude) | targets
+    # The columns `kmtl consolidate` adds describe the labels: never features.
+    exclude = set(section.exclude) | targets | set(
+        tasks_module.consolidation_columns(tasks))
     if config.data.key:
         exclude.add(config.data.key)
     declared = set(section.numeric or ()) | set(section.categorical or ())
@@ -360,7 +387,8 @@ def _read_columns(config, frame, tasks):
     targets = [c for task in tasks for c in task.target_columns]
     declared = config.features
     if declared.numeric is None and declared.categorical is None:
-        exclude = set(declared.exclude)
+        exclude = set(declared.exclude) | set(
+            tasks_module.consolidation_columns(tasks))
         return [c for c in frame.columns if c not in exclude] + targets
     groups = [g if isinstance(g, str) else g.get("columns", [])
               for g in declared.text or []]

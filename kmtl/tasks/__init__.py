@@ -10,10 +10,13 @@ the type's class; `get` reads a run config's task dict; `register` adds a type.
 (`SparseCategoricalFocalCrossentropy`).
 """
 
+from kmtl.tasks.base import CONSOLIDATION_COLUMNS
+from kmtl.tasks.base import FOLD_COLUMN
 from kmtl.tasks.base import LOSS_REDUCTION
 from kmtl.tasks.base import PER_COLUMN_DEFAULT_LIMIT
 from kmtl.tasks.base import TASK_TYPES
 from kmtl.tasks.base import Task
+from kmtl.tasks.base import consolidation_columns
 from kmtl.tasks.base import deserialize
 from kmtl.tasks.base import get
 from kmtl.tasks.base import list_task_types
@@ -29,6 +32,8 @@ from kmtl.tasks.multilabel import MultilabelTask
 from kmtl.tasks.regression import RegressionTask
 
 __all__ = [
+    "CONSOLIDATION_COLUMNS",
+    "FOLD_COLUMN",
     "LOSS_REDUCTION",
     "PER_COLUMN_DEFAULT_LIMIT",
     "TASK_TYPES",
@@ -40,6 +45,7 @@ __all__ = [
     "RegressionTask",
     "SparseCategoricalFocalCrossentropy",
     "Task",
+    "consolidation_columns",
     "derivation_order",
     "deserialize",
     "get",

@@ -39,6 +39,17 @@ LOSS_REDUCTION = "mean_with_sample_weight"
 """The Keras loss reduction of every task loss: the mean over the labelled rows
 of a batch (0 for a batch without labels)."""
 
+CONSOLIDATION_COLUMNS = ("label_issue", "label_quality", "pseudo", "suggested")
+"""The kinds of per-task column `kmtl consolidate` adds to a table,
+`<task>__<kind>` (`Task.consolidation_column`): whether the given label was
+flagged as a likely error, its label-quality score, whether the task's label
+is the model's (a pseudo-label or a relabel, weighed by
+`pseudo_label_weight`), and the model's out-of-fold label."""
+
+FOLD_COLUMN = "kmtl__fold"
+"""The column of a consolidated table holding each row's cross-fitting fold:
+the row's predictions come from the model that did not train on that fold."""
+
 PER_COLUMN_DEFAULT_LIMIT = 10
 """The most columns (labels of a multilabel task, target columns of a
 regression) for which a task logs per-column metrics by default; above it they
@@ -127,6 +138,11 @@ class Task:
             "negative": w}}`); filled in by `fit` and kept in the config, so
             a saved model keeps its balanced weights. A given value is kept
             by `fit` for `"balanced"`.
+        pseudo_label_weight: float in [0, 1], default 1.0. The sample weight
+            of a row whose label for this task is the model's, not a
+            person's: a row where the column `<task>__pseudo` (written by
+            `kmtl consolidate`, see `CONSOLIDATION_COLUMNS`) is true. 0
+            leaves such labels out; 1 counts them as given labels.
 
     Raises:
         ConfigError: for an unknown type, metric or a bad weight; a task without
@@ -312,6 +328,7 @@ class Task:
         derived_from=None,
         class_weight=None,
         fitted_class_weight=None,
+        pseudo_label_weight=1.0,
     ):
         _check_name(name)
         _check_arguments(name, target, positive, classes, metrics, target_mean,
@@ -358,6 +375,12 @@ class Task:
         self.class_weight = class_weight
         self.fitted_class_weight = fitted_class_weight
         self._check_class_weights()
+        if not (_is_number(pseudo_label_weight) and 0 <= pseudo_label_weight <= 1):
+            raise ConfigError(
+                f"Task '{name}': pseudo_label_weight must be a number in [0, 1] "
+                f"(the sample weight of a pseudo-label). Received: "
+                f"pseudo_label_weight={pseudo_label_weight!r}")
+        self.pseudo_label_weight = float(pseudo_label_weight)
 
     @property
     def type(self):
@@ -377,6 +400,14 @@ class Task:
     def target_columns(self):
         """The label columns, as a list."""
         return [self.target] if isinstance(self.target, str) else list(self.target)
+
+    def consolidation_column(self, kind):
+        """The name of the task's consolidation column of `kind` (one of
+        `CONSOLIDATION_COLUMNS`): `<task>__<kind>`."""
+        if kind not in CONSOLIDATION_COLUMNS:
+            raise ValueError(f"kind must be one of {CONSOLIDATION_COLUMNS}. "
+                             f"Received: {kind!r}")
+        return f"{self.name}__{kind}"
 
     @property
     def has_labels(self):
@@ -627,9 +658,10 @@ class Task:
             `(labels, sample_weight)`: labels as float32 `(rows, units)` (binary,
             multilabel, regression) or int32 `(rows,)` class indices (multiclass);
             sample_weight float32 `(rows,)`, 1 where the row is labelled and 0 where
-            it is not (0 everywhere for a task without target). Unlabelled rows
-            carry a placeholder label of 0 that the 0 weight removes from losses
-            and metrics.
+            it is not (0 everywhere for a task without target), and
+            `pseudo_label_weight` where the column `<task>__pseudo` is true.
+            Unlabelled rows carry a placeholder label of 0 that the 0 weight
+            removes from losses and metrics.
 
         Raises:
             DataError: a target column is absent or a label does not fit the type
@@ -640,6 +672,10 @@ class Task:
         weight = labelled.astype("float32")
         if not self.has_labels:
             return np.zeros((len(frame), self.units), dtype="float32"), weight
+        pseudo = self.consolidation_column("pseudo")
+        if pseudo in frame.columns:
+            marked = frame[pseudo].fillna(False).astype(bool).to_numpy()
+            weight[marked] *= self.pseudo_label_weight
         values = frame.loc[labelled, self.target_columns]
         return self.encode_labels(values, labelled), weight
 
@@ -702,6 +738,7 @@ class Task:
                              or self.fitted_class_weight is None
                              else self.fitted_class_weight),
             "fitted_class_weight": self.fitted_class_weight,
+            "pseudo_label_weight": self.pseudo_label_weight,
         }
 
     @classmethod
@@ -713,6 +750,14 @@ class Task:
                    else "")
         return (f"Task(name={self.name!r}, type={self.type!r}, "
                 f"target={self.target!r}{derived})")
+
+
+def consolidation_columns(tasks):
+    """Every column `kmtl consolidate` may add to a table of `tasks`: each
+    task's `<task>__<kind>` (`CONSOLIDATION_COLUMNS`) and `FOLD_COLUMN`. They
+    describe the labels, so they are never features."""
+    return [task.consolidation_column(kind) for task in tasks
+            for kind in CONSOLIDATION_COLUMNS] + [FOLD_COLUMN]
 
 
 def _column_factory(make, index):
