@@ -183,7 +183,8 @@ def cross_fit(config, frame, tasks, folds, detector="multi_task", checked=None,
             as `kmtl compare`'s baselines).
         checked: names of the tasks a single-task detector trains for
             (default: every task with a target).
-        log: callable taking one str, one line per fold.
+        log: callable taking one str, one line per fold (the fold models
+            train with `training.verbose: 0`).
         label: str, prefixed to the log lines.
 
     Returns:
@@ -207,6 +208,9 @@ def cross_fit(config, frame, tasks, folds, detector="multi_task", checked=None,
         fold_tasks = [Task.from_config(copy.deepcopy(t.get_config())) for t in tasks]
         features = prepare(config, train, fold_tasks)
         run_config, _ = with_size_defaults(config, len(train))
+        # One progress line per fold (below) instead of k models' epochs.
+        run_config = run_config.model_copy(update={
+            "training": run_config.training.model_copy(update={"verbose": 0})})
         batch_size = run_config.training.batch_size
         held_out = split_datasets({"validation": validation}, features, fold_tasks,
                                   batch_size)
