@@ -24,7 +24,7 @@ from kmtl.models.export import export_saved_model  # noqa: E402
 from kmtl.runs.consolidation import consolidate  # noqa: E402
 from kmtl.tasks import Task  # noqa: E402
 
-__version__ = "0.6.0"
+__version__ = "0.7.0"
 
 __all__ = [
     "ConfigError",
