@@ -72,6 +72,7 @@ from kmtl.measures.label_issues import label_values
 from kmtl.measures.label_issues import suggest_labels
 from kmtl.runs.comparison import baseline_config
 from kmtl.runs.comparison import baseline_spec
+from kmtl.runs.comparison import baseline_tasks
 from kmtl.runs.comparison import with_shared_units
 from kmtl.runs.config import as_run_config
 from kmtl.runs.config import with_size_defaults
@@ -227,7 +228,8 @@ def cross_fit(config, frame, tasks, folds, detector="multi_task", checked=None,
             baseline = with_shared_units(baseline_spec(run_config), len(train))
             single = baseline_config(run_config, baseline, run_config.training.seed)
             epochs = 0
-            for task in fold_tasks:
+            # A derived task (ESMM's CTCVR) gets a plain model on its own target.
+            for task in baseline_tasks(fold_tasks):
                 if task.name not in names:
                     continue
                 run = run_model(single, data, tasks=[task])
