@@ -370,7 +370,9 @@ def _detect(task, frame, predictions, pseudo, section):
 
 def _act(task, frame, detection, labels, pseudo, negative, section):
     """Applies the actions to one task's labels in `frame` (in place);
-    returns the counts and the new pseudo marks."""
+    returns the counts (before acting: `scored` given labels, `pseudo`
+    labels already the model's, `missing`; then what was done) and the new
+    pseudo marks."""
     scored = detection["scored"].to_numpy()
     flags = detection["label_issue"].to_numpy()
     confidence = detection["confidence"].to_numpy()
@@ -401,9 +403,9 @@ def _act(task, frame, detection, labels, pseudo, negative, section):
     if drop.any():
         for column in task.target_columns:
             frame[column] = _set(frame[column], drop, np.nan)
-    pseudo = (pseudo | write) & ~drop
     counts = {
-        "labelled": int(scored.sum()),
+        "scored": int(scored.sum()),
+        "pseudo": int((labelled & pseudo).sum()),
         "missing": int((~labelled).sum()),
         "flagged": int(flags.sum()),
         "relabelled": int(relabel.sum()),
@@ -411,7 +413,7 @@ def _act(task, frame, detection, labels, pseudo, negative, section):
         "filled": int(fill.sum()),
         "pseudo_label_candidates": int(candidates.sum()),
     }
-    return counts, pseudo
+    return counts, (pseudo | write) & ~drop
 
 
 def _confusion(task, labels, detection):
@@ -535,7 +537,7 @@ def _consolidate(config, data_dir, output_dir, log):
                                           quality[task.name])
             record["tasks"][task.name] = entry
             log(f"{prefix}{task.name}: {counts['flagged']:,} of "
-                f"{counts['labelled']:,} labels flagged; relabelled "
+                f"{counts['scored']:,} labels flagged; relabelled "
                 f"{counts['relabelled']:,}, dropped {counts['dropped']:,}, filled "
                 f"{counts['filled']:,} of {counts['missing']:,} missing")
         rounds.append(record)

@@ -4,8 +4,9 @@
 `kmtl.runs.consolidation` builds and writes, in `directory`:
 
 - `report.json`: the config, the input and output tables, and per task and
-  round the counts (labelled, flagged, relabelled, dropped, filled, missing,
-  pseudo-label candidates), the out-of-fold score of the predictions against
+  round the counts (scored: the given labels, not those already the model's;
+  pseudo: labels already the model's; flagged, relabelled, dropped, filled,
+  missing, pseudo-label candidates), the out-of-fold score of the predictions against
   the given labels, the confusion matrix of given against suggested labels,
   the label-quality histogram and, with `compare_detectors`, how the
   multi-task and single-task detections agree; strict JSON;
@@ -116,15 +117,15 @@ def render_markdown(report):
              f"Every row was scored by a `{report['detector']}` model that did not "
              f"train on it ({report['folds']}-fold cross-fitting). Actions: "
              f"{actions}.", "",
-             "| round | task | labelled | flagged | share | relabelled | dropped "
+             "| round | task | scored labels | flagged | share | relabelled | dropped "
              "| missing | filled | pseudo-label candidates | out-of-fold score |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for task, entry in report["tasks"].items():
         for number, r in enumerate(entry["rounds"], start=1):
-            share = r["flagged"] / r["labelled"] if r["labelled"] else 0.0
+            share = r["flagged"] / r["scored"] if r["scored"] else 0.0
             score = r["out_of_fold"]
             lines.append(
-                f"| {number} | {task} | {r['labelled']:,} | {r['flagged']:,} | "
+                f"| {number} | {task} | {r['scored']:,} | {r['flagged']:,} | "
                 f"{share:.2%} | {r['relabelled']:,} | {r['dropped']:,} | "
                 f"{r['missing']:,} | {r['filled']:,} | "
                 f"{r['pseudo_label_candidates']:,} | {score['metric']} "

@@ -267,15 +267,15 @@ def test_report_files_and_counts_add_up(consolidated):
         assert counts["dropped"] == dropped.sum()
         assert counts["filled"] == filled.sum()
         assert counts["missing"] == frame[task].isna().sum()
-        assert counts["labelled"] + counts["missing"] == ROWS
+        assert counts["scored"] + counts["pseudo"] + counts["missing"] == ROWS
         assert counts["filled"] <= counts["pseudo_label_candidates"]
         matrix = np.asarray(counts["confusion"]["matrix"])
-        assert matrix.sum() == counts["labelled"]
+        assert matrix.sum() == counts["scored"]
         histogram = counts["quality_histogram"]
         assert sum(histogram["flagged"]) == counts["flagged"]
         assert (sum(histogram["flagged"]) + sum(histogram["not_flagged"])
-                == counts["labelled"])
-        assert f"| 1 | {task} | {counts['labelled']:,} | {counts['flagged']:,} |" \
+                == counts["scored"])
+        assert f"| 1 | {task} | {counts['scored']:,} | {counts['flagged']:,} |" \
             in markdown
     assert report["tasks"]["kind"]["rounds"][0]["missing"] == \
         consolidated["missing"].sum()
