@@ -19,6 +19,17 @@ residuals) from their median, in any target column; its quality is
 cleanlab's regression score (`cleanlab.regression.rank.get_label_quality_scores`,
 the residual-based `outre` method), the lowest over the target columns.
 
+A model trained on noisy labels predicts noisy probabilities: with 20% of a
+binary task's labels flipped, no row's predicted probability of either class
+is far above 0.8. The model's label and its confidence (`suggest_labels`)
+are therefore taken from noise-corrected probabilities when a noise matrix
+is given: `N[i, j] = P(given label i | true label j)`, estimated by cleanlab
+from the out-of-fold probabilities and the given labels (`noise_matrix`,
+`cleanlab.count.estimate_py_and_noise_matrices_from_probabilities`), and
+`p_true = N^-1 p_noisy`, clipped to [0, 1] and renormalised: the backward
+correction of Patrini et al., "Making Deep Neural Networks Robust to Label
+Noise: a Loss Correction Approach", CVPR 2017 (arXiv:1609.03683).
+
 Every function takes one task's labels as `encoded_labels` returns them and
 its predictions as the model outputs them: `(rows, units)`, probabilities for
 classification, label units for regression.
@@ -32,9 +43,11 @@ __all__ = [
     "FILTERS",
     "MAD_SCALE",
     "class_probabilities",
+    "corrected_probabilities",
     "encoded_labels",
     "find_label_issues",
     "label_values",
+    "noise_matrix",
     "suggest_labels",
 ]
 
@@ -152,12 +165,50 @@ def _residual_issues(labels, predictions, threshold):
     return issues, quality
 
 
-def suggest_labels(task, predictions):
+def noise_matrix(task, labels, predictions):
+    """cleanlab's estimate of a binary or multiclass task's noise matrix from
+    out-of-fold probabilities: `(classes, classes)`, `N[i, j] = P(given label
+    i | true label j)`, each column summing to 1.
+
+    Args:
+        task: a fitted `kmtl.Task`.
+        labels: int `(n,)`, the given labels (`encoded_labels`).
+        predictions: `(n, units)` out-of-fold predictions of the same rows.
+
+    Returns:
+        float64 `(k, k)`, or None for a multilabel or regression task, or
+        when the labels hold fewer than two classes.
+    """
+    if task.type not in ("binary", "multiclass") or len(np.unique(labels)) < 2:
+        return None
+    from cleanlab.count import estimate_py_and_noise_matrices_from_probabilities
+
+    probabilities = class_probabilities(task, predictions)
+    probabilities = probabilities / probabilities.sum(axis=1, keepdims=True)
+    _, matrix, _, _ = estimate_py_and_noise_matrices_from_probabilities(
+        np.asarray(labels), probabilities)
+    return np.asarray(matrix, dtype="float64")
+
+
+def corrected_probabilities(probabilities, matrix):
+    """`N^-1 p` for each row of `probabilities` `(rows, k)`, clipped to
+    [0, 1] and renormalised (rows that correct to all zeros keep `p`)."""
+    corrected = np.linalg.lstsq(matrix, probabilities.T, rcond=None)[0].T
+    corrected = np.clip(corrected, 0.0, 1.0)
+    total = corrected.sum(axis=1, keepdims=True)
+    return np.where(total > 0, corrected / np.where(total > 0, total, 1.0),
+                    probabilities)
+
+
+def suggest_labels(task, predictions, matrix=None):
     """The model's label for each row and its confidence.
 
     Args:
         task: a fitted `kmtl.Task`.
         predictions: `(rows, units)` predictions.
+        matrix: None, or a binary or multiclass task's noise matrix
+            (`noise_matrix`): the label and confidence are then taken from
+            the noise-corrected probabilities (`corrected_probabilities`).
 
     Returns:
         `(suggested, confidence)`: suggested labels in `encoded_labels`'s
@@ -167,6 +218,11 @@ def suggest_labels(task, predictions):
         whose predictions carry no confidence.
     """
     predictions = np.asarray(predictions, dtype="float64")
+    if matrix is not None:
+        probabilities = corrected_probabilities(
+            class_probabilities(task, predictions), np.asarray(matrix))
+        predictions = (probabilities[:, 1:] if task.type == "binary"
+                       else probabilities)
     if task.type == "binary":
         p = predictions[:, 0]
         return (p >= 0.5).astype("int64"), np.maximum(p, 1.0 - p)

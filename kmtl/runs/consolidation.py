@@ -23,7 +23,9 @@ touched):
    confident learning on the out-of-fold probabilities of the given labels
    (cleanlab), a residual rule for regression; each given label gets a flag
    and a label-quality score; every row gets the model's label and its
-   confidence.
+   confidence, from the probabilities corrected by the estimated noise
+   matrix for binary and multiclass tasks (`noise_matrix`,
+   `suggest_labels`).
 3. **Actions** (`consolidate.actions`): `report` flags only; `relabel`
    replaces a flagged label by the model's when the model's confidence
    reaches `relabel_threshold` (classification tasks); `drop` masks the
@@ -69,6 +71,7 @@ from kmtl.errors import DataError
 from kmtl.measures.label_issues import encoded_labels
 from kmtl.measures.label_issues import find_label_issues
 from kmtl.measures.label_issues import label_values
+from kmtl.measures.label_issues import noise_matrix
 from kmtl.measures.label_issues import suggest_labels
 from kmtl.runs.comparison import baseline_config
 from kmtl.runs.comparison import baseline_spec
@@ -348,15 +351,18 @@ def out_of_fold_score(task, labels, predictions):
 def _detect(task, frame, predictions, pseudo, section):
     """One task's detection on `frame`: a DataFrame with one row per table
     row (`scored`, `label_issue`, `label_quality`, `confidence`; and
-    `suggested` as an object column of encoded labels), and the scored rows'
-    encoded labels."""
+    `suggested` as an object column of encoded labels), the scored rows'
+    encoded labels, and the estimated noise matrix (None for multilabel and
+    regression tasks). The suggestions of binary and multiclass tasks come
+    from the noise-corrected probabilities."""
     labelled, labels = encoded_labels(task, frame)
     scored = labelled & ~pseudo
     labels = labels[scored[labelled]]
     issues, quality = find_label_issues(
         task, labels, predictions[scored], filter_by=section.filter_by,
         residual_threshold=section.residual_threshold)
-    suggested, confidence = suggest_labels(task, predictions)
+    matrix = noise_matrix(task, labels, predictions[scored])
+    suggested, confidence = suggest_labels(task, predictions, matrix)
     n = len(frame)
     flags = np.zeros(n, dtype=bool)
     flags[scored] = issues
@@ -365,7 +371,7 @@ def _detect(task, frame, predictions, pseudo, section):
     detection = pd.DataFrame({"scored": scored, "label_issue": flags,
                               "label_quality": scores, "confidence": confidence})
     detection["suggested"] = list(suggested) if np.ndim(suggested) > 1 else suggested
-    return detection, labels
+    return detection, labels, matrix
 
 
 def _act(task, frame, detection, labels, pseudo, negative, section):
@@ -510,19 +516,21 @@ def _consolidate(config, data_dir, output_dir, log):
                                           [t.name for t in checked], log, prefix)
         record = {"round": number, "tasks": {}}
         for task in checked:
-            detection, labels = _detect(task, current, predictions[task.name],
-                                        pseudo[task.name], section)
+            detection, labels, matrix = _detect(
+                task, current, predictions[task.name], pseudo[task.name], section)
             detections.setdefault(detector, {})[task.name] = detection
             scored = detection["scored"].to_numpy()
             name, value = out_of_fold_score(task, labels,
                                             predictions[task.name][scored])
             entry = {"out_of_fold": {"metric": name, detector: value},
                      "confusion": _confusion(task, labels, detection),
-                     "quality_histogram": _histogram(detection)}
+                     "quality_histogram": _histogram(detection),
+                     "noise_matrix": (None if matrix is None
+                                      else np.round(matrix, 6).tolist())}
             if other_predictions is not None:
-                other_detection, _ = _detect(task, current,
-                                             other_predictions[task.name],
-                                             pseudo[task.name], section)
+                other_detection, _, _ = _detect(task, current,
+                                                other_predictions[task.name],
+                                                pseudo[task.name], section)
                 detections.setdefault(other, {})[task.name] = other_detection
                 compared[task.name] = _agreement(detection, other_detection)
                 entry["out_of_fold"][other] = out_of_fold_score(

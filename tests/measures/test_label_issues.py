@@ -10,9 +10,11 @@ import pytest
 from kmtl.data import fold_ids
 from kmtl.errors import ConfigError
 from kmtl.measures.label_issues import MAD_SCALE
+from kmtl.measures.label_issues import corrected_probabilities
 from kmtl.measures.label_issues import encoded_labels
 from kmtl.measures.label_issues import find_label_issues
 from kmtl.measures.label_issues import label_values
+from kmtl.measures.label_issues import noise_matrix
 from kmtl.measures.label_issues import suggest_labels
 from kmtl.tasks import Task
 
@@ -250,3 +252,42 @@ def test_more_folds_than_groups_is_a_config_error():
     frame["g"] = [0, 0, 0, 1, 1, 1, 2, 2, 2, 2]
     with pytest.raises(ConfigError, match=r"consolidate\.folds.*4 groups.*has 3"):
         fold_ids(frame, tasks, 4, "group", group_by="g")
+
+
+# === Noise-corrected suggestions ===
+
+
+def test_corrected_probabilities_invert_a_known_noise_matrix():
+    # P(given i | true j): 20% of negatives and 10% of positives flipped.
+    matrix = np.array([[0.8, 0.1], [0.2, 0.9]])
+    true = np.array([[1.0, 0.0], [0.0, 1.0], [0.7, 0.3]])
+    noisy = true @ matrix.T        # p_noisy = N p_true, row by row
+    np.testing.assert_allclose(noisy[0], [0.8, 0.2])
+    np.testing.assert_allclose(corrected_probabilities(noisy, matrix), true,
+                               atol=1e-12)
+
+
+def test_noise_matrix_makes_flipped_negatives_confident():
+    # A rare positive class with 20% of all labels flipped: the noisy model's
+    # probabilities stay within [0.2, 0.8], so no raw confidence reaches 0.9;
+    # corrected by cleanlab's estimated noise matrix, the flipped negatives
+    # are suggested back with confidence >= 0.9.
+    rng = np.random.default_rng(0)
+    n = 20_000
+    p_true = 1 / (1 + np.exp(-(3 * rng.normal(size=n) - 5)))
+    truth = (rng.random(n) < p_true).astype("int64")
+    flipped = rng.random(n) < 0.2
+    given = np.where(flipped, 1 - truth, truth)
+    task = Task("income", "binary")
+    task.positive = 1
+    predictions = (0.2 + 0.6 * p_true)[:, None]
+    matrix = noise_matrix(task, given, predictions)
+    assert matrix.shape == (2, 2)
+    np.testing.assert_allclose(matrix.sum(axis=0), [1.0, 1.0])
+    assert abs(matrix[1, 0] - 0.2) < 0.02          # P(given 1 | true 0)
+    _, raw = suggest_labels(task, predictions)
+    assert raw.max() <= 0.8 + 1e-9
+    suggested, confidence = suggest_labels(task, predictions, matrix)
+    relabel = (suggested != given) & (confidence >= 0.9)
+    assert relabel.sum() > 0.1 * flipped.sum()
+    assert (suggested[relabel] == truth[relabel]).mean() > 0.85
