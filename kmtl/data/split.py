@@ -89,9 +89,7 @@ def split_frame(frame, tasks, method="stratified", validation=0.1, test=0.1, see
             names the counts and suggests `random`); an `order_by` or
             `group_by` column that is absent or has missing values.
     """
-    if method not in SPLIT_METHODS:
-        raise ConfigError(f"split.method: unknown method {method!r}. Use one of "
-                          f"{SPLIT_METHODS}.")
+    _check_method(method, group_by)
     for name, value in (("validation", validation), ("test", test)):
         if not 0 <= value < 1:
             raise ConfigError(f"split.{name} must be a fraction in [0, 1). "
@@ -106,10 +104,6 @@ def split_frame(frame, tasks, method="stratified", validation=0.1, test=0.1, see
     if order_by is not None and method != "ordered":
         raise ConfigError(f"split.order_by applies to split.method 'ordered' only. "
                           f"Received: method={method!r}, order_by={order_by!r}")
-    if (group_by is None) == (method == "group"):
-        raise ConfigError(f"split.group_by names the column whose rows stay "
-                          f"together, with split.method 'group' (and only then). "
-                          f"Received: method={method!r}, group_by={group_by!r}")
     index = np.arange(len(frame))
     # Whole row counts: 0.1 + 0.2 is 0.30000000000000004 in floating point.
     n_validation = int(round(validation * len(frame)))
@@ -177,18 +171,12 @@ def fold_ids(frame, tasks, folds=5, method="stratified", seed=0, order_by=None,
         DataError: an `order_by` / `group_by` column absent or with missing
             values.
     """
-    if method not in SPLIT_METHODS:
-        raise ConfigError(f"split.method: unknown method {method!r}. Use one of "
-                          f"{SPLIT_METHODS}.")
+    _check_method(method, group_by)
     if (not isinstance(folds, (int, np.integer)) or isinstance(folds, bool)
             or folds < 2):
         raise ConfigError(f"consolidate.folds must be an integer >= 2 (each row is "
                           f"scored by a model trained on the other folds). "
                           f"Received: {folds!r}")
-    if (group_by is None) == (method == "group"):
-        raise ConfigError(f"split.group_by names the column whose rows stay "
-                          f"together, with split.method 'group' (and only then). "
-                          f"Received: method={method!r}, group_by={group_by!r}")
     index = np.arange(len(frame))
     ids = np.empty(len(frame), dtype="int64")
     units = (len(np.unique(_column(frame, group_by, "group_by").to_numpy()))
@@ -220,6 +208,16 @@ def fold_ids(frame, tasks, folds=5, method="stratified", seed=0, order_by=None,
     for fold, (_, held_out) in enumerate(parts):
         ids[held_out] = fold
     return ids
+
+
+def _check_method(method, group_by):
+    if method not in SPLIT_METHODS:
+        raise ConfigError(f"split.method: unknown method {method!r}. Use one of "
+                          f"{SPLIT_METHODS}.")
+    if (group_by is None) == (method == "group"):
+        raise ConfigError(f"split.group_by names the column whose rows stay "
+                          f"together, with split.method 'group' (and only then). "
+                          f"Received: method={method!r}, group_by={group_by!r}")
 
 
 def _take(frame, *positions):

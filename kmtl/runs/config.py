@@ -1152,27 +1152,22 @@ class CompareConfig(Section):
     interference: InterferenceConfig = Field(default_factory=InterferenceConfig)
 
 
-def _unit_fraction(value):
-    value = _real(value)
-    if not _is_real(value) or not 0 <= value <= 1:
-        raise _Invalid("{path} must be a number in [0, 1], e.g. 0.9. "
-                       "Received: {value}")
-    return value
-
-
 def _thresholds(value):
+    """A number in [0, 1], or a mapping of task names to such numbers."""
+    def unit(number):
+        number = _real(number)
+        return number if _is_real(number) and 0 <= number <= 1 else None
+
     if isinstance(value, dict):
         for task, threshold in value.items():
-            threshold = _real(threshold)
-            if not _is_real(threshold) or not 0 <= threshold <= 1:
+            if unit(threshold) is None:
                 raise _Invalid("{path}." + str(task) + " must be a number in "
                                "[0, 1], e.g. 0.9. Received: " + repr(threshold))
-        return {task: _real(threshold) for task, threshold in value.items()}
-    value = _real(value)
-    if not _is_real(value) or not 0 <= value <= 1:
+        return {task: unit(threshold) for task, threshold in value.items()}
+    if unit(value) is None:
         raise _Invalid("{path} must be a number in [0, 1] or a mapping {task: "
                        "number}, e.g. 0.9 or {income: 0.95}. Received: {value}")
-    return value
+    return unit(value)
 
 
 def _actions(value):

@@ -17,7 +17,6 @@
 - `report.md`: a summary, the tables and the plots.
 """
 
-import json
 import os
 
 import numpy as np
@@ -27,9 +26,7 @@ from matplotlib.figure import Figure
 from kmtl.naming import ascii_name
 from kmtl.plotting.heatmap import plot_heatmap
 from kmtl.runs.report import PLOT_DIR
-from kmtl.runs.report import REPORT_JSON
-from kmtl.runs.report import REPORT_MD
-from kmtl.runs.report import _json_safe
+from kmtl.runs.report import write_report_files
 
 __all__ = ["render_markdown", "write_consolidation_report"]
 
@@ -159,12 +156,5 @@ def write_consolidation_report(report, directory):
     Returns:
         `(json_path, markdown_path)`.
     """
-    report["plots"] = draw_plots(report, directory)
-    json_path = os.path.join(directory, REPORT_JSON)
-    with open(json_path, "w") as handle:
-        json.dump(_json_safe(report), handle, indent=1, allow_nan=False)
-    markdown_path = os.path.join(directory, REPORT_MD)
-    with open(markdown_path, "w") as handle:
-        handle.write(render_markdown(report))
-    return json_path, markdown_path
+    return write_report_files(report, directory, draw_plots, render_markdown)
 

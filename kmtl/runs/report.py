@@ -336,11 +336,23 @@ def write_report(report, directory):
     Returns:
         `(json_path, markdown_path)`.
     """
-    report["plots"] = draw_plots(report, directory)
+    return write_report_files(report, directory, draw_plots, render_markdown)
+
+
+def write_report_files(report, directory, draw, render):
+    """Sets `report["plots"] = draw(report, directory)`, then writes
+    `report.json` (strict JSON, NaN as null) and `render(report)` as
+    `report.md` into `directory`: the files of a compare or a consolidate
+    report.
+
+    Returns:
+        `(json_path, markdown_path)`.
+    """
+    report["plots"] = draw(report, directory)
     json_path = os.path.join(directory, REPORT_JSON)
     with open(json_path, "w") as handle:
         json.dump(_json_safe(report), handle, indent=1, allow_nan=False)
     markdown_path = os.path.join(directory, REPORT_MD)
     with open(markdown_path, "w") as handle:
-        handle.write(render_markdown(report))
+        handle.write(render(report))
     return json_path, markdown_path
