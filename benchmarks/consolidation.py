@@ -5,8 +5,10 @@ Usage:
     nice -n 10 .venv/bin/python benchmarks/consolidation.py [--scenarios b a c]
         [--auc-scenarios b] [--work-dir DIR] [--data-dir DIR]
 
-The results in benchmarks/results/consolidation.md came from:
-    nice -n 10 .venv/bin/python benchmarks/consolidation.py --auc-scenarios b a c
+The results in benchmarks/results/consolidation.md came from (41 minutes
+on 2 shared cores):
+    nice -n 10 .venv/bin/python benchmarks/consolidation.py --auc-scenarios b a c \
+        --work-dir /tmp/cons_full
 
 The census TRAINING table (`kmtl.datasets.census_income.load_census_income`,
 199,523 rows) gets label noise drawn with `numpy.random.default_rng(seed)`
@@ -33,8 +35,9 @@ Measures:
   precision and recall against the injected flips, the ranking AUC of the
   label-quality score for the flips (1 - quality as the score), the
   out-of-fold AUC against the given (noisy) labels (`result.report`) and
-  against the true labels (the out-of-fold probability recovered from
-  `suggested` and `confidence`);
+  against the true labels (the probability recovered from `suggested` and
+  `confidence`, which consolidate derives from the out-of-fold probabilities
+  corrected by cleanlab's estimated noise matrix);
 - pseudo-labels (never_married): per detector, the share of hidden labels
   whose out-of-fold confidence reaches `pseudo_label_threshold` (0.95) and
   the accuracy of those suggestions against the hidden truth;
@@ -66,6 +69,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 from sklearn.metrics import roc_auc_score  # noqa: E402
 
@@ -251,6 +255,28 @@ def action_counts(result):
             for name, task in result.report["tasks"].items()}
 
 
+def label_errors(path, truth):
+    """How the labels of a training table differ from the truth.
+
+    Args:
+        path: a Parquet training table (noisy or consolidated), rows in the
+            order of `truth`.
+        truth: `{task: int (rows,)}`, the clean labels.
+
+    Returns:
+        `{task: {"false_positive", "false_negative", "missing"}}`: labels 1
+        where the truth is 0, labels 0 where it is 1, and missing labels.
+    """
+    table = pd.read_parquet(path, columns=list(truth))
+    out = {}
+    for name, true in truth.items():
+        given = pd.to_numeric(table[name]).to_numpy(dtype="float64")
+        out[name] = {"false_positive": int(((given == 1) & (true == 0)).sum()),
+                     "false_negative": int(((given == 0) & (true == 1)).sum()),
+                     "missing": int(np.isnan(given).sum())}
+    return out
+
+
 def scored_run(config, data_dir, folder, test):
     """Trains `config` and scores the clean `test` frame: `(income AUC,
     never_married AUC, epochs, minutes)`."""
@@ -319,7 +345,8 @@ def markdown(results, command):
         "that were flipped; confidence: the median out-of-fold confidence "
         "of the model's label on the flagged rows. OOF AUC: out-of-fold AUC "
         "against the given (noisy) labels "
-        "(`report`) and against the true labels.",
+        "(`report`) and against the true labels (the noise-corrected "
+        "probability consolidate's `suggested` and `confidence` come from).",
         "",
         "| scenario | detector | flips injected | flagged | precision | recall "
         "| ranking AUC | confidence | relabel (precision) | OOF AUC (given) "
@@ -372,12 +399,15 @@ def markdown(results, command):
             "Clean test half; trained on the table named; recovered = "
             "(AUC - AUC noisy) / (AUC clean - AUC noisy), n/a when the noise "
             f"cost less than {MIN_LOSS} AUC. Label counts: income "
-            "flagged / relabelled / dropped; never_married filled.",
+            "flagged / relabelled / dropped; never_married filled; the training "
+            "table's labels against the truth: wrong 0 -> 1, wrong 1 -> 0, and "
+            "missing.",
             "",
             "| data | income AUC | never_married AUC | recovered (income) "
             "| recovered (never_married) | income flagged/relabelled/dropped "
-            "| never_married filled | epochs | minutes |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "| never_married filled | income labels 0->1 / 1->0 / missing "
+            "| never_married labels 0->1 / 1->0 / missing | epochs | minutes |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         rows = [("clean", clean)] + list(auc.items())
         for label, row in rows:
@@ -387,6 +417,10 @@ def markdown(results, command):
                             if clean and noisy and label not in ("clean", "noisy")
                             else None) for task in ("income", "never_married")}
             counts = row.get("counts")
+            errors = row.get("errors")
+            wrong = {task: (f"{e['false_positive']:,} / {e['false_negative']:,} / "
+                            f"{e['missing']:,}") for task, e in errors.items()
+                     } if errors else {"income": "", "never_married": ""}
             changed = (f"{counts['income']['flagged']:,} / "
                        f"{counts['income']['relabelled']:,} / "
                        f"{counts['income']['dropped']:,}" if counts else "")
@@ -394,7 +428,8 @@ def markdown(results, command):
             lines.append(
                 f"| {label} | {row['income']:.4f} | {row['never_married']:.4f} | "
                 f"{_f(share['income'], 2)} | {_f(share['never_married'], 2)} | "
-                f"{changed} | {filled} | {row['epochs']} | "
+                f"{changed} | {filled} | {wrong['income']} | "
+                f"{wrong['never_married']} | {row['epochs']} | "
                 f"{row['minutes'] + row.get('consolidate_minutes', 0):.1f} |")
     goal = results.get("goal")
     if goal:
@@ -534,12 +569,16 @@ def main():
                 clean_path = os.path.join(work, "census_train.parquet")
                 train_frame.drop(columns=list(DROPPED_COLUMNS)).to_parquet(
                     clean_path, index=False)
-                results["auc"]["clean"] = trained("clean", clean_path)
+                results["auc"]["clean"] = {**trained("clean", clean_path),
+                                           "errors": label_errors(clean_path,
+                                                                  truth)}
                 save()
-            auc["noisy"] = trained(f"noisy_{key}", noisy_path)
+            auc["noisy"] = {**trained(f"noisy_{key}", noisy_path),
+                            "errors": label_errors(noisy_path, truth)}
             save()
             auc["drop"] = {**trained(f"drop_{key}", result.output),
                            "counts": action_counts(result),
+                           "errors": label_errors(result.output, truth),
                            "consolidate_minutes": minutes}
             save()
             del result
@@ -550,6 +589,7 @@ def main():
                 auc[label] = {**trained(f"{label.replace('+', '_')}_{key}",
                                         result.output),
                               "counts": action_counts(result),
+                              "errors": label_errors(result.output, truth),
                               "consolidate_minutes": minutes}
                 del result
                 save()
