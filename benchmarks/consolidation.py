@@ -9,6 +9,9 @@ The results in benchmarks/results/consolidation.md came from (41 minutes
 on 2 shared cores):
     nice -n 10 .venv/bin/python benchmarks/consolidation.py --auc-scenarios b a c \
         --work-dir /tmp/cons_full
+and those of consolidation_fill.md from:
+    nice -n 10 .venv/bin/python benchmarks/consolidation.py --scenarios d \
+        --auc-scenarios d --results consolidation_fill
 
 The census TRAINING table (`kmtl.datasets.census_income.load_census_income`,
 199,523 rows) gets label noise drawn with `numpy.random.default_rng(seed)`
@@ -19,9 +22,11 @@ The census TRAINING table (`kmtl.datasets.census_income.load_census_income`,
 - `c`: 10% of all rows flipped, all taken from one education level (the
   biggest one, "High school graduate": 48,407 rows, of which 19,952 are
   flipped; when no level is big enough, all its rows, said in the output);
+- `d`: no flips, and 95% of the never_married labels hidden: the test of
+  `fill`, since hiding half of them costs no test AUC;
 
-and in every scenario half of the never_married labels are hidden (NaN), at
-random. The noisy table (without the raw label columns `income_50k` and
+and in scenarios a, b and c half of the never_married labels are hidden
+(NaN), at random. The noisy table (without the raw label columns `income_50k` and
 `marital_stat`) is written to Parquet; the validation and test halves of the
 census test file stay clean and are given as `data.validation` and
 `data.test`, so the training table is the whole noisy file.
@@ -83,8 +88,6 @@ from kmtl.runs.consolidation import consolidate  # noqa: E402
 from kmtl.runs.training import train  # noqa: E402
 
 RESULTS = os.path.join(ROOT, "benchmarks", "results")
-MARKDOWN = os.path.join(RESULTS, "consolidation.md")
-JSON = os.path.join(RESULTS, "consolidation.json")
 
 SCENARIOS = {
     "a": {"flip": 0.10, "category": None,
@@ -93,9 +96,12 @@ SCENARIOS = {
           "text": "20% of income labels flipped at random"},
     "c": {"flip": 0.10, "category": "education",
           "text": "10% of all rows flipped, all in one education level"},
+    "d": {"flip": 0.0, "category": None, "hide": 0.95,
+          "text": "no income flips; 95% of never_married labels hidden"},
 }
 HIDE = 0.5
-"""The share of never_married labels hidden in every scenario."""
+"""The share of never_married labels hidden in a scenario without its own
+`hide`."""
 ACTIONS = {"drop": ["drop"], "relabel": ["relabel"],
            "relabel+drop": ["relabel", "drop"], "fill": ["fill"]}
 """The consolidated tables of the AUC table, by their label there."""
@@ -146,7 +152,8 @@ def inject(train, scenario, seed):
     flipped = np.zeros(n, dtype=bool)
     flipped[rng.choice(pool, size=count, replace=False)] = True
     hidden = np.zeros(n, dtype=bool)
-    hidden[rng.choice(n, size=int(round(HIDE * n)), replace=False)] = True
+    hide = spec.get("hide", HIDE)
+    hidden[rng.choice(n, size=int(round(hide * n)), replace=False)] = True
     noisy = train.drop(columns=list(DROPPED_COLUMNS))
     income = noisy["income"].to_numpy().copy()
     income[flipped] = 1 - income[flipped]
@@ -227,8 +234,9 @@ def detection_numbers(result, truth, flipped, hidden):
                     "relabel_candidates": int(relabel.sum()),
                     "relabel_precision": _rate((relabel & flipped).sum(),
                                                relabel.sum()),
-                    "quality_ranking_auc": float(roc_auc_score(
-                        flipped[scored], 1.0 - quality[scored])),
+                    "quality_ranking_auc": (float(roc_auc_score(
+                        flipped[scored], 1.0 - quality[scored]))
+                        if flipped[scored].any() else None),
                 })
             else:
                 covered = hidden & (confidence >= THRESHOLD)
@@ -482,6 +490,9 @@ def main():
                         help="the census folder (default benchmarks.common."
                         "census_dir())")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--results", default="consolidation",
+                        help="the stem of the result files in benchmarks/results/ "
+                        "(default: consolidation -> .md and .json)")
     parser.add_argument("--epochs", type=int, default=None,
                         help="override training.epochs (default: the config's)")
     parser.add_argument("--rows", type=int, default=None,
@@ -506,9 +517,11 @@ def main():
     def save():
         results["wall_minutes"] = (time.perf_counter() - started) / 60
         results["goal"] = goal_lines(results)
-        with open(JSON, "w", encoding="utf-8") as handle:
+        with open(os.path.join(RESULTS, f"{args.results}.json"), "w",
+                  encoding="utf-8") as handle:
             json.dump(results, handle, indent=1)
-        with open(MARKDOWN, "w", encoding="utf-8") as handle:
+        with open(os.path.join(RESULTS, f"{args.results}.md"), "w",
+                  encoding="utf-8") as handle:
             handle.write(markdown(results, command))
 
     def log(line):
