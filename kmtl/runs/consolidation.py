@@ -289,8 +289,13 @@ def consolidate(config, data_dir=None, output_dir="runs", detector=None,
         return _consolidate(config, data_dir, output_dir, log)
 
 
-def _threshold(value, task):
-    return value.get(task, 0.95) if isinstance(value, dict) else value
+def _threshold(section, key, task):
+    """`consolidate.<key>` for `task`: the number, the task's entry of a
+    mapping, or for a task the mapping leaves out, the key's default."""
+    value = getattr(section, key)
+    if isinstance(value, dict):
+        return value.get(task, type(section).model_fields[key].default)
+    return value
 
 
 def _negative(task, frame):
@@ -393,9 +398,9 @@ def _act(task, frame, detection, labels, pseudo, negative, section):
         if differs.ndim > 1:
             differs = differs.any(axis=1)
         relabel = (flags & differs & (confidence >= _threshold(
-            section.relabel_threshold, task.name)))
+            section, "relabel_threshold", task.name)))
     candidates = (~labelled & (confidence >= _threshold(
-        section.pseudo_label_threshold, task.name)) if classify
+        section, "pseudo_label_threshold", task.name)) if classify
         else np.zeros(len(frame), dtype=bool))
     actions = section.actions
     relabel &= "relabel" in actions
@@ -505,7 +510,7 @@ def _consolidate(config, data_dir, output_dir, log):
     issue = {t.name: np.zeros(len(work), dtype=bool) for t in checked}
     quality = {t.name: np.full(len(work), np.nan) for t in checked}
     current = work.copy()
-    rounds, detections, compared = [], {}, {}
+    rounds, detections = [], {}
     for number in range(1, section.rounds + 1):
         prefix = f"[round {number}/{section.rounds}] "
         predictions = cross_fit(config, current, tasks, folds, detector,
@@ -532,10 +537,9 @@ def _consolidate(config, data_dir, output_dir, log):
                                                 other_predictions[task.name],
                                                 pseudo[task.name], section)
                 detections.setdefault(other, {})[task.name] = other_detection
-                compared[task.name] = _agreement(detection, other_detection)
                 entry["out_of_fold"][other] = out_of_fold_score(
                     task, labels, other_predictions[task.name][scored])[1]
-                entry["agreement"] = compared[task.name]
+                entry["agreement"] = _agreement(detection, other_detection)
             counts, pseudo[task.name] = _act(task, current, detection, labels,
                                              pseudo[task.name],
                                              negatives.get(task.name), section)

@@ -446,3 +446,19 @@ def test_output_may_not_be_the_input_or_an_existing_file(small):
             consolidate(make_config(table, output=str(output)),
                         output_dir=root / "runs")
         _nothing_written(root, before)
+
+
+def test_a_threshold_mapping_falls_back_to_the_keys_default():
+    from kmtl.runs.config import parse_config
+    from kmtl.runs.consolidation import _threshold
+
+    section = parse_config({
+        "data": {"dataset": "penguins"},
+        "tasks": [{"name": "sex", "type": "binary"},
+                  {"name": "island", "type": "multiclass"}],
+        "consolidate": {"relabel_threshold": {"sex": 0.5},
+                        "pseudo_label_threshold": {"island": 0.7}}}).consolidate
+    assert _threshold(section, "relabel_threshold", "sex") == 0.5
+    assert _threshold(section, "relabel_threshold", "island") == 0.9
+    assert _threshold(section, "pseudo_label_threshold", "sex") == 0.95
+    assert _threshold(section, "pseudo_label_threshold", "island") == 0.7
