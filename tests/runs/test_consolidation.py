@@ -462,3 +462,35 @@ def test_a_threshold_mapping_falls_back_to_the_keys_default():
     assert _threshold(section, "relabel_threshold", "island") == 0.9
     assert _threshold(section, "pseudo_label_threshold", "sex") == 0.95
     assert _threshold(section, "pseudo_label_threshold", "island") == 0.7
+
+
+def test_a_second_round_scores_the_first_rounds_table(tmp_path):
+    # Round 1 relabels, drops and fills; round 2 trains on that table (the
+    # model's labels weighed by pseudo_label_weight), scores only the labels
+    # still given, and its flags add to round 1's.
+    frame, _, missing = make_table(rows=200)
+    path = tmp_path / "shop.csv"
+    frame.to_csv(path, index=False)
+    config = make_config(path, folds=2, rounds=2,
+                         actions=["relabel", "drop", "fill"],
+                         pseudo_label_threshold=0.8, relabel_threshold=0.8)
+    config["training"]["epochs"] = 10
+    config["tasks"][1]["pseudo_label_weight"] = 0.5
+    lines = []
+    result = consolidate(config, output_dir=tmp_path / "runs", log=lines.append)
+    first, second = result.report["tasks"]["kind"]["rounds"]
+    # Dropped labels are missing in round 2; filled ones are the model's.
+    assert first["dropped"] or first["filled"]
+    assert second["missing"] == (first["missing"] - first["filled"]
+                                 + first["dropped"])
+    assert second["pseudo"] == first["relabelled"] + first["filled"]
+    assert second["scored"] == first["scored"] - first["relabelled"] - first[
+        "dropped"]
+    buy = result.report["tasks"]["buy"]["rounds"]
+    table = result.table
+    assert table["buy__label_issue"].sum() >= buy[0]["flagged"]
+    assert table["buy__label_issue"].sum() <= buy[0]["flagged"] + buy[1]["flagged"]
+    # A label marked pseudo is present (the model's), never a masked one.
+    pseudo = table["kind__pseudo"].to_numpy()
+    assert table["kind"].notna().to_numpy()[pseudo].all()
+    assert sum(line.startswith("[round 2/2] fold 2/2") for line in lines) == 1
