@@ -1,5 +1,7 @@
 """Helpers shared by test modules (import as `from helpers import ...`)."""
 
+import contextlib
+import io
 import json
 import textwrap
 from pathlib import Path
@@ -298,3 +300,13 @@ def write_preset(folder):
     keras_hub.models.BertTokenizer(vocabulary=VOCABULARY, lowercase=True
                                    ).save_to_preset(str(folder))
     return str(folder)
+
+
+def run_cli(*args):
+    """`kmtl ARGS` in-process: (exit code, stdout, stderr)."""
+    from kmtl.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([str(a) for a in args])
+    return code, out.getvalue(), err.getvalue()

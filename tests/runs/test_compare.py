@@ -7,9 +7,7 @@ better), 2 seeds and 2 epochs, i.e. 2 single-task and 2 multi-task models per
 seed. The tests then read its directory back and recompute its numbers.
 """
 
-import contextlib
 import importlib
-import io
 import json
 from pathlib import Path
 
@@ -17,10 +15,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from helpers import run_cli
 from helpers import snapshot
 from matplotlib.image import imread
 
-from kmtl.cli import main
 from kmtl.errors import ConfigError
 from kmtl.measures.delta_m import delta_m
 from kmtl.runs.comparison import compare
@@ -44,14 +42,6 @@ def write_config(path, **compare):
     raw["compare"].update(compare)
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path
-
-
-def run_cli(*args):
-    """`kmtl ARGS` in-process: (exit code, stdout, stderr)."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main([str(a) for a in args])
-    return code, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,7 @@ the recorded models back; a second, single-task consolidation through the
 command line and a `kmtl train` on the output reuse it.
 """
 
-import contextlib
 import hashlib
-import io
 import json
 import re
 from pathlib import Path
@@ -22,10 +20,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from helpers import run_cli
 from helpers import snapshot
 
 import kmtl.runs.consolidation as consolidation_module
-from kmtl.cli import main
 from kmtl.data import make_dataset
 from kmtl.errors import ConfigError
 from kmtl.errors import DataError
@@ -83,14 +81,6 @@ def make_config(train_path, **consolidate_keys):
 
 def sha256(path):
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def run_cli(*args):
-    """`kmtl ARGS` in-process: (exit code, stdout, stderr)."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main([str(a) for a in args])
-    return code, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture(scope="module")
