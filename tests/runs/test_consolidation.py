@@ -484,3 +484,49 @@ def test_a_second_round_scores_the_first_rounds_table(tmp_path):
     pseudo = table["kind__pseudo"].to_numpy()
     assert table["kind"].notna().to_numpy()[pseudo].all()
     assert sum(line.startswith("[round 2/2] fold 2/2") for line in lines) == 1
+
+
+def test_multilabel_and_regression_tasks_with_a_group_split(tmp_path):
+    # The other task types end to end: a delimited multilabel column and a
+    # regression target with one gross outlier, folds cut by group.
+    rng = np.random.default_rng(0)
+    rows = 160
+    x = rng.normal(size=(rows, 2))
+    tags = np.array(["|".join(t for t, on in (("red", a > 0), ("blue", b > 0)) if on)
+                     for a, b in x], dtype=object)
+    tags[rng.random(rows) < 0.2] = None
+    y = 2 * x[:, 0] + rng.normal(scale=0.1, size=rows)
+    y[5] = 40.0
+    frame = pd.DataFrame({"a": x[:, 0], "b x": x[:, 1], "tags": tags, "y": y,
+                          "g": rng.integers(0, 8, rows)})
+    path = tmp_path / "tags.parquet"
+    frame.to_parquet(path)
+    config = {
+        "name": "tags",
+        "data": {"train": str(path), "split": {"method": "group", "group_by": "g",
+                                               "validation": 0.2, "test": 0.0}},
+        "tasks": [{"name": "tags", "type": "multilabel", "delimiter": "|"},
+                  {"name": "y", "type": "regression"}],
+        "model": {"architecture": "shared_bottom", "options": {"units": [8]},
+                  "tower_units": [4]},
+        "training": {"epochs": 10, "batch_size": 32, "learning_rate": 0.02,
+                     "early_stopping_patience": 3, "verbose": 0},
+        "export": {"enabled": False},
+        "consolidate": {"folds": 2, "actions": ["drop", "fill"],
+                        "pseudo_label_threshold": 0.5},
+    }
+    result = consolidate(config, output_dir=tmp_path / "runs", log=lambda _: None)
+    table = pd.read_parquet(result.output)
+    folds = table[FOLD_COLUMN].to_numpy()
+    for _, group in frame.groupby("g"):      # a group's rows share a fold
+        assert len(set(folds[group.index])) == 1
+    # The outlier is flagged and masked; regression labels are never filled.
+    assert table.loc[5, "y__label_issue"] and np.isnan(table.loc[5, "y"])
+    assert not table["y__pseudo"].any()
+    assert table["y__suggested"].dtype == "float64"
+    # Filled tags are delimited label sets of the task's classes.
+    filled = table["tags__pseudo"].to_numpy()
+    assert filled.any() and not frame["tags"].notna().to_numpy()[filled].any()
+    for value in table.loc[filled, "tags"]:
+        assert set(filter(None, value.split("|"))) <= {"red", "blue"}
+    assert result.report["tasks"]["tags"]["rounds"][0]["noise_matrix"] is None
