@@ -46,6 +46,7 @@ __all__ = [
     "corrected_probabilities",
     "encoded_labels",
     "find_label_issues",
+    "label_sets",
     "label_values",
     "noise_matrix",
     "suggest_labels",
@@ -87,13 +88,17 @@ def encoded_labels(task, frame):
 
 def class_probabilities(task, predictions):
     """`(rows, classes)` probabilities in cleanlab's form: binary `[1 - p,
-    p]`, multiclass and multilabel as the model outputs them; None for a
+    p]`, multiclass rows renormalised to sum to 1 (a float32 softmax row may
+    be off by 1e-7), multilabel as the model outputs them; None for a
     regression task."""
     predictions = np.asarray(predictions, dtype="float64")
     if task.type == "binary":
         p = np.clip(predictions[:, 0], 0.0, 1.0)
         return np.stack([1.0 - p, p], axis=1)
-    if task.type in ("multiclass", "multilabel"):
+    if task.type == "multiclass":
+        probabilities = np.clip(predictions, 0.0, 1.0)
+        return probabilities / probabilities.sum(axis=1, keepdims=True)
+    if task.type == "multilabel":
         return np.clip(predictions, 0.0, 1.0)
     return None
 
@@ -141,8 +146,6 @@ def find_label_issues(task, labels, predictions, filter_by="prune_by_noise_rate"
         issues = multilabel_classification.filter.find_label_issues(
             lists, probabilities, filter_by=filter_by, n_jobs=1)
         return np.asarray(issues, dtype=bool), quality
-    # Renormalised: float32 softmax rows may sum to 1 +- 1e-7.
-    probabilities = probabilities / probabilities.sum(axis=1, keepdims=True)
     quality = rank.get_label_quality_scores(labels, probabilities)
     if len(np.unique(labels)) < 2:
         return np.zeros(n, dtype=bool), quality
@@ -184,7 +187,6 @@ def noise_matrix(task, labels, predictions):
     from cleanlab.count import estimate_py_and_noise_matrices_from_probabilities
 
     probabilities = class_probabilities(task, predictions)
-    probabilities = probabilities / probabilities.sum(axis=1, keepdims=True)
     _, matrix, _, _ = estimate_py_and_noise_matrices_from_probabilities(
         np.asarray(labels), probabilities)
     return np.asarray(matrix, dtype="float64")
@@ -234,6 +236,14 @@ def suggest_labels(task, predictions, matrix=None):
     return predictions, np.full(len(predictions), np.nan)
 
 
+def label_sets(task, suggested, delimiter="|"):
+    """A multilabel task's 0/1 rows `(rows, labels)` as text: the names of
+    the labels on, joined by `delimiter` (`""` for none)."""
+    names = np.asarray(task.classes, dtype=object)
+    return np.array([delimiter.join(map(str, names[np.asarray(row) == 1]))
+                     for row in suggested], dtype=object)
+
+
 def label_values(task, suggested, negative=0):
     """Suggested labels (`suggest_labels`' form) as the values of the task's
     target columns, ready to be written into the table.
@@ -259,9 +269,7 @@ def label_values(task, suggested, negative=0):
         return {column: np.asarray(task.classes, dtype=object)[suggested]}
     if task.type == "multilabel":
         if task.delimiter is not None:
-            names = np.asarray(task.classes, dtype=object)
-            return {column: np.array([task.delimiter.join(map(str, names[row == 1]))
-                                      for row in suggested], dtype=object)}
+            return {column: label_sets(task, suggested, task.delimiter)}
         return {c: suggested[:, i] for i, c in enumerate(task.target_columns)}
     raise ValueError(f"Task '{task.name}': a {task.type} task's labels are not "
                      f"suggested.")

@@ -70,6 +70,7 @@ from kmtl.errors import ConfigError
 from kmtl.errors import DataError
 from kmtl.measures.label_issues import encoded_labels
 from kmtl.measures.label_issues import find_label_issues
+from kmtl.measures.label_issues import label_sets
 from kmtl.measures.label_issues import label_values
 from kmtl.measures.label_issues import noise_matrix
 from kmtl.measures.label_issues import suggest_labels
@@ -323,10 +324,7 @@ def _suggested_text(task, suggested, negative):
     if task.type in ("binary", "multiclass"):
         return label_values(task, suggested, negative)[task.target_columns[0]]
     if task.type == "multilabel":
-        names = np.asarray(task.classes, dtype=object)
-        delimiter = task.delimiter or "|"
-        return np.array([delimiter.join(map(str, names[row == 1]))
-                         for row in suggested], dtype=object)
+        return label_sets(task, suggested, task.delimiter or "|")
     if suggested.shape[1] == 1:
         return suggested[:, 0]
     return np.array(["|".join(f"{v:.6g}" for v in row) for row in suggested],
@@ -501,12 +499,7 @@ def _consolidate(config, data_dir, output_dir, log):
     detector = section.detector
     other = ("single_task" if detector == "multi_task" else "multi_task")
     started = time.perf_counter()
-    pseudo = {}
-    for task in checked:
-        column = task.consolidation_column("pseudo")
-        pseudo[task.name] = (work[column].fillna(False).astype(bool).to_numpy()
-                             if column in work.columns
-                             else np.zeros(len(work), dtype=bool))
+    pseudo = {t.name: t.pseudo_labelled(work) for t in checked}
     issue = {t.name: np.zeros(len(work), dtype=bool) for t in checked}
     quality = {t.name: np.full(len(work), np.nan) for t in checked}
     current = work.copy()

@@ -409,6 +409,14 @@ class Task:
                              f"Received: {kind!r}")
         return f"{self.name}__{kind}"
 
+    def pseudo_labelled(self, frame):
+        """`(rows,)` bool: the rows whose label for this task is the model's,
+        where the column `<task>__pseudo` is true (all False without it)."""
+        column = self.consolidation_column("pseudo")
+        if column not in frame.columns:
+            return np.zeros(len(frame), dtype=bool)
+        return frame[column].fillna(False).astype(bool).to_numpy()
+
     @property
     def has_labels(self):
         """False for a task declared without target column (`target=[]`)."""
@@ -672,10 +680,7 @@ class Task:
         weight = labelled.astype("float32")
         if not self.has_labels:
             return np.zeros((len(frame), self.units), dtype="float32"), weight
-        pseudo = self.consolidation_column("pseudo")
-        if pseudo in frame.columns:
-            marked = frame[pseudo].fillna(False).astype(bool).to_numpy()
-            weight[marked] *= self.pseudo_label_weight
+        weight[self.pseudo_labelled(frame)] *= self.pseudo_label_weight
         values = frame.loc[labelled, self.target_columns]
         return self.encode_labels(values, labelled), weight
 
