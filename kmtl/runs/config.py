@@ -61,6 +61,7 @@ from kmtl.models.multitask_model import GRADIENT_MODES
 from kmtl.models.multitask_model import LOSS_COMBINATIONS
 from kmtl.registry import parse_spec
 from kmtl.runs.distribution import STRATEGIES
+from kmtl.weighting.base import WEIGHTINGS
 
 __all__ = [
     "AVERAGES",
@@ -89,6 +90,8 @@ __all__ = [
     "StreamingConfig",
     "TaskConfig",
     "TrainingConfig",
+    "TUNE_ALGORITHMS",
+    "TuneConfig",
     "VariantConfig",
     "as_run_config",
     "describe_size_defaults",
@@ -98,6 +101,7 @@ __all__ = [
     "read_config",
     "resolve_config",
     "shared_units_key",
+    "tune_space_paths",
     "size_defaults",
     "with_size_defaults",
 ]
@@ -117,6 +121,13 @@ CONSOLIDATE_DETECTORS = ("multi_task", "single_task")
 """The models whose out-of-fold predictions score the labels in `kmtl
 consolidate`: the config's multi-task model, or one single-task model per
 task (`kmtl compare`'s baselines)."""
+TUNE_ALGORITHMS = ("random", "bayesian", "hyperband")
+"""The search algorithms of `kmtl tune` (KerasTuner's oracles): `random`
+(RandomSearch), `bayesian` (Gaussian-process BayesianOptimization),
+`hyperband` (Li et al., JMLR 2018)."""
+DELTA_M = "delta_m"
+"""The `tune.objective` that scores a trial by Δm against single-task
+baselines."""
 YAML_BOOLEANS = ("true", "false", "yes", "no", "on", "off")
 NAME_CHARACTERS = "letters, digits, '_', '.' or '-'"
 
@@ -1247,6 +1258,202 @@ class ConsolidateConfig(Section):
                  "file") = None
 
 
+# === tune ===
+
+TUNED_TRAINING_KEYS = ("learning_rate", "weight_decay", "batch_size", "epochs",
+                       "early_stopping_patience", "optimizer",
+                       "loss_combination", "weighting", "gradients")
+"""The `training` keys a search space may hold (`training.<key>`)."""
+TUNED_MODEL_KEYS = ("tower_units", "tower_dropout", "tower_activation",
+                    "embedding_dim", "categorical_encoding", "numeric_encoding")
+"""The `model` keys a search space may hold (`model.<key>`); the
+architecture's own arguments are `model.options.<option>`."""
+RANGE_KEYS = ("min", "max", "log", "step")
+
+
+def tune_space_paths():
+    """The forms of the keys of `tune.space`, in words (for messages and the
+    docs)."""
+    return (["tasks.<task>.loss_weight"]
+            + [f"training.{k}" for k in TUNED_TRAINING_KEYS]
+            + ["training.weighting.<argument>"]
+            + [f"model.{k}" for k in TUNED_MODEL_KEYS]
+            + ["model.options.<option>"])
+
+
+def _search_range(key, value):
+    """A `{min, max, log?, step?}` mapping, checked; the message names
+    `{path}.<key>`."""
+    where = "{path}." + key
+    unknown = sorted(set(value) - set(RANGE_KEYS), key=str)
+    if unknown:
+        raise _Invalid(where + ": unknown range key(s) " + repr(unknown)
+                       + ". A range is {min, max, log, step}, e.g. {min: 1e-4, "
+                       "max: 1e-2, log: true}.")
+    if "min" not in value or "max" not in value:
+        raise _Invalid(where + " needs both min and max, e.g. {min: 0.5, max: "
+                       "2.0}. Received: " + repr(value))
+    low, high = _real(value["min"]), _real(value["max"])
+    if not (_is_real(low) and _is_real(high) and math.isfinite(low)
+            and math.isfinite(high)):
+        raise _Invalid(where + ": min and max must be finite numbers. Received: "
+                       + repr(value))
+    if low == high:
+        raise _Invalid(where + ": the range is empty (min == max == "
+                       + repr(low) + "). Give min < max, or set the value in "
+                       "the config instead of searching it.")
+    if low > high:
+        raise _Invalid(where + ": the range is inverted (min " + repr(low)
+                       + " > max " + repr(high) + "). Swap them.")
+    log = value.get("log", False)
+    if not isinstance(log, bool):
+        raise _Invalid(where + ".log must be true or false. Received: "
+                       + repr(log))
+    if log and low <= 0:
+        raise _Invalid(where + ": a log range needs min > 0. Received: min "
+                       + repr(low) + ".")
+    step = _real(value.get("step"))
+    if step is not None and (not _is_real(step) or not step > 0):
+        raise _Invalid(where + ".step must be a number > 0. Received: "
+                       + repr(value.get("step")))
+    if step is not None and log:
+        raise _Invalid(where + ": give log or step, not both (KerasTuner "
+                       "samples a log range without steps).")
+    integer = (_is_int(low) and _is_int(high)
+               and (step is None or float(step).is_integer()))
+    parsed = {"min": low, "max": high, "log": log}
+    if step is not None:
+        parsed["step"] = int(step) if integer else float(step)
+    return parsed
+
+
+def _search_choices(key, value):
+    where = "{path}." + key
+    if not value:
+        raise _Invalid(where + ": the list of choices is empty. Give at least "
+                       "one value, e.g. [0.5, 1.0, 2.0].")
+    seen = []
+    for choice in value:
+        if choice in seen:
+            raise _Invalid(where + ": the choice " + repr(choice) + " is listed "
+                           "twice. List each choice once.")
+        seen.append(choice)
+    return list(value)
+
+
+def _space(value):
+    """`tune.space`: `{dotted path: range or [choices]}`, each value's form
+    checked (the paths are checked against the config with the other
+    sections, `_check_tune`)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _Invalid("{path} must be a mapping of config key paths to ranges "
+                       "or choices, e.g. {training.learning_rate: {min: 1e-4, "
+                       "max: 1e-2, log: true}, model.options.num_experts: [2, 4, "
+                       "8]}. Received: {value}")
+    space = {}
+    for key, entry in value.items():
+        if not isinstance(key, str) or not key:
+            raise _Invalid("{path}: the key " + repr(key) + " is not a config "
+                           "key path such as training.learning_rate.")
+        if isinstance(entry, dict):
+            space[key] = _search_range(key, entry)
+        elif isinstance(entry, list):
+            space[key] = _search_choices(key, entry)
+        else:
+            raise _Invalid("{path}." + key + " must be a range {min, max, log?, "
+                           "step?} or a list of choices. Received: "
+                           + repr(entry) + " (a fixed value belongs in the "
+                           "config itself).")
+    return space
+
+
+def _objective(value):
+    if isinstance(value, str) and value:
+        return value
+    if isinstance(value, dict) and value and all(
+            isinstance(k, str) and _is_real(_real(w)) for k, w in value.items()):
+        return {k: float(_real(w)) for k, w in value.items()}
+    raise _Invalid("{path} must be `delta_m`, one task's validation metric "
+                   "as `<task>/<metric>` (e.g. income/auc), or a mapping of "
+                   "such metrics to weights (their weighted sum), e.g. "
+                   "{income/auc: 1.0, never_married/auc: 0.5}. Received: "
+                   "{value}")
+
+
+def _factor(value):
+    if not _is_int(value) or value < 2:
+        raise _Invalid("{path} must be an integer >= 2 (each bracket keeps "
+                       "1 / factor of its trials). Received: {value}")
+    return value
+
+
+def _tune_direction(value):
+    return value if value is None else _direction(value)
+
+
+class TuneConfig(Section):
+    """`tune`: a hyperparameter search over the config (read by `kmtl tune`
+    only; see `kmtl.runs.tuning`)."""
+
+    algorithm: _key(Literal[TUNE_ALGORITHMS], _choice("algorithm",
+                    TUNE_ALGORITHMS), description="the KerasTuner oracle: "
+                    "`random`, `bayesian` (Gaussian process) or `hyperband` "
+                    "(each trial trains for the epochs its bracket gives, up "
+                    "to `training.epochs`); `--algorithm` overrides "
+                    "it") = "bayesian"
+    trials: _key(PositiveInt, _positive_int(" (the number of trials)"),
+                 description="the budget: at most this many trials (a "
+                 "resumed search counts those already run); `--trials` "
+                 "overrides it") = 20
+    seed: _key(Count, _seed(" (the search's seed)"), description="the "
+               "oracle's seed: which values are drawn. Every trial trains "
+               "with `training.seed`") = 0
+    executions_per_trial: _key(PositiveInt, _positive_int(" (models per "
+                               "trial)"), description="models trained per "
+                               "trial, with seeds `training.seed`, "
+                               "`training.seed + 1`, ...; the objective is "
+                               "their mean") = 1
+    objective: _key(str | dict[str, float], _objective, description="what a "
+                    "trial is scored by, on the validation split (the test "
+                    "split is never used to choose): `delta_m` (Δm in %, "
+                    "higher is better, against single-task baselines trained "
+                    "once per search as `kmtl compare` trains them, with the "
+                    "metrics, directions and average of the `compare` "
+                    "section), one metric `<task>/<metric>` (e.g. "
+                    "`income/auc`, `body_mass_g/rmse`, `income/loss`), or a "
+                    "mapping `{<task>/<metric>: weight}`: the weighted "
+                    "sum") = DELTA_M
+    direction: _key(Literal[1, -1] | None, _tune_direction, description="1 or "
+                    "`higher` (maximise the objective), -1 or `lower` "
+                    "(minimise it). null: `higher` for `delta_m`, the "
+                    "metric's own direction for one metric or a weighted sum "
+                    "whose terms agree (`kmtl.measures.metric_direction`, "
+                    "`compare.directions`)") = None
+    space: _key(dict[str, Any], _space, description="the search space: "
+                "`{key path: range or [choices]}`. Key paths: "
+                "`tasks.<task>.loss_weight`, `training.<key>` (learning_rate, "
+                "weight_decay, batch_size, epochs, early_stopping_patience, "
+                "optimizer, loss_combination, weighting, gradients), "
+                "`training.weighting.<argument>` (an argument of the "
+                "weighting method, passed only to the methods that take it), "
+                "`model.<key>` (tower_units, tower_dropout, tower_activation, "
+                "embedding_dim, categorical_encoding, numeric_encoding) and "
+                "`model.options.<option>` (the architecture's arguments, e.g. "
+                "`expert_units`, `num_experts`). A range `{min, max, log: "
+                "false, step: null}` (integers when min, max and step are) or "
+                "a list of choices (`[[64], [128, 64]]` for sizes)") = Field(
+                    default_factory=dict)
+    baseline_seeds: _key(PositiveInt, _positive_int(" (seeds per baseline)"),
+                         description="with `objective: delta_m`: seeds of "
+                         "each single-task baseline (`training.seed`, ...); "
+                         "Δm is taken against their mean") = 1
+    hyperband_factor: _key(int, _factor, description="with `algorithm: "
+                           "hyperband`: the reduction factor of its brackets "
+                           "(KerasTuner's `factor`)") = 3
+
+
 def _run_name(value):
     bad = not isinstance(value, str) or not value or value in (".", "..") or any(
         c in value for c in ("/", "\\", "\0", os.sep, os.altsep or "/"))
@@ -1297,6 +1504,7 @@ class RunConfig(Section):
     export: ExportConfig = Field(default_factory=ExportConfig)
     compare: CompareConfig = Field(default_factory=CompareConfig)
     consolidate: ConsolidateConfig = Field(default_factory=ConsolidateConfig)
+    tune: TuneConfig = Field(default_factory=TuneConfig)
 
     @model_validator(mode="before")
     @classmethod
@@ -1317,6 +1525,7 @@ class RunConfig(Section):
         task_names = self.task_names
         _check_schedules(self, task_names)
         _check_consolidate(self, task_names)
+        _check_tune(self, task_names)
         for task in (self.compare.metrics or {}):
             if task not in task_names:
                 raise _Invalid(f"compare.metrics: unknown task {task!r}. Tasks are "
@@ -1360,6 +1569,100 @@ def _check_consolidate(config, task_names):
             if task not in task_names:
                 raise _Invalid(f"consolidate.{key}: unknown task {task!r}. Tasks "
                                f"are {task_names}.")
+
+
+def _tune_weightings(config):
+    """`[(name, options)]` of the weighting methods a search tries: the
+    choices of `training.weighting` in `tune.space`, else the config's."""
+    given = config.tune.space.get("training.weighting")
+    listed = given if isinstance(given, list) else [config.training.weighting]
+    methods = []
+    for spec in listed:
+        if isinstance(spec, dict):
+            raise _Invalid(f"tune.space.training.weighting: give each method as "
+                           f"a name or spec string such as 'cagrad(c=0.4)' to "
+                           f"search it. Received: {spec!r}")
+        name, options = parse_spec(spec or "static")
+        try:
+            name = WEIGHTINGS.get_class(name).registered_name
+        except ConfigError as error:
+            raise _Invalid(f"tune.space.training.weighting: {error}") from None
+        methods.append((name, options))
+    return methods
+
+
+def _check_tune(config, task_names):
+    """Cross-checks `tune.space` and `tune.objective` against the tasks, the
+    architecture and the weighting methods."""
+    section = config.tune
+    for key, entry in section.space.items():
+        where = f"tune.space.{key}"
+        parts = key.split(".")
+        if parts[0] == "tasks":
+            if len(parts) != 3 or parts[2] != "loss_weight":
+                raise _Invalid(f"{where}: a task's searched key is "
+                               f"tasks.<task>.loss_weight. Received: {key!r}.")
+            if parts[1] not in task_names:
+                raise _Invalid(f"{where}: unknown task {parts[1]!r}. Tasks are "
+                               f"{task_names}.")
+        elif parts[:2] == ["training", "weighting"] and len(parts) == 3:
+            methods = _tune_weightings(config)
+            taking = [name for name, _ in methods
+                      if parts[2] in WEIGHTINGS.options(name)]
+            if not taking:
+                arguments = {name: WEIGHTINGS.options(name) for name, _ in methods}
+                raise _Invalid(f"{where}: no weighting method of the search "
+                               f"takes the argument {parts[2]!r}. Their "
+                               f"arguments: {arguments}. Search a method that "
+                               f"takes it (training.weighting), or drop the "
+                               f"key.")
+            values = ([entry["min"], entry["max"]] if isinstance(entry, dict)
+                      else entry)
+            for name in taking:
+                for value in values:
+                    try:
+                        WEIGHTINGS.get(name, **{parts[2]: value})
+                    except ConfigError as error:
+                        raise _Invalid(f"{where}: {error}") from None
+        elif parts[0] == "training" and len(parts) == 2:
+            if parts[1] not in TUNED_TRAINING_KEYS:
+                raise _Invalid(f"{where}: training.{parts[1]} cannot be "
+                               f"searched. Searchable keys: "
+                               f"{tune_space_paths()}.")
+            if parts[1] == "weighting":
+                _tune_weightings(config)
+        elif parts[:2] == ["model", "options"] and len(parts) == 3:
+            try:
+                name, _ = parse_spec(config.model.architecture)
+                allowed = ARCHITECTURES.options(name)
+            except ConfigError as error:
+                raise _Invalid(f"model.architecture: {error}") from None
+            if parts[2] not in allowed:
+                raise _Invalid(f"{where}: the architecture {name!r} does not take "
+                               f"the option {parts[2]!r}. Its options: "
+                               f"{allowed}.")
+        elif parts[0] == "model" and len(parts) == 2:
+            if parts[1] not in TUNED_MODEL_KEYS:
+                raise _Invalid(f"{where}: model.{parts[1]} cannot be searched. "
+                               f"Searchable keys: {tune_space_paths()}.")
+        else:
+            raise _Invalid(f"{where}: unknown parameter {key!r}. Searchable "
+                           f"keys: {tune_space_paths()}.")
+        if isinstance(entry, dict) and (key.endswith("units")
+                                        or key.endswith(".weighting")):
+            raise _Invalid(f"{where} takes a list of choices, not a range, e.g. "
+                           f"[[64], [128], [256, 128]] for sizes. Received: "
+                           f"{entry!r}")
+    objective = section.objective
+    terms = [objective] if isinstance(objective, str) else list(objective)
+    if objective != DELTA_M:
+        for term in terms:
+            task, _, metric = term.partition("/")
+            if not metric or task not in task_names:
+                raise _Invalid(f"tune.objective: {term!r} is not "
+                               f"`<task>/<metric>` with one of the tasks "
+                               f"{task_names} (or `delta_m`), e.g. "
+                               f"{task_names[0]}/loss.")
 
 
 def _check_schedules(config, task_names):

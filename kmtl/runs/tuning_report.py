@@ -1,0 +1,183 @@
+"""The report of a `kmtl tune` search: report.json, report.md and plots.
+
+`write_tuning_report(report, directory)` takes the report dict that
+`kmtl.runs.tuning` builds and writes, in `directory`:
+
+- `report.json`: the algorithm, budget, objective, search space, the
+  single-task baselines (`delta_m`), every trial's record (values,
+  objective, per-task validation metrics, status, seconds, message) and the
+  best trial; strict JSON;
+- `plots/objective.png`: the objective of each trial against its number,
+  with the best so far as a step line;
+- `plots/parameters.png`: the objective against each searched key's value
+  (one panel per key; log axis for a log range, one position per choice);
+- `report.md`: a summary, the best trial's values, the trials table ranked
+  by the objective, and the plots.
+"""
+
+import json
+import os
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from kmtl.runs.report import PLOT_DIR
+from kmtl.runs.report import write_report_files
+
+__all__ = ["render_markdown", "write_tuning_report"]
+
+TOP_TRIALS = 10
+"""How many trials the report.md table lists (trials.csv has them all)."""
+
+
+def _save(figure, directory, name):
+    os.makedirs(os.path.join(directory, PLOT_DIR), exist_ok=True)
+    path = os.path.join(PLOT_DIR, name)
+    FigureCanvasAgg(figure)
+    figure.savefig(os.path.join(directory, path), dpi=100, bbox_inches="tight")
+    return path
+
+
+def _completed(report):
+    return [r for r in report["trials"] if r["status"] == "completed"]
+
+
+def objective_plot(report):
+    """The objective of each completed trial against its number (failed
+    trials marked on the axis), and the best so far."""
+    direction = report["objective"]["direction"]
+    figure = Figure(figsize=(7, 3.8))
+    ax = figure.add_subplot()
+    numbers, values, best, running = [], [], [], None
+    for number, record in enumerate(report["trials"], start=1):
+        if record["status"] != "completed":
+            continue
+        value = record["objective"]
+        numbers.append(number)
+        values.append(value)
+        if running is None or direction * value > direction * running:
+            running = value
+        best.append(running)
+    ax.plot(numbers, values, "o", color="tab:blue", label="trial")
+    ax.step(numbers, best, where="post", color="tab:orange", label="best so far")
+    failed = [n for n, r in enumerate(report["trials"], start=1)
+              if r["status"] != "completed"]
+    if failed and values:
+        ax.plot(failed, [min(values)] * len(failed), "x", color="tab:red",
+                label="failed")
+    ax.set_xlabel("trial")
+    ax.set_ylabel("objective")
+    ax.set_title(report["objective"]["description"], fontsize=9)
+    ax.legend()
+    return figure
+
+
+def _axis_values(values):
+    """Numbers to plot a key's values at, and tick labels for choices."""
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        return [float(v) for v in values], None
+    labels = []
+    for value in values:
+        text = json.dumps(value) if not isinstance(value, str) else value
+        if text not in labels:
+            labels.append(text)
+    positions = [labels.index(json.dumps(v) if not isinstance(v, str) else v)
+                 for v in values]
+    return positions, labels
+
+
+def parameters_plot(report):
+    """One panel per searched key: the objective against its value."""
+    keys = list(report["space"])
+    completed = _completed(report)
+    columns = min(3, len(keys))
+    rows = int(np.ceil(len(keys) / columns))
+    figure = Figure(figsize=(4.2 * columns, 3.2 * rows))
+    for index, key in enumerate(keys):
+        ax = figure.add_subplot(rows, columns, index + 1)
+        used = [r for r in completed if key in r["values"]]
+        if used:
+            positions, labels = _axis_values([r["values"][key] for r in used])
+            ax.plot(positions, [r["objective"] for r in used], "o", alpha=0.8)
+            if labels is not None:
+                ax.set_xticks(range(len(labels)), labels, rotation=20,
+                              fontsize=8)
+            entry = report["space"][key]
+            if isinstance(entry, dict) and entry.get("log"):
+                ax.set_xscale("log")
+        ax.set_title(key, fontsize=9)
+        ax.set_ylabel("objective")
+    figure.tight_layout()
+    return figure
+
+
+def draw_plots(report, directory):
+    """Draws the plots into `directory/plots/`; returns `{name: path}`
+    relative to `directory`."""
+    return {"objective": _save(objective_plot(report), directory, "objective.png"),
+            "parameters": _save(parameters_plot(report), directory,
+                                "parameters.png")}
+
+
+def _cell(value):
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return f"`{json.dumps(value)}`" if isinstance(value, list) else str(value)
+
+
+def render_markdown(report):
+    """report.md: a summary, the best trial, the top trials, the plots."""
+    best = report["best"]
+    trials = report["trials"]
+    completed = _completed(report)
+    failed = len(trials) - len(completed)
+    direction = report["objective"]["direction"]
+    lines = [f"# Tuning: {report['name']}", "",
+             f"{len(trials)} trials of {report['budget']} ({report['algorithm']}, "
+             f"seed {report['seed']}; {report['executions_per_trial']} model(s) "
+             f"per trial); {len(completed)} completed, {failed} failed. "
+             f"Objective: {report['objective']['description']}. Training time "
+             f"of the trials: {report['seconds'] / 60:.1f} minutes.", "",
+             f"**Best trial: {best['trial']}**, objective "
+             f"{best['objective']:.4f}. Its config: `best.yaml` (`kmtl train "
+             f"best.yaml`); it was chosen on the validation split, so its test "
+             f"score is an honest estimate.", "",
+             "| key | best value |", "|---|---|"]
+    lines += [f"| `{key}` | {_cell(value)} |" for key, value in best["values"].items()]
+    baselines = report.get("baselines")
+    if baselines:
+        lines += ["", f"Single-task baselines (validation, mean over seeds "
+                  f"{baselines['seeds']}): " + "; ".join(
+                      f"{task} " + ", ".join(f"{m} {v:.4f}" for m, v in values.items())
+                      for task, values in baselines["metrics"].items()) + "."]
+    keys = list(report["space"])
+    ranked = sorted(completed, key=lambda r: -direction * r["objective"])
+    lines += ["", f"## Top {min(TOP_TRIALS, len(ranked))} trials", "",
+              "| trial | objective | " + " | ".join(f"`{k}`" for k in keys)
+              + " | seconds |", "|---" * (len(keys) + 3) + "|"]
+    for record in ranked[:TOP_TRIALS]:
+        lines.append(f"| {record['trial']} | {record['objective']:.4f} | "
+                     + " | ".join(_cell(record["values"].get(k)) for k in keys)
+                     + f" | {record['seconds']:.1f} |")
+    if failed:
+        lines += ["", "## Failed trials", ""]
+        lines += [f"- {r['trial']}: {r.get('message') or r['status']}".splitlines()[0]
+                  for r in trials if r["status"] != "completed"]
+    lines += ["", "## Plots", ""]
+    for name, path in report.get("plots", {}).items():
+        lines.append(f"![{name}]({path})")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def write_tuning_report(report, directory):
+    """Draws the plots and writes report.json and report.md into `directory`
+    (adds `report["plots"]`).
+
+    Returns:
+        `(json_path, markdown_path)`.
+    """
+    return write_report_files(report, directory, draw_plots, render_markdown)
