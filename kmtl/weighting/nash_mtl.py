@@ -6,13 +6,6 @@ from kmtl.weighting import _gradients
 from kmtl.weighting.base import Weighting
 from kmtl.weighting.base import register
 
-# Newton step sizes tried in parallel at each iteration, besides the damped one.
-STEP_SIZES = (1.0, 0.5, 0.25, 0.1)
-# Bounds of alpha for gradients normalized to a largest norm of 1 (the solution
-# has alpha_t >= 1 / sqrt(T)): the upper one is reached only when 0 is (nearly)
-# a positive combination of the gradients.
-MAX_ALPHA = 1e8
-
 
 def nash_weights(gram, mask, iterations=20):
     """The `alpha > 0` with `(G G^T alpha)_t alpha_t = 1` for every labelled task
@@ -30,10 +23,13 @@ def nash_weights(gram, mask, iterations=20):
     The start `alpha_t = k / ||g_t||`, `k` such that `alpha^T A alpha = T`, is the
     solution when the gradients are orthogonal.
 
+    It is FairGrad's alpha-fair solve at `alpha = 1`
+    (`_gradients.alpha_fair_weights`, shared with `kmtl.weighting.fairgrad`).
+
     A task that is unlabelled or whose gradient is 0 gets weight 0. When 0 is a
     positive combination of the gradients there is no solution and `alpha`
-    grows with the iterations along that combination, up to `MAX_ALPHA` (for
-    gradients rescaled to a largest norm of 1).
+    grows with the iterations along that combination, up to
+    `_gradients.MAX_FAIR_WEIGHT` (for gradients rescaled to a largest norm of 1).
 
     Args:
         gram: `(T, T)` Gram matrix.
@@ -43,47 +39,7 @@ def nash_weights(gram, mask, iterations=20):
     Returns:
         `(T,)` weights.
     """
-    dtype = gram.dtype
-    gram = gram * (mask[:, None] * mask[None, :])
-    gram, scale = _gradients.normalized_gram(gram, mask)
-    gram, mask = tf.cast(gram, tf.float64), tf.cast(mask, tf.float64)
-    diag = tf.linalg.diag_part(gram)
-    active = mask * tf.cast(diag > _gradients.TINY, tf.float64)
-    # Inactive tasks get the decoupled equation alpha_t^2 = 1.
-    system = gram * (active[:, None] * active[None, :]) + tf.linalg.diag(1.0 - active)
-    start = tf.math.rsqrt(tf.linalg.diag_part(system))
-    curvature = tf.reduce_sum(start * tf.linalg.matvec(system, start))
-    start *= tf.where(curvature > _gradients.TINY, tf.sqrt(
-        tf.cast(gram.shape[0], tf.float64) / tf.maximum(curvature, _gradients.TINY)),
-        tf.ones_like(curvature))
-    steps = tf.constant(STEP_SIZES, tf.float64)
-
-    def objective(alpha):  # f at each row of `alpha`; +inf outside alpha > 0
-        value = 0.5 * tf.reduce_sum(alpha * tf.matmul(alpha, system), axis=-1)
-        value -= tf.reduce_sum(tf.math.log(tf.maximum(alpha, 1e-300)), axis=-1)
-        return tf.where(tf.reduce_all(alpha > 0, axis=-1), value,
-                        tf.fill(tf.shape(value), tf.constant(float("inf"), tf.float64)))
-
-    def step(alpha):
-        grad = tf.linalg.matvec(system, alpha) - 1.0 / alpha
-        values, vectors = tf.linalg.eigh(system + tf.linalg.diag(alpha ** -2))
-        newton = -tf.linalg.matvec(vectors, tf.linalg.matvec(
-            vectors, grad, transpose_a=True) / tf.maximum(values, 1e-300))
-        decrement = tf.sqrt(tf.maximum(-tf.reduce_sum(grad * newton), 0.0))
-        # The damped step 1 / (1 + decrement) is always feasible and decreases
-        # f; the fixed candidates make the step a (parallel) line search.
-        sizes = tf.concat([steps, [1.0 / (1.0 + decrement)]], axis=0)
-        candidates = alpha[None, :] + sizes[:, None] * newton[None, :]
-        values = objective(candidates)
-        index = tf.argmin(values)
-        best = candidates[index]
-        accept = tf.math.is_finite(values[index]) & tf.reduce_all(best > 0)
-        best = tf.clip_by_value(best, 1.0 / MAX_ALPHA, MAX_ALPHA)
-        return (tf.where(accept, best, alpha),)
-
-    (alpha,) = _gradients.fixed_loop(step, (start,), iterations)
-    # alpha solved A / s; alpha / sqrt(s) solves A.
-    return tf.cast(alpha * active, dtype) * tf.math.rsqrt(scale)
+    return _gradients.alpha_fair_weights(gram, mask, 1.0, iterations)
 
 
 @register("nash_mtl")
