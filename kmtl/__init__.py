@@ -22,6 +22,7 @@ from kmtl.models import MultiTaskModel  # noqa: E402
 from kmtl.models import build_model  # noqa: E402
 from kmtl.models.export import export_saved_model  # noqa: E402
 from kmtl.runs.consolidation import consolidate  # noqa: E402
+from kmtl.runs.tuning import tune  # noqa: E402
 from kmtl.tasks import Task  # noqa: E402
 
 __version__ = "0.7.0"
@@ -43,5 +44,6 @@ __all__ = [
     "measures",
     "plotting",
     "runs",
+    "tune",
     "weighting",
 ]

@@ -1,5 +1,5 @@
 """The `kmtl` command line: train, evaluate, predict, export, compare,
-config-schema."""
+consolidate, tune, config-schema."""
 
 import argparse
 import json
@@ -169,6 +169,17 @@ def cmd_consolidate(args):
                 compare_detectors=True if args.compare_detectors else None)
 
 
+def cmd_tune(args):
+    from kmtl.runs.tuning import tune
+
+    config = _read_config(args.config, [
+        ("training.epochs", "--epochs", args.epochs),
+        ("tune.trials", "--trials", args.trials),
+        ("tune.algorithm", "--algorithm", args.algorithm)])
+    tune(config, data_dir=args.data_dir, output_dir=args.output_dir,
+         overwrite=args.overwrite)
+
+
 def cmd_config_schema(args):
     from kmtl.runs.config import RunConfig
 
@@ -299,6 +310,33 @@ def build_parser():
                              "consolidate directory is created (default: runs)")
     consolidate.add_argument("--epochs", type=int, help="override training.epochs")
     consolidate.set_defaults(func=cmd_consolidate)
+
+    tune = commands.add_parser(
+        "tune", help="search loss weights, learning rate, sizes and methods "
+        "with KerasTuner",
+        description="Search the config's `tune.space` (random, bayesian or "
+        "hyperband, KerasTuner): each trial trains the config with the trial's "
+        "values as `kmtl train` would and is scored on the validation split "
+        "(one metric, a weighted sum, or Δm against single-task baselines "
+        "trained once). Writes best.yaml (ready for kmtl train), trials.csv, "
+        "report.md, report.json and plots to <output-dir>/<name>-tune/; "
+        "running the same command again resumes the search there (finished "
+        "trials are not run again). The last line printed names the tune "
+        "directory.")
+    tune.add_argument("config", help="path of the YAML config (see docs/config.md, "
+                      "section tune)")
+    tune.add_argument("--trials", type=_positive_int, help="override tune.trials "
+                      "(a larger budget extends a finished search)")
+    tune.add_argument("--algorithm", help="override tune.algorithm: random, "
+                      "bayesian or hyperband")
+    tune.add_argument("--data-dir", help="as for train")
+    tune.add_argument("--output-dir", default="runs", help="where the tune "
+                      "directory is (default: runs)")
+    tune.add_argument("--epochs", type=int, help="override training.epochs")
+    tune.add_argument("--overwrite", action="store_true", help="delete the "
+                      "earlier search of this config's tune directory and start "
+                      "afresh (default: resume it)")
+    tune.set_defaults(func=cmd_tune)
 
     schema = commands.add_parser(
         "config-schema", help="print the JSON Schema of the run config",

@@ -1,8 +1,9 @@
 """Runs: what a whole job does from a config. The typed run config (`config`),
 preparing the data (`data`), the run directory (`run_dir`), training and
 exporting (`train`), comparing multi-task variants with single-task baselines
-(`compare`, `report`), and consolidating a table's labels with cross-fitted
-models (`consolidation`, `consolidation_report`).
+(`compare`, `report`), consolidating a table's labels with cross-fitted
+models (`consolidation`, `consolidation_report`), and searching
+hyperparameters with KerasTuner (`tuning`, `tuning_report`).
 
 This is the layer the command line (`kmtl.cli`) calls; everything below it
 (models, measures, callbacks) can be used without a config.
@@ -17,6 +18,7 @@ from kmtl.runs.consolidation import consolidate
 from kmtl.runs.report import write_report
 from kmtl.runs.run_dir import RunDir
 from kmtl.runs.training import train
+from kmtl.runs.tuning import tune
 
 __all__ = ["RunConfig", "RunDir", "compare", "consolidate", "load_config",
-           "parse_config", "read_config", "train", "write_report"]
+           "parse_config", "read_config", "train", "tune", "write_report"]
