@@ -329,7 +329,8 @@ class MultiTaskModel(keras.Model):
                 unknown `loss_combination` or `gradients`, `loss`/`metrics`
                 given, or `gradients="representation"` for a gradient-based
                 weighting on a model whose architecture does not share one
-                representation.
+                representation, or for one that refuses representation
+                gradients (`Weighting.supports_representation_gradients`).
         """
         for key in ("loss", "metrics", "weighted_metrics"):
             if kwargs.get(key) is not None:
@@ -360,6 +361,13 @@ class MultiTaskModel(keras.Model):
         if weighting is None:
             weighting = StaticWeighting(mean=loss_combination == "mean")
         weighting = weighting_module.get(weighting)
+        if (gradients == "representation" and weighting.gradient_based
+                and not weighting.supports_representation_gradients):
+            raise ConfigError(
+                f"The weighting {type(weighting).__name__!r} does not take "
+                f"gradients='representation' (its state is per shared "
+                f"parameter, and the representation's rows change with every "
+                f"batch). Use gradients='parameters'.")
         jit_compile = kwargs.pop("jit_compile", "auto")
         if jit_compile is True:
             self._check_jit()
@@ -378,6 +386,9 @@ class MultiTaskModel(keras.Model):
         self.loss_weights = weights
         self.loss_combination = loss_combination
         weighting.build_tasks(self.task_names, weights)
+        if weighting.gradient_based:
+            weighting.build_gradients(
+                sum(int(np.prod(v.shape)) for v in self.trainable_weights))
         self.weighting = weighting
         self.gradient_mode = gradients
         if not weighting.gradient_based:
@@ -592,8 +603,14 @@ class MultiTaskModel(keras.Model):
             task_losses = self.compute_task_losses(y, y_pred, weights)
             labelled = self.labelled_tasks(weights)
             logged = task_losses
+            if self.weighting.log_loss:
+                # Before the schedule, so a task ramped in at scale s trains
+                # on s log L_t.
+                task_losses = steps.log_task_losses(self, task_losses, labelled)
             if schedule is not None:
                 task_losses, labelled = schedule.scale(task_losses, labelled)
+            self.weighting.observe_losses(
+                ops.stop_gradient(self.stack_task_losses(task_losses)), labelled)
             step_loss = step.loss(self, task_losses, labelled)
         gradients, step_loss = step.gradients(self, tape, step_loss, task_losses,
                                               labelled, representation)
@@ -716,8 +733,13 @@ class MultiTaskModel(keras.Model):
         x, y, sample_weight = unpack_x_y_sample_weight(data)
         y_pred = self.forward(x, training=False)
         task_losses = self.compute_task_losses(y, y_pred, sample_weight)
+        labelled = self.labelled_tasks(sample_weight)
+        # `loss` as the train step's (log losses under `log_loss`), so
+        # `val_loss` compares with `loss`; `<task>_loss` stays raw in both.
+        combined = (steps.log_task_losses(self, task_losses, labelled)
+                    if self.weighting.log_loss else task_losses)
         total, task_weights = self.weighting.combine_losses(
-            self.stack_task_losses(task_losses), self.labelled_tasks(sample_weight))
+            self.stack_task_losses(combined), labelled)
         loss = total + self.regularization_loss()
         return self._update_metrics(loss, task_losses, x, y, y_pred, sample_weight,
                                     task_weights, self._sharing_penalty())

@@ -60,6 +60,40 @@ def backward_seed(model, dtype="float32"):
     return ops.cast(seed, dtype)
 
 
+#: Added to a task loss inside the log of `log_task_losses` (LibMTL's DB-MTL
+#: value; representable in float32, not in float16).
+LOG_EPSILON = 1e-8
+
+
+def log_task_losses(model, task_losses, labelled):
+    """The log losses a weighting with `log_loss=True` trains on.
+
+    Each labelled task's loss `L_t` becomes `log(max(L_t, 0) + 1e-8)` in
+    float32, whose gradient is `grad L_t / (L_t + 1e-8)`: Lin et al.,
+    "Dual-Balancing for Multi-Task Learning", arXiv:2308.12029, Sec. 3.1
+    (loss-scale balancing). An unlabelled task's loss stays exactly 0 with a
+    zero gradient (not `log(1e-8)`, and not NaN: the log never sees its 0).
+    A negative loss (none of kmtl's built-in losses) is clipped to 0, so it
+    logs as `log(1e-8)` and gets no gradient.
+
+    Args:
+        model: the `MultiTaskModel`.
+        task_losses: dict `{task: scalar}`, a replica's own task losses (any
+            float dtype).
+        labelled: `(tasks,)` bool in `model.task_names` order.
+
+    Returns:
+        dict `{task: float32 scalar}`.
+    """
+    logs = {}
+    for index, name in enumerate(model.task_names):
+        loss = ops.cast(task_losses[name], "float32")
+        # Double `where`: the unused branch's gradient is 0, not 0 * inf.
+        safe = ops.where(labelled[index], ops.maximum(loss, 0.0), 1.0)
+        logs[name] = ops.where(labelled[index], ops.log(safe + LOG_EPSILON), 0.0)
+    return logs
+
+
 def _gradient(tape, target, sources, seed):
     return tape.gradient(target, sources,
                          output_gradients=ops.cast(seed, target.dtype))

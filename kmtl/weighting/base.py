@@ -22,12 +22,26 @@ method must leave it out (weight 0) rather than treat it as a solved task.
 Scaling: a method sees a replica's own losses and gradients, never scaled for
 `tf.distribute` or mixed precision; the train step (`kmtl.models.steps`)
 scales what a method returns (the total loss, the direction) once.
+
+Log losses: every method takes `log_loss` (default False; `db_mtl` defaults it
+to True). With it, the train step hands the method `log(L_t + 1e-8)` for each
+labelled task instead of `L_t` (`kmtl.models.steps.log_task_losses`): the
+loss-scale balancing of Lin et al., "Dual-Balancing for Multi-Task Learning",
+arXiv:2308.12029, Sec. 3.1, which makes every task's gradient
+`grad L_t / (L_t + 1e-8)`, invariant to the scale of its loss.
+
+State that must move only while training (FAMO's logits) is updated in
+`observe_losses`, which only the train step calls; `evaluate` and validation
+call `combine_losses` alone.
 """
 
 import keras
 from keras import ops
 
+from kmtl.errors import ConfigError
+from kmtl.registry import LAYER_ARGUMENTS
 from kmtl.registry import Registry
+from kmtl.registry import options_of
 
 
 class Weighting(keras.layers.Layer):
@@ -40,6 +54,10 @@ class Weighting(keras.layers.Layer):
     number of tasks and `parameters` the number of shared scalars.
 
     Args:
+        log_loss: bool, default False. Train on `log(L_t + 1e-8)` instead of
+            each labelled task loss `L_t` (see the module). The `<task>_loss`
+            logs stay the raw losses; `loss` (and `val_loss`, which uses the same
+            transform) is the method's total of the log losses.
         **kwargs: `keras.layers.Layer` arguments (`name`).
 
     Input shape:
@@ -51,6 +69,10 @@ class Weighting(keras.layers.Layer):
         `combine_losses`: a scalar total loss and `(tasks,)` weights.
         `aggregate_gradients`: a `(parameters,)` direction and `(tasks,)`
         weights.
+
+    Raises:
+        ConfigError: `log_loss=True` for a method that refuses it
+            (`log_loss_refusal`).
     """
 
     gradient_based = False
@@ -59,9 +81,24 @@ class Weighting(keras.layers.Layer):
     #: Whether the train step logs the method's task weights
     #: (`<task>_weight`); False for fixed weights, which the config states.
     logs_weights = True
+    #: Why `log_loss=True` is meaningless for the method (it then refuses it),
+    #: or None: the method works on any losses.
+    log_loss_refusal = None
+    #: Whether the method takes `compile(gradients="representation")`.
+    supports_representation_gradients = True
 
-    def __init__(self, **kwargs):
+    def __init__(self, log_loss=False, **kwargs):
         super().__init__(**kwargs)
+        name = getattr(type(self), "registered_name", type(self).__name__)
+        if not isinstance(log_loss, bool):
+            raise ConfigError(f"The weighting {name!r}: log_loss must be True or "
+                              f"False. Received: log_loss={log_loss!r}")
+        if log_loss and self.log_loss_refusal is not None:
+            raise ConfigError(
+                f"The weighting {name!r} does not take log_loss=True: "
+                f"{self.log_loss_refusal} Leave log_loss out, or use a method "
+                f"that takes it (e.g. 'static(log_loss=True)').")
+        self.log_loss = log_loss
         self.task_names = None
 
     def build_tasks(self, task_names, loss_weights=None):
@@ -100,6 +137,34 @@ class Weighting(keras.layers.Layer):
         weights = weights * ops.cast(labelled, losses.dtype)
         return ops.sum(weights * losses), weights
 
+    def build_gradients(self, num_parameters):
+        """Creates state sized by the number of shared parameters (DB-MTL's
+        moving averages of the task gradients). Called by `compile` after
+        `build_tasks`, for a gradient-based method; must be idempotent.
+
+        The shared parameters are only known when the train step is traced, so
+        `num_parameters` is an upper bound: the number of trainable scalars of
+        the model. A method uses the first `parameters` columns of what it
+        allocates. Default: nothing.
+
+        Args:
+            num_parameters: int, the model's trainable scalars.
+        """
+
+    def observe_losses(self, losses, labelled):
+        """Updates training-only state from a training batch's task losses.
+
+        The train step calls it before `combine_losses` (or the task
+        gradients); `test_step` never does, so validation and `evaluate` leave
+        the state as it is. Default: nothing.
+
+        Args:
+            losses: `(tasks,)` float32, the losses the method is about to
+                weight (log losses under `log_loss`), a replica's own; no
+                gradient flows back through them.
+            labelled: `(tasks,)` bool.
+        """
+
     def aggregate_gradients(self, gradients, losses, labelled):
         """The update direction of the shared variables.
 
@@ -122,13 +187,41 @@ class Weighting(keras.layers.Layer):
         return []
 
     def get_config(self):
-        return super().get_config()
+        return {**super().get_config(), "log_loss": self.log_loss}
+
+
+class WeightingRegistry(Registry):
+    """The weighting family's `Registry`: a member also takes the arguments of
+    `Weighting.__init__` (`log_loss`) that its own signature passes on through
+    `**kwargs`, so `"pcgrad(log_loss=True)"` parses for every method."""
+
+    #: Arguments every weighting takes from the base class.
+    common_options = ("log_loss",)
+
+    def options(self, name):
+        own = super().options(name)
+        return own + [o for o in self.common_options if o not in own]
+
+    def _create(self, cls, label, arguments):
+        allowed = set(options_of(cls)) | set(self.common_options) | LAYER_ARGUMENTS
+        unknown = sorted(set(arguments) - allowed)
+        if unknown:
+            listed = [o for o in options_of(cls) if o not in self.fixed]
+            listed += [o for o in self.common_options if o not in listed]
+            raise ConfigError(f"The {self.kind} {label!r} does not take option(s) "
+                              f"{unknown}. Its options are {listed}.")
+        try:
+            return cls(**arguments)
+        except ConfigError:
+            raise  # the method's own message names it
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"{self.kind.capitalize()} {label!r}: {error}") from None
 
 
 # The weighting family: `@register("pcgrad")` on a subclass registers it under
 # the field's standard names (the first is canonical) and as a Keras
 # serializable, so `.keras` files holding it load without `custom_objects`.
-WEIGHTINGS = Registry("weighting", Weighting, default="static")
+WEIGHTINGS = WeightingRegistry("weighting", Weighting, default="static")
 """The registry of weightings (`kmtl.registry.Registry`); None looks up
 `"static"`."""
 register = WEIGHTINGS.register
