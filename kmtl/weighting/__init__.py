@@ -16,7 +16,10 @@ from kmtl.weighting.base import WEIGHTINGS
 from kmtl.weighting.base import Weighting
 from kmtl.weighting.base import register
 from kmtl.weighting.cagrad import CAGrad
+from kmtl.weighting.db_mtl import DBMTL
 from kmtl.weighting.dwa import DWA
+from kmtl.weighting.fairgrad import FairGrad
+from kmtl.weighting.famo import FAMO
 from kmtl.weighting.gls import GLS
 from kmtl.weighting.graddrop import GradDrop
 from kmtl.weighting.gradnorm import GradNorm
@@ -28,6 +31,7 @@ from kmtl.weighting.pcgrad import PCGrad
 from kmtl.weighting.rlw import RLW
 from kmtl.weighting.static import StaticWeighting
 from kmtl.weighting.uncertainty import UncertaintyWeighting
+from kmtl.weighting.upgrad import UPGrad
 
 
 def list_weightings():
@@ -88,6 +92,7 @@ def deserialize(config):
 
 __all__ = [
     "DWA",
+    "FAMO",
     "WEIGHTINGS",
     "GLS",
     "IMTL",
@@ -95,12 +100,15 @@ __all__ = [
     "RLW",
     "AlignedMTL",
     "CAGrad",
+    "DBMTL",
+    "FairGrad",
     "GradDrop",
     "GradNorm",
     "GradVac",
     "NashMTL",
     "PCGrad",
     "StaticWeighting",
+    "UPGrad",
     "UncertaintyWeighting",
     "Weighting",
     "deserialize",

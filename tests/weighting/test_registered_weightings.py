@@ -9,8 +9,9 @@ import kmtl
 
 def test_every_method_is_registered_under_its_standard_name():
     assert kmtl.weighting.list_weightings() == [
-        "aligned_mtl", "cagrad", "dwa", "gls", "graddrop", "gradnorm", "gradvac",
-        "imtl", "mgda", "nash_mtl", "pcgrad", "rlw", "static", "uncertainty"]
+        "aligned_mtl", "cagrad", "db_mtl", "dwa", "fairgrad", "famo", "gls",
+        "graddrop", "gradnorm", "gradvac", "imtl", "mgda", "nash_mtl", "pcgrad",
+        "rlw", "static", "uncertainty", "upgrad"]
     assert type(kmtl.weighting.get("ew")) is type(kmtl.weighting.get("static"))
     assert type(kmtl.weighting.get("uw")) is type(kmtl.weighting.get("uncertainty"))
 

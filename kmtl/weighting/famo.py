@@ -1,0 +1,190 @@
+"""FAMO: fast adaptive multitask optimization, task weights learned from the
+rates at which the log losses fall, at O(1) cost per step."""
+
+import keras
+from keras import ops
+
+from kmtl.weighting.base import Weighting
+from kmtl.weighting.base import register
+from kmtl.weighting.gradnorm import _sum_over_replicas
+
+# Added to `L_t - L*_t` before the log and the division (the references' value).
+EPSILON = 1e-8
+# Adam's moment decay rates and epsilon for the logit step (torch's defaults,
+# which the references use).
+BETA_1 = 0.9
+BETA_2 = 0.999
+ADAM_EPSILON = 1e-8
+# The state variables, `(tasks,)` each.
+STATE = ("logits", "first_moments", "second_moments", "adam_steps",
+         "previous_log_losses", "previous_labelled")
+
+
+@register("famo")
+class FAMO(Weighting):
+    """Fast Adaptive Multitask Optimization (FAMO): the total loss moves the
+    tasks' log losses at rates that a softmax over learned logits balances, with
+    one backward pass per step.
+
+    Liu, Feng, Stone and Liu, "FAMO: Fast Adaptive Multitask Optimization",
+    NeurIPS 2023, arXiv:2306.03792 (Sec. 3; Algorithm 2 of Appendix C is the
+    Adam form used here and in the references).
+
+    With logits `xi` (`(tasks,)`, 0 at the start), `z = softmax(xi)` and
+    `D_t = max(L_t - L*_t, 0) + 1e-8` (`L*_t` the loss's lower bound,
+    `min_losses`), the model follows the gradient of
+    `c sum_t z_t log D_t`, `c = 1 / sum_t (z_t / D_t)`: the total loss is
+    `sum_t w_t L_t` with `w_t = c z_t / D_t` held constant (so every variable,
+    shared or task-specific, gets the references' gradient, and the logged
+    `loss` stays a positive weighted sum). The weights sum to 1.
+
+    After a step, the logits take one Adam step (with L2 decay `weight_decay`
+    added to the gradient, as torch's `Adam(weight_decay=...)`) on the gradient
+    `z * (delta - z . delta)` of `z . delta`, where `delta_t = log D_t(before) -
+    log D_t(after)` is how much task `t`'s log loss fell: a task whose log loss
+    fell faster than the `z`-weighted mean gets a lower logit.
+
+    kmtl's approximation: the references compute the "after" losses with an
+    extra forward pass on the same batch after the update; here they are the
+    next training batch's losses, read at the start of the next train step
+    (`observe_losses`) before its weights are computed. Both give the weights of
+    step `t + 1` from the logits updated with step `t`'s `delta`; here `delta`
+    compares two batches, which adds batch-to-batch noise that Adam's
+    normalization averages out, and the step costs no extra forward pass. The
+    first step makes no logit update. The official code also clips the shared
+    gradient to norm 1; kmtl does not (use the optimizer's `clipnorm`).
+
+    Masking: the softmax, `c` and the weights run over the labelled tasks (an
+    unlabelled task gets weight 0); the logits move only for the tasks
+    labelled in both batches of `delta` (the softmax gradient over those
+    tasks), and each task counts its own Adam steps.
+
+    State (non-trainable variables saved in `.keras` files): `logits`, Adam's
+    `first_moments`, `second_moments` and per-task `adam_steps`, and
+    `previous_log_losses` with the tasks labelled then (`previous_labelled`).
+    Only the train step moves it (`observe_losses`): `evaluate` and validation
+    use the current logits. Under `tf.distribute` the losses of `delta` are
+    averaged over the replicas (one all-reduce of `2 T` numbers), so every
+    replica takes the same logit step and keeps the same state (on-read
+    variables read as their mean); the weights of a step use each replica's own
+    losses.
+
+    `log_loss=True` is refused: FAMO already balances the log losses.
+
+    Args:
+        learning_rate: float, default 0.025 (the references' `w_lr`). Adam step
+            size of the logits.
+        weight_decay: float, default 1e-3 (`gamma`: the paper's Algorithm 2,
+            LibMTL and the official NYUv2 runs). L2 decay of the logits.
+        min_losses: float or list of float (one per task), default 0.0: the
+            lower bounds `L*_t` of the task losses.
+        **kwargs: `Weighting` arguments (`name`).
+
+    Input shape:
+        `losses`, `labelled`: `(tasks,)`.
+
+    Output shape:
+        a scalar total loss and `(tasks,)` weights.
+
+    Raises:
+        ValueError: `learning_rate` is not positive, `weight_decay` is
+            negative, or `min_losses` is not a number or a list of numbers (one
+            per task, checked by `build_tasks`).
+
+    Examples:
+        >>> model.compile(optimizer="adam", weighting="famo(learning_rate=0.025)")
+    """
+
+    log_loss_refusal = ("FAMO weights the tasks by the rates of their log "
+                        "losses already.")
+
+    def __init__(self, learning_rate=0.025, weight_decay=1e-3, min_losses=0.0,
+                 **kwargs):
+        super().__init__(**kwargs)
+        if not float(learning_rate) > 0:
+            raise ValueError(f"learning_rate must be > 0. Received: "
+                             f"learning_rate={learning_rate}")
+        if not float(weight_decay) >= 0:
+            raise ValueError(f"weight_decay must be >= 0. Received: "
+                             f"weight_decay={weight_decay}")
+        if isinstance(min_losses, (list, tuple)):
+            min_losses = [float(v) for v in min_losses]
+        else:
+            min_losses = float(min_losses)
+        self.learning_rate = float(learning_rate)
+        self.weight_decay = float(weight_decay)
+        self.min_losses = min_losses
+        self.logits = None
+
+    def build_tasks(self, task_names, loss_weights=None):
+        super().build_tasks(task_names, loss_weights)
+        if isinstance(self.min_losses, list) and len(self.min_losses) != len(
+                self.task_names):
+            raise ValueError(f"min_losses must give one number per task "
+                             f"{self.task_names}. Received: "
+                             f"min_losses={self.min_losses}")
+        if self.logits is not None:
+            return
+        # Every replica computes the same update from all-reduced losses, so
+        # each keeps its own copy (on-read, read as their mean), as GradNorm.
+        with keras.name_scope(self.name, caller=self):
+            for name in STATE:
+                setattr(self, name, keras.Variable(
+                    "zeros", shape=(self.num_tasks,), trainable=False,
+                    aggregation="mean", synchronization="on_read", name=name))
+
+    def _log_gaps(self, losses, labelled):
+        """`log D_t` where labelled (0 elsewhere) and `D_t`, float32."""
+        losses = ops.cast(losses, "float32")
+        bounds = ops.convert_to_tensor(self.min_losses, "float32")
+        gaps = ops.where(labelled, ops.maximum(losses - bounds, 0.0) + EPSILON, 1.0)
+        return ops.log(gaps), gaps
+
+    def combine_losses(self, losses, labelled):
+        mask = ops.cast(labelled, "float32")
+        _, gaps = self._log_gaps(ops.stop_gradient(losses), labelled)
+        z = _masked_softmax(ops.convert_to_tensor(self.logits), mask)
+        weights = mask * ops.divide_no_nan(z / gaps, ops.sum(z / gaps))
+        weights = ops.cast(weights, losses.dtype)
+        return ops.sum(weights * losses), weights
+
+    def observe_losses(self, losses, labelled):
+        # The losses of this batch are the "after" losses of the last step.
+        local = ops.cast(labelled, "float32")
+        share, loss_sum = _sum_over_replicas(local, local * ops.cast(losses,
+                                                                     "float32"))
+        labelled = share > 0
+        mask = ops.cast(labelled, "float32")
+        log_now, _ = self._log_gaps(ops.divide_no_nan(loss_sum, share), labelled)
+        previous = ops.convert_to_tensor(self.previous_log_losses)
+        valid = mask * ops.convert_to_tensor(self.previous_labelled)
+        delta = valid * (previous - log_now)
+        logits = ops.convert_to_tensor(self.logits)
+        z = _masked_softmax(logits, valid)
+        gradient = z * (delta - ops.sum(z * delta)) + self.weight_decay * logits
+        steps = ops.convert_to_tensor(self.adam_steps) + valid
+        first = BETA_1 * self.first_moments + (1.0 - BETA_1) * gradient
+        second = BETA_2 * self.second_moments + (1.0 - BETA_2) * ops.square(gradient)
+        # Bias corrections at the task's own step count (1 where not moved).
+        safe_steps = ops.maximum(steps, 1.0)
+        step = self.learning_rate * (first / (1.0 - BETA_1 ** safe_steps)) / (
+            ops.sqrt(second / (1.0 - BETA_2 ** safe_steps)) + ADAM_EPSILON)
+        moved = valid > 0
+        self.logits.assign(ops.where(moved, logits - step, logits))
+        self.first_moments.assign(ops.where(moved, first, self.first_moments))
+        self.second_moments.assign(ops.where(moved, second, self.second_moments))
+        self.adam_steps.assign(steps)
+        self.previous_log_losses.assign(ops.where(labelled, log_now, previous))
+        self.previous_labelled.assign(mask)
+
+    def get_config(self):
+        return {**super().get_config(), "learning_rate": self.learning_rate,
+                "weight_decay": self.weight_decay, "min_losses": self.min_losses}
+
+
+def _masked_softmax(logits, mask):
+    """`softmax(logits)` over the tasks where `mask` is 1 (0 elsewhere; all 0
+    for an empty mask)."""
+    shifted = logits - ops.max(ops.where(mask > 0, logits, -1e9))
+    exp = mask * ops.exp(ops.where(mask > 0, shifted, 0.0))
+    return ops.divide_no_nan(exp, ops.sum(exp))
