@@ -33,9 +33,11 @@ the extra trials. A config other than the stored one is refused unless
 `overwrite` starts afresh. No model is saved.
 """
 
+import contextlib
 import copy
 import dataclasses
 import datetime
+import io
 import json
 import math
 import os
@@ -71,8 +73,9 @@ from kmtl.runs.tuning_report import write_tuning_report
 from kmtl.tasks import Task
 from kmtl.weighting.base import WEIGHTINGS
 
-__all__ = ["BEST_FILE", "TRIALS_FILE", "Objective", "search_space",
-           "trial_config", "tune", "tune_directory"]
+__all__ = ["BEST_FILE", "TRIALS_FILE", "Objective", "decode_values",
+           "search_space", "trial_config", "trial_data", "trials_table", "tune",
+           "tune_directory"]
 
 SEARCH_DIR = "search"
 """KerasTuner's project directory inside the tune directory."""
@@ -248,8 +251,10 @@ def trial_config(config, values, epochs=None):
     return parse_config(raw)
 
 
-def _trial_data(data, config):
-    """`data` with the trial's loss weights in its tasks and its batch size."""
+def trial_data(data, config):
+    """`data` (a `kmtl.runs.data.PreparedData`) with the loss weights of
+    `config`'s tasks in its fitted tasks, and `config`'s batch size: the data
+    a trial's config trains on without preparing it again."""
     weights = {t.name: (t.model_extra or {}).get("loss_weight") for t in config.tasks}
     tasks = [t if weights.get(t.name) in (None, t.loss_weight) else
              Task.from_config({**t.get_config(), "loss_weight": weights[t.name]})
@@ -464,7 +469,7 @@ class _Search:
         start = time.perf_counter()
         try:
             config = trial_config(self.config, values, epochs)
-            data = _trial_data(self.data, config)
+            data = trial_data(self.data, config)
             scores, metrics, epochs_run = [], [], []
             for execution in range(self.config.tune.executions_per_trial):
                 seed = config.training.seed + execution
@@ -519,10 +524,11 @@ def _write_json(path, value):
         json.dump(value, handle, indent=1, allow_nan=False)
 
 
-def _oracle(config, epochs):
+def _oracle(config, direction):
+    """The KerasTuner oracle of `tune.algorithm`, maximising (direction +1) or
+    minimising the objective; Hyperband's longest trial is `training.epochs`."""
     section = config.tune
-    objective = keras_tuner.Objective(OBJECTIVE, "max" if _direction(config) > 0
-                                      else "min")
+    objective = keras_tuner.Objective(OBJECTIVE, "max" if direction > 0 else "min")
     common = {"objective": objective, "hyperparameters": search_space(config),
               # KerasTuner reads seed 0 as "no seed".
               "seed": section.seed + 1,
@@ -535,22 +541,10 @@ def _oracle(config, epochs):
         return keras_tuner.oracles.BayesianOptimizationOracle(
             max_trials=section.trials, **common)
     oracle = keras_tuner.oracles.HyperbandOracle(
-        max_epochs=epochs, factor=section.hyperband_factor, **common)
+        max_epochs=config.training.epochs, factor=section.hyperband_factor,
+        **common)
     oracle.max_trials = section.trials  # the budget applies to Hyperband too
     return oracle
-
-
-def _direction(config):
-    """The objective's direction before the tasks are fitted (for the
-    oracle); `Objective.from_config` gives the same."""
-    section = config.tune
-    if section.direction is not None or section.objective == DELTA_M:
-        return section.direction or 1
-    weights = ({section.objective: 1.0} if isinstance(section.objective, str)
-               else section.objective)
-    term, weight = next(iter(weights.items()))
-    direction = metric_direction(term.partition("/")[2], config.compare.directions)
-    return direction * (1 if weight >= 0 else -1)
 
 
 # === The stored config ===
@@ -682,8 +676,10 @@ def _tune(config, data_dir, output_dir, log, overwrite):
     log(f"Tuning {config.name}: {section.algorithm}, {section.trials} trials, "
         f"objective {objective.describe()}; {directory}")
     search = _Search(config, data, objective, log)
-    tuner = _Tuner(_oracle(config, config.training.epochs), search,
-                   directory=directory, project_name=SEARCH_DIR, overwrite=False)
+    with contextlib.redirect_stdout(io.StringIO()):  # "Reloading Tuner from ..."
+        tuner = _Tuner(_oracle(config, objective.direction), search,
+                       directory=directory, project_name=SEARCH_DIR,
+                       overwrite=False)
     done = sum(1 for t in tuner.oracle.trials.values()
                if t.status in ("COMPLETED", "FAILED"))
     if resuming and done:
