@@ -25,6 +25,7 @@ optimizer's loss scale) happens here only, as the seed of each backward pass
 import warnings
 from typing import NamedTuple
 
+import tensorflow as tf
 from keras import ops
 
 from kmtl._keras_internals import scale_loss_for_distribution
@@ -76,6 +77,13 @@ def log_task_losses(model, task_losses, labelled):
     A negative loss (none of kmtl's built-in losses) is clipped to 0, so it
     logs as `log(1e-8)` and gets no gradient.
 
+    Under `tf.distribute`, `L_t` in the log and in the divisor is the mean of
+    the replicas' losses (over those with labels; one all-reduce of `2 T`
+    numbers), while the gradient is the replica's own: replica `r` differentiates
+    `log L_t + (L_t^r - L_t^r|const) / L_t`, so the replicas' summed step is
+    the single-device gradient `grad L_t / L_t`, not a mean of per-replica
+    ratios.
+
     Args:
         model: the `MultiTaskModel`.
         task_losses: dict `{task: scalar}`, a replica's own task losses (any
@@ -85,13 +93,31 @@ def log_task_losses(model, task_losses, labelled):
     Returns:
         dict `{task: float32 scalar}`.
     """
+    local = {n: ops.cast(task_losses[n], "float32") for n in model.task_names}
+    # Values only (no gradient path, which would tie every task's log loss to
+    # every other task's variables).
+    mask = ops.cast(labelled, "float32")
+    values = ops.stop_gradient(ops.stack(list(local.values())))
+    share, summed = _sum_over_replicas(mask, mask * values)
+    losses = ops.divide_no_nan(summed, share)
+    positive = ops.where(labelled, ops.maximum(losses, 0.0), 1.0)
+    values = ops.log(positive + LOG_EPSILON)
+    scales = ops.where(labelled & (losses >= 0), 1.0 / (positive + LOG_EPSILON), 0.0)
     logs = {}
-    for index, name in enumerate(model.task_names):
-        loss = ops.cast(task_losses[name], "float32")
-        # Double `where`: the unused branch's gradient is 0, not 0 * inf.
-        safe = ops.where(labelled[index], ops.maximum(loss, 0.0), 1.0)
-        logs[name] = ops.where(labelled[index], ops.log(safe + LOG_EPSILON), 0.0)
+    for index, (name, loss) in enumerate(local.items()):
+        # `value + 0` carrying the gradient `scale * grad L_t^r`.
+        moving = (loss - ops.stop_gradient(loss)) * scales[index]
+        logs[name] = ops.where(labelled[index], values[index] + moving, 0.0)
     return logs
+
+
+def _sum_over_replicas(*values):
+    """Sums tensors over the replicas of a `tf.distribute` strategy (one
+    all-reduce); the values themselves on one device."""
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return values
+    return context.all_reduce(tf.distribute.ReduceOp.SUM, list(values))
 
 
 def _gradient(tape, target, sources, seed):

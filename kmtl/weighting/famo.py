@@ -63,11 +63,11 @@ class FAMO(Weighting):
     `first_moments`, `second_moments` and per-task `adam_steps`, and
     `previous_log_losses` with the tasks labelled then (`previous_labelled`).
     Only the train step moves it (`observe_losses`): `evaluate` and validation
-    use the current logits. Under `tf.distribute` the losses of `delta` are
-    averaged over the replicas (one all-reduce of `2 T` numbers), so every
-    replica takes the same logit step and keeps the same state (on-read
-    variables read as their mean); the weights of a step use each replica's own
-    losses.
+    use the current logits. Under `tf.distribute` the losses are averaged over
+    the replicas with labels (an all-reduce of `2 T` numbers for the weights
+    and one for `delta`), so every replica uses the same weights, takes the
+    same logit step and keeps the same state (on-read variables read as their
+    mean), as on one device.
 
     `log_loss=True` is refused: FAMO already balances the log losses.
 
@@ -141,8 +141,10 @@ class FAMO(Weighting):
         return ops.log(gaps), gaps
 
     def combine_losses(self, losses, labelled):
+        losses_now, labelled = _mean_over_replicas(ops.stop_gradient(losses),
+                                                   labelled)
         mask = ops.cast(labelled, "float32")
-        _, gaps = self._log_gaps(ops.stop_gradient(losses), labelled)
+        _, gaps = self._log_gaps(losses_now, labelled)
         z = _masked_softmax(ops.convert_to_tensor(self.logits), mask)
         weights = mask * ops.divide_no_nan(z / gaps, ops.sum(z / gaps))
         weights = ops.cast(weights, losses.dtype)
@@ -150,12 +152,9 @@ class FAMO(Weighting):
 
     def observe_losses(self, losses, labelled):
         # The losses of this batch are the "after" losses of the last step.
-        local = ops.cast(labelled, "float32")
-        share, loss_sum = _sum_over_replicas(local, local * ops.cast(losses,
-                                                                     "float32"))
-        labelled = share > 0
+        losses, labelled = _mean_over_replicas(losses, labelled)
         mask = ops.cast(labelled, "float32")
-        log_now, _ = self._log_gaps(ops.divide_no_nan(loss_sum, share), labelled)
+        log_now, _ = self._log_gaps(losses, labelled)
         previous = ops.convert_to_tensor(self.previous_log_losses)
         valid = mask * ops.convert_to_tensor(self.previous_labelled)
         delta = valid * (previous - log_now)
@@ -180,6 +179,14 @@ class FAMO(Weighting):
     def get_config(self):
         return {**super().get_config(), "learning_rate": self.learning_rate,
                 "weight_decay": self.weight_decay, "min_losses": self.min_losses}
+
+
+def _mean_over_replicas(losses, labelled):
+    """The replicas' mean `(tasks,)` losses over those with labels, and which
+    tasks any replica has labels for (the values themselves on one device)."""
+    local = ops.cast(labelled, "float32")
+    share, summed = _sum_over_replicas(local, local * ops.cast(losses, "float32"))
+    return ops.divide_no_nan(summed, share), share > 0
 
 
 def _masked_softmax(logits, mask):
