@@ -73,8 +73,6 @@ class FairGrad(Weighting):
     """
 
     gradient_based = True
-    # XLA does not compile the iterative solver in reasonable time (as Nash-MTL).
-    compiles_with_xla = False
 
     def __init__(self, alpha=2.0, max_norm=1.0, iterations=20, **kwargs):
         super().__init__(**kwargs)
