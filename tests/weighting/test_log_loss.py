@@ -81,6 +81,26 @@ def test_the_train_step_hands_a_gradient_method_log_loss_rows():
     assert logs["loss"] == pytest.approx(np.log(raw_losses).sum(), rel=1e-5)
 
 
+def test_a_task_ramped_in_by_a_curriculum_trains_on_its_scaled_log_loss():
+    # The log comes before the schedule's scale s: s log L, gradient
+    # s grad L / L (a scale after the log would only add a constant).
+    keras.utils.set_random_seed(0)
+    model = tiny_model()
+    model.compile(optimizer=keras.optimizers.SGD(0.0),
+                  weighting=_Recorder(log_loss=True), run_eagerly=True)
+    model.attach_schedule().use_task_scales().assign([1.0, 0.5])
+    batch = next(iter(tiny_data(batch_size=32)))
+    raw_rows, _ = model.task_gradients(batch)
+    logs = model.train_on_batch(*batch, return_dict=True)
+    rows, losses = model.weighting.seen
+    raw_losses = np.array([logs[f"{name}_loss"] for name in TASKS])
+    scales = np.array([1.0, 0.5])
+    np.testing.assert_allclose(losses, scales * np.log(raw_losses), rtol=1e-5)
+    np.testing.assert_allclose(
+        rows, np.asarray(raw_rows) * (scales / raw_losses)[:, None],
+        rtol=1e-4, atol=1e-7)
+
+
 def test_val_loss_uses_the_log_losses_and_task_losses_stay_raw():
     keras.utils.set_random_seed(0)
     model = tiny_model()
