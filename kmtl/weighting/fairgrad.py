@@ -29,7 +29,7 @@ class FairGrad(Weighting):
     float64, by a fixed number of Newton steps with a parallel line search
     on a convex function whose minimizer it is
     (`_gradients.alpha_fair_weights`, Nash-MTL's solver generalized; 20 steps
-    reach a relative residual below 1e-8 for alpha in [0.25, 5]). The shared
+    reach a relative residual below 1e-7 for alpha in [0.25, 5]). The shared
     direction is then scaled down to norm `max_norm` when longer, as the
     authors' code clips the shared parameters' gradient. No state: the
     weights are solved afresh at every step.

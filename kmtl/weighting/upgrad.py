@@ -50,8 +50,9 @@ def dual_cone_weights(gram, preferences, mask, iterations=None):
     `>= -TOLERANCE`: the KKT conditions hold); else `lambda` moves towards it
     up to the first coordinate that reaches 0, which leaves the free set. The
     `T` problems run batched for a fixed number of iterations (`2 T + 2` by
-    default; the method needed at most `T + 1` on random problems with
-    `T <= 12`), in float64.
+    default; on 60 random problems for each of T = 3, 5, 8, 12 and 16, half
+    of them strongly conflicting, the most needed were 4, 6, 10, 18 and 20),
+    in float64.
 
     Args:
         gram: `(T, T)` positive semi-definite float64 matrix (rows and columns
@@ -122,8 +123,9 @@ class UPGrad(Weighting):
     the identity; the weights then apply to the raw gradients. TorchJD solves
     the QPs with `quadprog` on the CPU; here the `T` QPs are solved in the
     graph, batched, by an active-set method in float64
-    (`dual_cone_weights`), which is exact after at most a few more than `T`
-    iterations.
+    (`dual_cone_weights`), which reaches the exact solution in finitely many
+    iterations; it runs a fixed `2 T + 2`, enough on every random problem
+    tried.
 
     Scale: `d` is the mean of the projected gradients (TorchJD's
     convention), where kmtl's default (`"static"`, EW) sums the task
