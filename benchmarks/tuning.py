@@ -78,9 +78,10 @@ def _record(name, run, seed, tasks):
             "seconds": round(run.seconds, 3)}
 
 
-def test_delta_m(default, best, data_dir, seeds, log):
-    """Baselines, the default config and the best config on TEST, over seeds:
-    `analyse`'s results for `default` and `best`."""
+def test_delta_m(default, best, data_dir, seeds, log, methods=()):
+    """Baselines, the default config, the best config and the default config
+    with each of `methods` as its weighting, on TEST, over seeds: `analyse`'s
+    results for each of them."""
     default, data = prepare_run(default, data_dir, log)
     best_data = trial_data(data, best)  # best.yaml sets every size key
     baseline = with_shared_units(baseline_spec(default), len(data.train))
@@ -93,18 +94,21 @@ def test_delta_m(default, best, data_dir, seeds, log):
             runs.append(_record(SINGLE_TASK, run, seed, [task]))
             keras.backend.clear_session()
             log(f"  seed {seed} single-task {task.name}: {run.seconds:.0f} s")
-        for name, config, own in (("default", default, data),
-                                  ("best", best, best_data)):
+        configs = [("default", default, data), ("best", best, best_data)] + [
+            (method, default.replace({"training.weighting": method}), data)
+            for method in methods]
+        for name, config, own in configs:
             run = run_model(config.replace({"training.seed": seed}), own)
             runs.append(_record(name, run, seed, data.tasks))
             keras.backend.clear_session()
             log(f"  seed {seed} {name}: {run.seconds:.0f} s")
-    analysis = analyse(runs, ["default", "best"], "test", metrics,
+    names = ["default", "best", *methods]
+    analysis = analyse(runs, names, "test", metrics,
                        default.compare.directions, default.compare.average)
     return {"seeds": list(seeds), "metrics": metrics, "runs": runs,
             "results": {name: {"delta_m": analysis["results"][name]["delta_m"],
                                "summary": analysis["results"][name]["summary"]}
-                        for name in ("default", "best")},
+                        for name in names},
             "single_task": analysis["single_task"]["summary"]}
 
 
@@ -139,7 +143,7 @@ def markdown(results):
                           len(ms) for ms in test["metrics"].values())]
             rows = [("single_task", None, test["single_task"])] + [
                 (name, test["results"][name]["delta_m"],
-                 test["results"][name]["summary"]) for name in ("default", "best")]
+                 test["results"][name]["summary"]) for name in test["results"]]
             for name, delta, summary in rows:
                 cells = [f"{summary[t][m]['mean']:.4f} ± {summary[t][m]['std']:.4f}"
                          for t, ms in test["metrics"].items() for m in ms]
@@ -183,6 +187,9 @@ def main():
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--seeds", type=int, default=3,
                         help="seeds of the TEST comparison (0 skips it)")
+    parser.add_argument("--methods", default="famo,db_mtl,fairgrad,upgrad",
+                        help="weightings trained on TEST beside the default "
+                        "(EW) and the best config, comma-separated ('' for none)")
     parser.add_argument("--reviews-trials", type=int, default=6)
     parser.add_argument("--skip-reviews", action="store_true")
     parser.add_argument("--epochs", type=int, default=None,
@@ -224,7 +231,8 @@ def main():
         if args.seeds:
             best = read_config(os.path.join(report["directory"], BEST_FILE))
             results["census"]["test"] = test_delta_m(
-                _without_search(raw), best, data_dir, range(args.seeds), log)
+                _without_search(raw), best, data_dir, range(args.seeds), log,
+                [m for m in args.methods.split(",") if m])
             save()
         if not args.skip_reviews:
             with open(REVIEWS) as handle:
