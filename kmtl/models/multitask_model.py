@@ -600,15 +600,8 @@ class MultiTaskModel(keras.Model):
                 weights = schedule.paced_weights(
                     self.row_losses(y, y_pred),
                     self._all_weights(x, sample_weight))
-            task_losses = self.compute_task_losses(y, y_pred, weights)
-            labelled = self.labelled_tasks(weights)
-            logged = task_losses
-            if self.weighting.log_loss:
-                # Before the schedule, so a task ramped in at scale s trains
-                # on s log L_t.
-                task_losses = steps.log_task_losses(self, task_losses, labelled)
-            if schedule is not None:
-                task_losses, labelled = schedule.scale(task_losses, labelled)
+            logged = self.compute_task_losses(y, y_pred, weights)
+            task_losses, labelled = self._weighting_losses(logged, weights)
             self.weighting.observe_losses(
                 ops.stop_gradient(self.stack_task_losses(task_losses)), labelled)
             step_loss = step.loss(self, task_losses, labelled)
@@ -618,8 +611,38 @@ class MultiTaskModel(keras.Model):
         # Before the update: the penalty `loss` holds.
         penalty = self._sharing_penalty()
         self.optimizer.apply_gradients(zip(gradients, self.trainable_weights))
+        if self.weighting.observes_losses_after_step:
+            # The same batch's losses after the update (FAMO's reference form;
+            # one more forward pass).
+            after, after_labelled = self._weighting_losses(
+                self.compute_task_losses(
+                    y, self.forward(x, training=True), weights), weights)
+            self.weighting.observe_losses_after_step(
+                self.stack_task_losses(after), after_labelled)
         return self._update_metrics(step_loss.loss, logged, x, y, y_pred,
                                     sample_weight, step_loss.task_weights, penalty)
+
+    def _weighting_losses(self, task_losses, weights):
+        """The training task losses the weighting gets and which tasks are
+        labelled: log losses under `log_loss`, then the schedule's scales.
+
+        Args:
+            task_losses: dict `{task: scalar}`, `compute_task_losses` with
+                `weights`.
+            weights: the batch's sample weights (self-paced when a schedule
+                sets `row_fraction`).
+
+        Returns:
+            `(task_losses, labelled)`.
+        """
+        labelled = self.labelled_tasks(weights)
+        if self.weighting.log_loss:
+            # Before the schedule, so a task ramped in at scale s trains on
+            # s log L_t.
+            task_losses = steps.log_task_losses(self, task_losses, labelled)
+        if self.schedule is not None:
+            task_losses, labelled = self.schedule.scale(task_losses, labelled)
+        return task_losses, labelled
 
     def row_losses(self, y, y_pred):
         """Each task's loss per row, before the reduction over rows.

@@ -86,6 +86,9 @@ class Weighting(keras.layers.Layer):
     log_loss_refusal = None
     #: Whether the method takes `compile(gradients="representation")`.
     supports_representation_gradients = True
+    #: Whether the train step recomputes the batch's losses after the update
+    #: for `observe_losses_after_step` (one more forward pass).
+    observes_losses_after_step = False
 
     def __init__(self, log_loss=False, **kwargs):
         super().__init__(**kwargs)
@@ -162,6 +165,17 @@ class Weighting(keras.layers.Layer):
             losses: `(tasks,)` float32, the losses the method is about to
                 weight (log losses under `log_loss`), a replica's own; no
                 gradient flows back through them.
+            labelled: `(tasks,)` bool.
+        """
+
+    def observe_losses_after_step(self, losses, labelled):
+        """Updates training-only state from the same batch's task losses after
+        the optimizer's update. The train step calls it only when
+        `observes_losses_after_step` is True (FAMO's `update="same_batch"`),
+        after a second forward pass in training mode. Default: nothing.
+
+        Args:
+            losses: `(tasks,)` float32, as `observe_losses`'s, after the update.
             labelled: `(tasks,)` bool.
         """
 

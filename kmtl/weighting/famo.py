@@ -15,6 +15,8 @@ EPSILON = 1e-8
 BETA_1 = 0.9
 BETA_2 = 0.999
 ADAM_EPSILON = 1e-8
+# Where the "after" losses of a logit step come from.
+UPDATES = ("next_batch", "same_batch")
 # The state variables, `(tasks,)` each.
 STATE = ("logits", "first_moments", "second_moments", "adam_steps",
          "previous_log_losses", "previous_labelled")
@@ -44,15 +46,19 @@ class FAMO(Weighting):
     log D_t(after)` is how much task `t`'s log loss fell: a task whose log loss
     fell faster than the `z`-weighted mean gets a lower logit.
 
-    kmtl's approximation: the references compute the "after" losses with an
-    extra forward pass on the same batch after the update; here they are the
-    next training batch's losses, read at the start of the next train step
-    (`observe_losses`) before its weights are computed. Both give the weights of
-    step `t + 1` from the logits updated with step `t`'s `delta`; here `delta`
-    compares two batches, which adds batch-to-batch noise that Adam's
-    normalization averages out, and the step costs no extra forward pass. The
-    first step makes no logit update. The official code also clips the shared
-    gradient to norm 1; kmtl does not (use the optimizer's `clipnorm`).
+    The "after" losses (`update`): the references (official code, LibMTL)
+    recompute the losses with a second forward pass on the same batch after
+    the update (`update="same_batch"`: the train step does so, in training
+    mode as they do, and calls `observe_losses_after_step`). The default,
+    kmtl's approximation `update="next_batch"`, takes them from the next
+    training batch, read at the start of the next train step
+    (`observe_losses`) before its weights are computed: no extra forward pass.
+    Both give the weights of step `t + 1` from the logits updated with step
+    `t`'s `delta`; with the next batch `delta` compares two batches, which adds
+    batch-to-batch noise (zero-mean for shuffled batches) that Adam's
+    normalization averages out, and the first step makes no logit update. The
+    official code also clips the shared gradient to norm 1; kmtl does not (use
+    the optimizer's `clipnorm`).
 
     Masking: the softmax, `c` and the weights run over the labelled tasks (an
     unlabelled task gets weight 0); the logits move only for the tasks
@@ -62,8 +68,9 @@ class FAMO(Weighting):
     State (non-trainable variables saved in `.keras` files): `logits`, Adam's
     `first_moments`, `second_moments` and per-task `adam_steps`, and
     `previous_log_losses` with the tasks labelled then (`previous_labelled`).
-    Only the train step moves it (`observe_losses`): `evaluate` and validation
-    use the current logits. Under `tf.distribute` the losses are averaged over
+    Only the train step moves it (`observe_losses`,
+    `observe_losses_after_step`): `evaluate` and validation use the current
+    logits. Under `tf.distribute` the losses are averaged over
     the replicas with labels (an all-reduce of `2 T` numbers for the weights
     and one for `delta`), so every replica uses the same weights, takes the
     same logit step and keeps the same state (on-read variables read as their
@@ -78,6 +85,8 @@ class FAMO(Weighting):
             LibMTL and the official NYUv2 runs). L2 decay of the logits.
         min_losses: float or list of float (one per task), default 0.0: the
             lower bounds `L*_t` of the task losses.
+        update: str, default `"next_batch"` (no extra cost); `"same_batch"`
+            for the references' second forward pass after each update.
         **kwargs: `Weighting` arguments (`name`).
 
     Input shape:
@@ -88,8 +97,8 @@ class FAMO(Weighting):
 
     Raises:
         ValueError: `learning_rate` is not positive, `weight_decay` is
-            negative, or `min_losses` is not a number or a list of numbers (one
-            per task, checked by `build_tasks`).
+            negative, `update` is unknown, or `min_losses` is not a number or
+            a list of numbers (one per task, checked by `build_tasks`).
 
     Examples:
         >>> model.compile(optimizer="adam", weighting="famo(learning_rate=0.025)")
@@ -99,8 +108,11 @@ class FAMO(Weighting):
                         "losses already.")
 
     def __init__(self, learning_rate=0.025, weight_decay=1e-3, min_losses=0.0,
-                 **kwargs):
+                 update="next_batch", **kwargs):
         super().__init__(**kwargs)
+        if update not in UPDATES:
+            raise ValueError(f"Unknown update. Use one of {UPDATES}. Received: "
+                             f"update={update!r}")
         if not float(learning_rate) > 0:
             raise ValueError(f"learning_rate must be > 0. Received: "
                              f"learning_rate={learning_rate}")
@@ -114,6 +126,8 @@ class FAMO(Weighting):
         self.learning_rate = float(learning_rate)
         self.weight_decay = float(weight_decay)
         self.min_losses = min_losses
+        self.update = update
+        self.observes_losses_after_step = update == "same_batch"
         self.logits = None
 
     def build_tasks(self, task_names, loss_weights=None):
@@ -151,13 +165,27 @@ class FAMO(Weighting):
         return ops.sum(weights * losses), weights
 
     def observe_losses(self, losses, labelled):
-        # The losses of this batch are the "after" losses of the last step.
         losses, labelled = _mean_over_replicas(losses, labelled)
-        mask = ops.cast(labelled, "float32")
         log_now, _ = self._log_gaps(losses, labelled)
-        previous = ops.convert_to_tensor(self.previous_log_losses)
-        valid = mask * ops.convert_to_tensor(self.previous_labelled)
-        delta = valid * (previous - log_now)
+        if self.update == "next_batch":
+            # This batch's losses are the "after" losses of the last step.
+            self._logit_step(log_now, labelled)
+        self.previous_log_losses.assign(
+            ops.where(labelled, log_now, self.previous_log_losses))
+        self.previous_labelled.assign(ops.cast(labelled, "float32"))
+
+    def observe_losses_after_step(self, losses, labelled):
+        losses, labelled = _mean_over_replicas(losses, labelled)
+        log_after, _ = self._log_gaps(losses, labelled)
+        self._logit_step(log_after, labelled)
+
+    def _logit_step(self, log_after, labelled):
+        """One Adam step of the logits from `delta = previous - log_after`,
+        over the tasks labelled at both."""
+        valid = ops.cast(labelled, "float32") * ops.convert_to_tensor(
+            self.previous_labelled)
+        delta = valid * (ops.convert_to_tensor(self.previous_log_losses)
+                         - log_after)
         logits = ops.convert_to_tensor(self.logits)
         z = _masked_softmax(logits, valid)
         gradient = z * (delta - ops.sum(z * delta)) + self.weight_decay * logits
@@ -173,12 +201,11 @@ class FAMO(Weighting):
         self.first_moments.assign(ops.where(moved, first, self.first_moments))
         self.second_moments.assign(ops.where(moved, second, self.second_moments))
         self.adam_steps.assign(steps)
-        self.previous_log_losses.assign(ops.where(labelled, log_now, previous))
-        self.previous_labelled.assign(mask)
 
     def get_config(self):
         return {**super().get_config(), "learning_rate": self.learning_rate,
-                "weight_decay": self.weight_decay, "min_losses": self.min_losses}
+                "weight_decay": self.weight_decay, "min_losses": self.min_losses,
+                "update": self.update}
 
 
 def _mean_over_replicas(losses, labelled):

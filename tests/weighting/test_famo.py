@@ -51,6 +51,37 @@ def test_weights_and_logit_steps_by_hand():
     assert weights.sum() == pytest.approx(1.0, rel=1e-6)
 
 
+def test_same_batch_updates_give_the_references_logits_one_step_earlier():
+    famo = _built("famo(update='same_batch')")
+    assert famo.observes_losses_after_step
+    _, weights = _step(famo, [1.0, 4.0])
+    np.testing.assert_allclose(weights, [0.8, 0.2], rtol=1e-6)
+    famo.observe_losses_after_step(tf.constant([0.5, 3.6]), tf.constant([True] * 2))
+    np.testing.assert_allclose(famo.logits.numpy(), [-0.025, 0.025], rtol=1e-5)
+    # The next batch's losses set the next delta's start, not the logits.
+    _, weights = _step(famo, [0.5, 3.6])
+    np.testing.assert_allclose(famo.logits.numpy(), [-0.025, 0.025], rtol=1e-5)
+    np.testing.assert_allclose(weights, [0.872593, 0.127407], rtol=1e-5)
+
+
+def test_same_batch_mode_reads_the_losses_after_the_update():
+    keras.utils.set_random_seed(0)
+    model = tiny_model()
+    model.compile(optimizer=keras.optimizers.SGD(0.5),
+                  weighting="famo(update='same_batch')")
+    batch = next(iter(tiny_data(batch_size=32)))
+    before = model.test_on_batch(*batch, return_dict=True)
+    model.train_on_batch(*batch)
+    after = model.test_on_batch(*batch, return_dict=True)
+    # z = (.5, .5): the first Adam step is -0.025 sign(delta_1 - delta_2).
+    delta = [np.log(before[f"{n}_loss"] / after[f"{n}_loss"])
+             for n in ("clicked", "price")]
+    sign = np.sign(delta[0] - delta[1])
+    assert sign != 0
+    np.testing.assert_allclose(model.weighting.logits.numpy(),
+                               [-0.025 * sign, 0.025 * sign], rtol=1e-4)
+
+
 def _reference(steps, lr=0.025, gamma=1e-3):
     """A numpy transcription of the update (kmtl's next-batch form), float64:
     `steps` is a list of `(losses, labelled)`; returns each step's weights."""
@@ -150,7 +181,8 @@ def test_a_mixed_precision_fit_has_no_nan():
 
 def test_arguments_config_and_refusals():
     famo = kmtl.weighting.get(
-        "famo(learning_rate=0.01, weight_decay=0.0, min_losses=[0.1, 0.2])")
+        "famo(learning_rate=0.01, weight_decay=0.0, min_losses=[0.1, 0.2], "
+        "update='same_batch')")
     check_config_round_trip(famo)
     famo.build_tasks(["a", "b"])
     # L* shifts the gaps: D = (1 - 0.1, 4 - 0.2) -> w = (3.8, 0.9) / 4.7.
@@ -158,7 +190,8 @@ def test_arguments_config_and_refusals():
     np.testing.assert_allclose(weights, [3.8 / 4.7, 0.9 / 4.7], rtol=1e-5)
     with pytest.raises(ConfigError, match="'famo' does not take log_loss=True"):
         kmtl.weighting.get("famo(log_loss=True)")
-    for spec in ("famo(learning_rate=0)", "famo(weight_decay=-1)"):
+    for spec in ("famo(learning_rate=0)", "famo(weight_decay=-1)",
+                 "famo(update='after')"):
         with pytest.raises(ConfigError, match="famo"):
             kmtl.weighting.get(spec)
     with pytest.raises(ValueError, match="one number per task"):
