@@ -232,11 +232,17 @@ def _arguments_doc(obj):
 
 
 def _arguments_table(cls, names):
-    signature = inspect.signature(cls.__init__)
-    meanings = {**_arguments_doc(cls.__init__), **_arguments_doc(cls)}
+    # An argument a base class takes (a weighting's `log_loss`) is documented,
+    # with its default, by the first class of the MRO that names it.
+    meanings, parameters = {}, {}
+    for klass in reversed(cls.__mro__):
+        if klass is object or "__init__" not in vars(klass):
+            continue
+        meanings.update({**_arguments_doc(klass.__init__), **_arguments_doc(klass)})
+        parameters.update(inspect.signature(klass.__init__).parameters)
     rows = []
     for name in names:
-        parameter = signature.parameters.get(name)
+        parameter = parameters.get(name)
         default = ("" if parameter is None
                    or parameter.default is inspect.Parameter.empty
                    else _code(_yaml(parameter.default)))
