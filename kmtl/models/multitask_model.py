@@ -364,7 +364,9 @@ class MultiTaskModel(keras.Model):
         if (gradients == "representation" and weighting.gradient_based
                 and not weighting.supports_representation_gradients):
             raise ConfigError(
-                f"The weighting {type(weighting).__name__!r} does not take "
+                f"The weighting "
+                f"{getattr(weighting, 'registered_name', type(weighting).__name__)!r}"
+                f" does not take "
                 f"gradients='representation' (its state is per shared "
                 f"parameter, and the representation's rows change with every "
                 f"batch). Use gradients='parameters'.")

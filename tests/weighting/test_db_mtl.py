@@ -105,6 +105,6 @@ def test_arguments_config_and_refusals():
     for spec in ("db_mtl(beta=1.0)", "db_mtl(beta=-0.1)", "db_mtl(beta_sigma=-1)"):
         with pytest.raises(ConfigError, match="db_mtl"):
             kmtl.weighting.get(spec)
-    with pytest.raises(ConfigError, match="does not take gradients='repr"):
+    with pytest.raises(ConfigError, match="'db_mtl' does not take gradients='repr"):
         tiny_model().compile(optimizer="adam", weighting="db_mtl",
                              gradients="representation")
