@@ -108,3 +108,16 @@ def test_arguments_config_and_refusals():
     with pytest.raises(ConfigError, match="'db_mtl' does not take gradients='repr"):
         tiny_model().compile(optimizer="adam", weighting="db_mtl",
                              gradients="representation")
+
+
+def test_the_update_compiles_with_xla():
+    eager, graph = _built(parameters=5), _built(parameters=5)
+    compiled = tf.function(graph.aggregate_gradients, jit_compile=True)
+    rng = np.random.default_rng(0)
+    for labelled in ([True, True], [True, False], [True, True]):
+        gradients = tf.constant(rng.normal(size=(2, 4)), tf.float32)
+        args = (gradients, tf.ones((2,)), tf.constant(labelled))
+        for got, want in zip(compiled(*args), eager.aggregate_gradients(*args)):
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+    for got, want in zip(graph.variables, eager.variables):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)

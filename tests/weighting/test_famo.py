@@ -196,3 +196,29 @@ def test_arguments_config_and_refusals():
             kmtl.weighting.get(spec)
     with pytest.raises(ValueError, match="one number per task"):
         kmtl.weighting.get("famo(min_losses=[0.0])").build_tasks(["a", "b"])
+
+
+@pytest.mark.parametrize("update", ["next_batch", "same_batch"])
+def test_the_update_compiles_with_xla(update):
+    eager, graph = (_built(f"famo(update={update!r})", tasks=3) for _ in range(2))
+    labelled = tf.constant([True, False, True])
+
+    def step(weighting, losses, after):
+        weighting.observe_losses(losses, labelled)
+        result = weighting.combine_losses(losses, labelled)
+        weighting.observe_losses_after_step(after, labelled)
+        return result
+
+    @tf.function(jit_compile=True)
+    def compiled(losses, after):
+        return step(graph, losses, after)
+
+    for losses in ([1.0, 0.0, 4.0], [0.5, 0.0, 3.6], [0.45, 0.0, 3.0]):
+        # Different rates per task (equal ones make the Adam step the sign of
+        # rounding noise).
+        losses = tf.constant(losses)
+        after = losses * tf.constant([0.9, 1.0, 0.7])
+        for got, want in zip(compiled(losses, after), step(eager, losses, after)):
+            np.testing.assert_allclose(got, want, rtol=1e-5)
+    for got, want in zip(graph.variables, eager.variables):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)

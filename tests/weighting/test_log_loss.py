@@ -54,6 +54,19 @@ def test_an_unlabelled_task_stays_zero_with_a_zero_gradient():
     assert float(tape.gradient(logs["b"], loss)) == pytest.approx(1e8, rel=1e-6)
 
 
+def test_log_losses_compile_with_xla():
+    def log_losses(a, b, labelled):
+        logs = steps.log_task_losses(_Tasks(), {"a": a, "b": b}, labelled)
+        return logs["a"], logs["b"]
+
+    compiled = tf.function(log_losses, jit_compile=True)
+    for values in ((2.0, 0.5, [True, True]), (0.0, 3.0, [False, True]),
+                   (-1.0, 0.0, [True, True])):
+        args = (tf.constant(values[0]), tf.constant(values[1]),
+                tf.constant(values[2]))
+        np.testing.assert_allclose(compiled(*args), log_losses(*args), rtol=1e-6)
+
+
 class _Recorder(Weighting):
     """Sums the task gradients and keeps the last rows and losses it saw."""
 
