@@ -35,7 +35,8 @@ def run(rounds=ROUNDS):
     methods = ["ew"] + weighting_module.list_weightings()
     # Gradient methods again with gradients of the shared representation.
     methods += [f"{m}+representation" for m in methods
-                if weighting_module.get(m).gradient_based]
+                if weighting_module.get(m).gradient_based
+                and weighting_module.get(m).supports_representation_gradients]
     result = {"steps_per_epoch": STEPS, "rounds": rounds, "ms_per_step": {},
               "ratio_to_ew": {}}
     for num_tasks in (3, 6):

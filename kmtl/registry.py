@@ -95,9 +95,13 @@ class Registry:
         fixed: tuple of str. Arguments the caller of `get` supplies (an
             architecture's `task_names`), so they are not listed as options.
         default: str or None. The member `get(None)` returns.
+        common: tuple of str. Arguments every member takes from `base`
+            through its `**kwargs` (a weighting's `log_loss`), so they are
+            options of every member.
     """
 
-    def __init__(self, kind, base, keras_serializable=None, fixed=(), default=None):
+    def __init__(self, kind, base, keras_serializable=None, fixed=(), default=None,
+                 common=()):
         self.kind = kind
         self.base = base
         if keras_serializable is None:
@@ -105,6 +109,7 @@ class Registry:
         self.keras_serializable = keras_serializable
         self.fixed = tuple(fixed)
         self.default = default
+        self.common = tuple(common)
         self._classes = {}
 
     # === Registration ===
@@ -180,12 +185,14 @@ class Registry:
         return self._classes[key]
 
     def options(self, name):
-        """The named arguments of the `name` class, without the fixed ones.
+        """The named arguments of the `name` class, without the fixed ones,
+        then the common ones it does not name.
 
         Raises:
             ConfigError: `name` is not registered.
         """
-        return [o for o in options_of(self.get_class(name)) if o not in self.fixed]
+        own = [o for o in options_of(self.get_class(name)) if o not in self.fixed]
+        return own + [o for o in self.common if o not in own]
 
     def get(self, identifier, **arguments):
         """Resolves `identifier` to an instance.
@@ -228,6 +235,7 @@ class Registry:
 
     def _create(self, cls, label, arguments):
         allowed = options_of(cls)
+        allowed += [o for o in self.common if o not in allowed]
         unknown = set(arguments) - set(allowed)
         if issubclass(cls, keras.layers.Layer):
             # Every Keras layer takes these through **kwargs.

@@ -25,12 +25,12 @@ optimizer's loss scale) happens here only, as the seed of each backward pass
 import warnings
 from typing import NamedTuple
 
-import tensorflow as tf
 from keras import ops
 
 from kmtl._keras_internals import scale_loss_for_distribution
 from kmtl.errors import ConfigError
 from kmtl.models import shared_parameters
+from kmtl.weighting._gradients import sum_over_replicas
 
 
 class StepLoss(NamedTuple):
@@ -98,7 +98,7 @@ def log_task_losses(model, task_losses, labelled):
     # every other task's variables).
     mask = ops.cast(labelled, "float32")
     values = ops.stop_gradient(ops.stack(list(local.values())))
-    share, summed = _sum_over_replicas(mask, mask * values)
+    share, summed = sum_over_replicas(mask, mask * values)
     losses = ops.divide_no_nan(summed, share)
     positive = ops.where(labelled, ops.maximum(losses, 0.0), 1.0)
     values = ops.log(positive + LOG_EPSILON)
@@ -109,15 +109,6 @@ def log_task_losses(model, task_losses, labelled):
         moving = (loss - ops.stop_gradient(loss)) * scales[index]
         logs[name] = ops.where(labelled[index], values[index] + moving, 0.0)
     return logs
-
-
-def _sum_over_replicas(*values):
-    """Sums tensors over the replicas of a `tf.distribute` strategy (one
-    all-reduce); the values themselves on one device."""
-    context = tf.distribute.get_replica_context()
-    if context is None or context.num_replicas_in_sync == 1:
-        return values
-    return context.all_reduce(tf.distribute.ReduceOp.SUM, list(values))
 
 
 def _gradient(tape, target, sources, seed):

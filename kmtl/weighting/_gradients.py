@@ -15,6 +15,26 @@ tasks only.
 
 import tensorflow as tf
 
+
+def sum_over_replicas(*values):
+    """Sums tensors over the replicas of a `tf.distribute` strategy, in one
+    all-reduce (as synchronized batch normalization does); on one device, the
+    values themselves. A method whose state must be the same on every replica
+    (GradNorm's and FAMO's weights, DB-MTL's moving averages) builds it from
+    these sums.
+
+    Args:
+        *values: tensors, the replica's own.
+
+    Returns:
+        A tuple (list) of the summed tensors, in order.
+    """
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return values
+    return context.all_reduce(tf.distribute.ReduceOp.SUM, list(values))
+
+
 # Gram entries below this share of the largest labelled squared norm count as 0.
 TINY = 1e-12
 

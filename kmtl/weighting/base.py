@@ -39,9 +39,7 @@ import keras
 from keras import ops
 
 from kmtl.errors import ConfigError
-from kmtl.registry import LAYER_ARGUMENTS
 from kmtl.registry import Registry
-from kmtl.registry import options_of
 
 
 class Weighting(keras.layers.Layer):
@@ -204,38 +202,11 @@ class Weighting(keras.layers.Layer):
         return {**super().get_config(), "log_loss": self.log_loss}
 
 
-class WeightingRegistry(Registry):
-    """The weighting family's `Registry`: a member also takes the arguments of
-    `Weighting.__init__` (`log_loss`) that its own signature passes on through
-    `**kwargs`, so `"pcgrad(log_loss=True)"` parses for every method."""
-
-    #: Arguments every weighting takes from the base class.
-    common_options = ("log_loss",)
-
-    def options(self, name):
-        own = super().options(name)
-        return own + [o for o in self.common_options if o not in own]
-
-    def _create(self, cls, label, arguments):
-        allowed = set(options_of(cls)) | set(self.common_options) | LAYER_ARGUMENTS
-        unknown = sorted(set(arguments) - allowed)
-        if unknown:
-            listed = [o for o in options_of(cls) if o not in self.fixed]
-            listed += [o for o in self.common_options if o not in listed]
-            raise ConfigError(f"The {self.kind} {label!r} does not take option(s) "
-                              f"{unknown}. Its options are {listed}.")
-        try:
-            return cls(**arguments)
-        except ConfigError:
-            raise  # the method's own message names it
-        except (TypeError, ValueError) as error:
-            raise ConfigError(f"{self.kind.capitalize()} {label!r}: {error}") from None
-
-
 # The weighting family: `@register("pcgrad")` on a subclass registers it under
 # the field's standard names (the first is canonical) and as a Keras
 # serializable, so `.keras` files holding it load without `custom_objects`.
-WEIGHTINGS = WeightingRegistry("weighting", Weighting, default="static")
+WEIGHTINGS = Registry("weighting", Weighting, default="static",
+                      common=("log_loss",))
 """The registry of weightings (`kmtl.registry.Registry`); None looks up
 `"static"`."""
 register = WEIGHTINGS.register

@@ -4,9 +4,9 @@ largest moving-average norm."""
 import keras
 from keras import ops
 
+from kmtl.weighting import _gradients
 from kmtl.weighting.base import Weighting
 from kmtl.weighting.base import register
-from kmtl.weighting.gradnorm import _sum_over_replicas
 
 # Added to a moving-average norm before dividing by it (LibMTL's value).
 EPSILON = 1e-8
@@ -122,7 +122,7 @@ class DBMTL(Weighting):
         # The replicas' mean gradient over those with labels (the plain
         # gradients on one device).
         local = ops.cast(labelled, gradients.dtype)
-        share, summed = _sum_over_replicas(local, local[:, None] * gradients)
+        share, summed = _gradients.sum_over_replicas(local, local[:, None] * gradients)
         labelled = share > 0
         current = ops.divide_no_nan(summed, share[:, None])
 

@@ -60,6 +60,10 @@ class DWA(Weighting):
         >>> model.fit(data, epochs=10)  # equal weights for epochs 1 and 2
     """
 
+    log_loss_refusal = ("its weights come from ratios of epoch losses "
+                        "L_t(e - 1) / L_t(e - 2), meaningless for log losses "
+                        "(negative below 1, 0 at 1).")
+
     def __init__(self, temperature=2.0, **kwargs):
         super().__init__(**kwargs)
         if not float(temperature) > 0:

@@ -4,9 +4,9 @@ rates at which the log losses fall, at O(1) cost per step."""
 import keras
 from keras import ops
 
+from kmtl.weighting import _gradients
 from kmtl.weighting.base import Weighting
 from kmtl.weighting.base import register
-from kmtl.weighting.gradnorm import _sum_over_replicas
 
 # Added to `L_t - L*_t` before the log and the division (the references' value).
 EPSILON = 1e-8
@@ -212,7 +212,8 @@ def _mean_over_replicas(losses, labelled):
     """The replicas' mean `(tasks,)` losses over those with labels, and which
     tasks any replica has labels for (the values themselves on one device)."""
     local = ops.cast(labelled, "float32")
-    share, summed = _sum_over_replicas(local, local * ops.cast(losses, "float32"))
+    share, summed = _gradients.sum_over_replicas(
+        local, local * ops.cast(losses, "float32"))
     return ops.divide_no_nan(summed, share), share > 0
 
 

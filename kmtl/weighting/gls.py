@@ -44,6 +44,10 @@ class GLS(Weighting):
         >>> model.compile(optimizer="adam", weighting="gls")
     """
 
+    log_loss_refusal = ("its total exp(mean_t log L_t) already works on the log "
+                        "losses; on log losses (negative below 1) its own log "
+                        "is NaN.")
+
     def __init__(self, epsilon=1e-8, **kwargs):
         super().__init__(**kwargs)
         if not float(epsilon) > 0:

@@ -1,9 +1,9 @@
 """GradNorm: task weights that balance the tasks' gradient norms."""
 
 import keras
-import tensorflow as tf
 from keras import ops
 
+from kmtl.weighting import _gradients
 from kmtl.weighting.base import Weighting
 from kmtl.weighting.base import register
 
@@ -81,6 +81,9 @@ class GradNorm(Weighting):
     """
 
     gradient_based = True
+    log_loss_refusal = ("its training rates L_t / L_t(0) are ratios of losses; "
+                        "with log losses (negative below 1) their powers are "
+                        "NaN.")
 
     def __init__(self, alpha=1.5, learning_rate=0.025, **kwargs):
         super().__init__(**kwargs)
@@ -126,7 +129,7 @@ class GradNorm(Weighting):
         # mean loss and mean gradient norm (the plain values on one device).
         local = ops.cast(labelled, dtype)
         local_norms = ops.sqrt(ops.sum(ops.square(gradients), axis=1))
-        share, loss_sum, norm_sum = _sum_over_replicas(
+        share, loss_sum, norm_sum = _gradients.sum_over_replicas(
             local, local * ops.cast(losses, dtype), local * local_norms)
         mask = ops.cast(share > 0, dtype)
         losses = ops.divide_no_nan(loss_sum, share)
@@ -157,13 +160,3 @@ class GradNorm(Weighting):
     def get_config(self):
         return {**super().get_config(), "alpha": self.alpha,
                 "learning_rate": self.learning_rate}
-
-
-def _sum_over_replicas(*values):
-    """Sums `(tasks,)` tensors over the replicas of a `tf.distribute` strategy
-    (one small all-reduce, as synchronized batch normalization does); the values
-    themselves on one device."""
-    context = tf.distribute.get_replica_context()
-    if context is None or context.num_replicas_in_sync == 1:
-        return values
-    return context.all_reduce(tf.distribute.ReduceOp.SUM, list(values))

@@ -72,6 +72,11 @@ class MGDA(Weighting):
         if int(iterations) < 0:
             raise ValueError(f"iterations must be >= 0. Received: "
                              f"iterations={iterations}")
+        if self.log_loss and normalization in ("loss", "loss+"):
+            raise ValueError(
+                f"normalization={normalization!r} divides each gradient by its "
+                f"loss, which log_loss=True already does (and a log loss can be "
+                f"0 or negative). Use normalization='none' or 'l2' with it.")
         self.normalization = normalization
         self.iterations = int(iterations)
 

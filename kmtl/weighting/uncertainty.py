@@ -59,6 +59,10 @@ class UncertaintyWeighting(Weighting):
         >>> model.weighting.log_variances  # (tasks,), trained with the model
     """
 
+    log_loss_refusal = ("exp(-s_t) log L_t + s_t has no minimum in s_t once a "
+                        "log loss is negative (L_t < 1): s_t falls without "
+                        "bound.")
+
     def __init__(self, initial_log_variance=0.0, **kwargs):
         super().__init__(**kwargs)
         value = float(initial_log_variance)

@@ -159,6 +159,15 @@ def test_specs_configs_and_keras_files_keep_log_loss(tmp_path):
     assert restored.get_compile_config() == model.get_compile_config()
 
 
+@pytest.mark.parametrize("spec", [
+    "famo", "gls", "uncertainty", "dwa", "gradnorm", "mgda(normalization='loss'",
+    "mgda(normalization='loss+'"])
+def test_methods_for_which_log_losses_are_meaningless_refuse_them(spec):
+    spec = f"{spec}, log_loss=True)" if "(" in spec else f"{spec}(log_loss=True)"
+    with pytest.raises(ConfigError, match="log_loss"):
+        kmtl.weighting.get(spec)
+
+
 class _Refusing(Weighting):
     log_loss_refusal = "it works on log losses already."
 
