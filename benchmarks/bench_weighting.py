@@ -56,5 +56,6 @@ def run(rounds=ROUNDS):
                                       if m != "ew"}
     result["targets"] = {"loss weighting": "<= 1.05", "gradient methods (3 tasks)":
                          "<= 1.8", "with representation gradients": "<= 1.5",
-                         "nash_mtl": "<= 3.0"}
+                         "nash_mtl": "<= 3.0", "famo": "<= 1.05",
+                         "db_mtl, fairgrad, upgrad (3 tasks)": "<= 1.5"}
     return result

@@ -25,7 +25,7 @@ from kmtl.runs.consolidation import consolidate  # noqa: E402
 from kmtl.runs.tuning import tune  # noqa: E402
 from kmtl.tasks import Task  # noqa: E402
 
-__version__ = "0.7.0"
+__version__ = "0.8.0"
 
 __all__ = [
     "ConfigError",
