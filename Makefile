@@ -19,11 +19,15 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/kmtl train examples/penguins.yaml
 
+# Test processes (pytest-xdist); 2 fits the 2-core CI machine: the suite's time is
+# mostly single-threaded tracing and Python, so two workers nearly halve it.
+TEST_WORKERS ?= 2
+
 ## Run the whole test suite (census tests read ../shared/data/census-income or KMTL_DATA_DIR),
 ## then every Python block of README.md and docs/ (pytest-markdown-docs) and the check
 ## that the outputs they show are the ones docs/scripts/make_outputs.py wrote.
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS)
 	$(PY) -m pytest -q -p no:cacheprovider --markdown-docs \
 		--markdown-docs-syntax=superfences README.md docs/
 
