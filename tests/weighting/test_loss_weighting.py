@@ -431,10 +431,13 @@ MIRRORED_SCRIPT = textwrap.dedent('''
             model = kmtl.build_model(features, tasks, "shared_bottom", units=(8,),
                                      tower_units=(4,))
             model.compile(optimizer=keras.optimizers.SGD(0.05), weighting=weighting)
+        initial = [np.asarray(w) for w in model.trainable_weights]
         model.fit(make_dataset(frame, features, tasks, 64), epochs=3, verbose=0,
                   shuffle=False)
         return {"model": [np.asarray(w).ravel().tolist()
                           for w in model.trainable_weights],
+                "moved": max(float(np.max(np.abs(np.asarray(w) - i)))
+                             for w, i in zip(model.trainable_weights, initial)),
                 "state": [np.asarray(v).ravel().tolist()
                           for v in model.weighting.variables]}
 
@@ -448,14 +451,24 @@ MIRRORED_SCRIPT = textwrap.dedent('''
 def test_two_replicas_take_the_single_device_steps():
     """Two replicas of 32 rows each must match one device on 64 rows: the
     uncertainty regularizer is divided by the replica count like the losses, DWA's
-    running sums add over replicas, GradNorm's losses and norms are averaged."""
+    running sums add over replicas, GradNorm's losses and norms are averaged;
+    log losses, FAMO's weights and logit steps and DB-MTL's moving averages use
+    the replicas' mean losses and gradients. FairGrad and UPGrad aggregate each
+    replica's own gradients (as MGDA does: not the single-device step), and must
+    still train."""
+    exact = ("uncertainty", "dwa", "famo", "db_mtl", "static(log_loss=True)")
     done = subprocess.run(
-        [sys.executable, "-c", MIRRORED_SCRIPT, "uncertainty", "dwa", "gradnorm"],
+        [sys.executable, "-c", MIRRORED_SCRIPT, *exact, "gradnorm", "fairgrad",
+         "upgrad"],
         capture_output=True, text=True, timeout=300,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert done.returncode == 0, done.stderr[-3000:]
     runs = {r["weighting"]: r for r in map(json.loads, done.stdout.splitlines())}
-    for method in ("uncertainty", "dwa"):
+    for method in ("fairgrad", "upgrad"):
+        single, mirrored = runs[method]["single"], runs[method]["mirrored"]
+        assert np.all(np.isfinite(np.concatenate(mirrored["model"])))
+        assert mirrored["moved"] > 0.01 and single["moved"] > 0.01
+    for method in exact:
         single, mirrored = runs[method]["single"], runs[method]["mirrored"]
         for key in ("model", "state"):
             for a, b in zip(single[key], mirrored[key]):
