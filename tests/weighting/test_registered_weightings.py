@@ -1,8 +1,12 @@
 """Every registered weighting passes the common checks of `weighting_case`: a
 method is under test the day it is registered."""
 
+import keras
+import numpy as np
 import pytest
 from weighting_case import run_weighting_test
+from weighting_case import tiny_data
+from weighting_case import tiny_model
 
 import kmtl
 
@@ -19,3 +23,25 @@ def test_every_method_is_registered_under_its_standard_name():
 @pytest.mark.parametrize("name", kmtl.weighting.list_weightings())
 def test_registered_weighting(name, tmp_path):
     run_weighting_test(name, tmp_path)
+
+
+@pytest.mark.parametrize("spec", ["famo", "db_mtl", "fairgrad", "upgrad",
+                                  "pcgrad(log_loss=True)"])
+def test_a_mixed_precision_fit_with_an_unlabelled_task_stays_finite(spec):
+    # float16 activations and a loss-scaled backward pass; "price" has no label
+    # in any batch, so its weight must be 0 and nothing may become NaN (the
+    # log loss's 1e-8 and FAMO's 1/D must stay in float32).
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        keras.utils.set_random_seed(0)
+        model = tiny_model()
+        model.compile(optimizer=keras.optimizers.Adam(0.01), weighting=spec)
+        logs = model.fit(tiny_data(unlabelled="price"), epochs=2,
+                         verbose=0).history
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert np.isfinite(logs["loss"]).all()
+    assert np.isfinite(logs["clicked_weight"]).all()
+    assert logs["price_weight"] == [0.0, 0.0]
+    for variable in [*model.trainable_variables, *model.weighting.variables]:
+        assert np.isfinite(np.asarray(variable, "float32")).all(), variable.path
