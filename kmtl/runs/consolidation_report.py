@@ -26,6 +26,7 @@ from matplotlib.figure import Figure
 from kmtl.naming import ascii_name
 from kmtl.plotting.heatmap import plot_heatmap
 from kmtl.runs.report import PLOT_DIR
+from kmtl.runs.report import plot_links
 from kmtl.runs.report import write_report_files
 
 __all__ = ["render_markdown", "write_consolidation_report"]
@@ -142,11 +143,7 @@ def render_markdown(report):
                 f"| {task} | {score['metric']} | {_number(score[detector])} | "
                 f"{_number(score[other])} | {agreement['flagged']:,} | "
                 f"{agreement['flagged_other']:,} | {agreement['both']:,} |")
-    lines += ["", "## Plots", ""]
-    for name, path in report.get("plots", {}).items():
-        lines.append(f"![{name}]({path})")
-    lines.append("")
-    return "\n".join(lines)
+    return "\n".join(lines + plot_links(report))
 
 
 def write_consolidation_report(report, directory):

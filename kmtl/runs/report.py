@@ -339,6 +339,14 @@ def write_report(report, directory):
     return write_report_files(report, directory, draw_plots, render_markdown)
 
 
+def plot_links(report):
+    """The closing `## Plots` section of a report: one Markdown image line per
+    entry of `report["plots"]` (`{name: relative path}`), as a list of lines."""
+    return (["", "## Plots", ""]
+            + [f"![{name}]({path})" for name, path in report.get("plots", {}).items()]
+            + [""])
+
+
 def write_report_files(report, directory, draw, render):
     """Sets `report["plots"] = draw(report, directory)`, then writes
     `report.json` (strict JSON, NaN as null) and `render(report)` as

@@ -23,6 +23,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from kmtl.runs.report import PLOT_DIR
+from kmtl.runs.report import plot_links
 from kmtl.runs.report import write_report_files
 
 __all__ = ["render_markdown", "write_tuning_report"]
@@ -166,11 +167,7 @@ def render_markdown(report):
         lines += ["", "## Failed trials", ""]
         lines += [f"- {r['trial']}: {r.get('message') or r['status']}".splitlines()[0]
                   for r in trials if r["status"] != "completed"]
-    lines += ["", "## Plots", ""]
-    for name, path in report.get("plots", {}).items():
-        lines.append(f"![{name}]({path})")
-    lines.append("")
-    return "\n".join(lines)
+    return "\n".join(lines + plot_links(report))
 
 
 def write_tuning_report(report, directory):

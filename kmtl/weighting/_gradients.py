@@ -347,3 +347,23 @@ def alpha_fair_weights(gram, mask, alpha=1.0, iterations=20):
     if alpha == 1.0:
         return tf.cast(weights * active, dtype) * tf.math.rsqrt(scale)
     return tf.cast(weights * active, dtype) * scale ** -exponent
+
+
+def clip_direction(direction, weights, max_norm):
+    """Scales the direction, and the weights that made it, down to norm
+    `max_norm` when it is longer (Nash-MTL's and FairGrad's clipping of the
+    shared update); unchanged when `max_norm` is 0 or None.
+
+    Args:
+        direction: `(parameters,)`.
+        weights: `(tasks,)`, with `direction = weights @ G`.
+        max_norm: float >= 0 or None.
+
+    Returns:
+        `(direction, weights)`, both scaled by `min(1, max_norm / ||direction||)`.
+    """
+    if not max_norm:
+        return direction, weights
+    norm = tf.norm(direction)
+    factor = tf.where(norm > max_norm, max_norm / norm, tf.ones_like(norm))
+    return direction * factor, weights * factor

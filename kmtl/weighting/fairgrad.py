@@ -1,6 +1,5 @@
 """FairGrad: task weights from alpha-fair resource allocation."""
 
-import tensorflow as tf
 
 from kmtl.weighting import _gradients
 from kmtl.weighting.base import Weighting
@@ -100,14 +99,8 @@ class FairGrad(Weighting):
         gram = _gradients.gram_matrix(gradients, mask)
         weights = _gradients.alpha_fair_weights(gram, mask, self.alpha,
                                                 self.iterations) * mask
-        direction = _gradients.combine(weights, gradients)
-        if self.max_norm > 0:
-            norm = tf.norm(direction)
-            factor = tf.where(norm > self.max_norm, self.max_norm / norm,
-                              tf.ones_like(norm))
-            weights *= factor
-            direction *= factor
-        return direction, weights
+        return _gradients.clip_direction(_gradients.combine(weights, gradients),
+                                         weights, self.max_norm)
 
     def get_config(self):
         return {**super().get_config(), "alpha": self.alpha,

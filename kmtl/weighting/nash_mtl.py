@@ -145,14 +145,8 @@ class NashMTL(Weighting):
         self.alpha.assign(tf.cast(alpha, self.alpha.dtype))
         self.steps.assign_add(1)
         alpha *= mask
-        direction = _gradients.combine(alpha, gradients)
-        if self.max_norm > 0:
-            norm = tf.norm(direction)
-            factor = tf.where(norm > self.max_norm, self.max_norm / norm,
-                              tf.ones_like(norm))
-            alpha *= factor
-            direction *= factor
-        return direction, alpha
+        return _gradients.clip_direction(_gradients.combine(alpha, gradients),
+                                         alpha, self.max_norm)
 
     def get_config(self):
         return {**super().get_config(),
