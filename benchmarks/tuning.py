@@ -3,7 +3,8 @@ default config on TEST, and what does it cost? (issue 17)
 
 Usage:
     nice -n 10 .venv/bin/python benchmarks/tuning.py [--trials 20] [--seeds 3]
-        [--reviews-trials 6] [--skip-reviews] [--epochs N] [--work-dir DIR]
+        [--methods famo,db_mtl,fairgrad,upgrad] [--reviews-trials 6]
+        [--skip-census] [--skip-reviews] [--epochs N] [--work-dir DIR]
         [--data-dir DIR] [--reviews-data-dir DIR] [--results tuning]
 
 Census (`examples/census_income_tune.yaml`: the census MMoE, 10 epochs,
@@ -16,7 +17,9 @@ half: the single-task baselines, the default config (the example without its
 search) and the best trial's config (`best.yaml`) each trained with seeds 0 ..
 `--seeds - 1`; Δm of the default and of the best against the baselines' mean
 over seeds (`kmtl.runs.comparison.analyse`: mean ± sample sd over seeds), and
-the wall time of the search.
+the wall time of the search. `--methods`: the default config with each of
+these weightings is trained on TEST beside them, over the same seeds and
+baselines.
 
 Reviews (`examples/womens_clothing_reviews.yaml`, unless `--skip-reviews`): a
 random search of `--reviews-trials` trials over the three loss weights, the
@@ -182,6 +185,23 @@ def _search(raw, name, data_dir, work_dir, trials, log):
         "directory": report["directory"]}
 
 
+def _census(args, work_dir, results, save, log):
+    with open(CENSUS_TUNE) as handle:
+        raw = yaml.safe_load(handle)
+    if args.epochs:
+        raw["training"]["epochs"] = args.epochs
+    data_dir = args.data_dir or census_dir()
+    report, search = _search(raw, "census", data_dir, work_dir, args.trials, log)
+    results["census"] = {"search": search}
+    save()
+    if args.seeds:
+        best = read_config(os.path.join(report["directory"], BEST_FILE))
+        results["census"]["test"] = test_delta_m(
+            _without_search(raw), best, data_dir, range(args.seeds), log,
+            [m for m in args.methods.split(",") if m])
+        save()
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=20)
@@ -192,6 +212,7 @@ def main():
                         "(EW) and the best config, comma-separated ('' for none)")
     parser.add_argument("--reviews-trials", type=int, default=6)
     parser.add_argument("--skip-reviews", action="store_true")
+    parser.add_argument("--skip-census", action="store_true")
     parser.add_argument("--epochs", type=int, default=None,
                         help="override training.epochs (smoke runs)")
     parser.add_argument("--work-dir", default=None)
@@ -219,21 +240,8 @@ def main():
         print(line, flush=True)
 
     try:
-        with open(CENSUS_TUNE) as handle:
-            raw = yaml.safe_load(handle)
-        if args.epochs:
-            raw["training"]["epochs"] = args.epochs
-        data_dir = args.data_dir or census_dir()
-        report, search = _search(raw, "census", data_dir, work_dir, args.trials,
-                                 log)
-        results["census"] = {"search": search}
-        save()
-        if args.seeds:
-            best = read_config(os.path.join(report["directory"], BEST_FILE))
-            results["census"]["test"] = test_delta_m(
-                _without_search(raw), best, data_dir, range(args.seeds), log,
-                [m for m in args.methods.split(",") if m])
-            save()
+        if not args.skip_census:
+            _census(args, work_dir, results, save, log)
         if not args.skip_reviews:
             with open(REVIEWS) as handle:
                 raw = yaml.safe_load(handle)
