@@ -74,18 +74,17 @@ def objective_plot(report):
     return figure
 
 
-def _axis_values(values):
-    """Numbers to plot a key's values at, and tick labels for choices."""
-    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+def _label(value):
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _axis_values(values, entry):
+    """Numbers to plot a key's values at, and tick labels for choices (in the
+    order `tune.space` lists them, `entry`)."""
+    if not isinstance(entry, list):
         return [float(v) for v in values], None
-    labels = []
-    for value in values:
-        text = json.dumps(value) if not isinstance(value, str) else value
-        if text not in labels:
-            labels.append(text)
-    positions = [labels.index(json.dumps(v) if not isinstance(v, str) else v)
-                 for v in values]
-    return positions, labels
+    labels = [_label(choice) for choice in entry]
+    return [labels.index(_label(v)) for v in values], labels
 
 
 def parameters_plot(report):
@@ -99,14 +98,20 @@ def parameters_plot(report):
         ax = figure.add_subplot(rows, columns, index + 1)
         used = [r for r in completed if key in r["values"]]
         if used:
-            positions, labels = _axis_values([r["values"][key] for r in used])
+            entry = report["space"][key]
+            positions, labels = _axis_values([r["values"][key] for r in used],
+                                             entry)
             ax.plot(positions, [r["objective"] for r in used], "o", alpha=0.8)
             if labels is not None:
                 ax.set_xticks(range(len(labels)), labels, rotation=20,
                               fontsize=8)
-            entry = report["space"][key]
-            if isinstance(entry, dict) and entry.get("log"):
+            elif entry.get("log"):
+                # Four labelled ticks over the range (matplotlib's own labels
+                # of a short log range are one power of ten, or overlap).
                 ax.set_xscale("log")
+                ax.minorticks_off()
+                ticks = np.geomspace(entry["min"], entry["max"], 4)
+                ax.set_xticks(ticks, [f"{t:.3g}" for t in ticks], fontsize=8)
         ax.set_title(key, fontsize=9)
         ax.set_ylabel("objective")
     figure.tight_layout()
