@@ -367,3 +367,23 @@ def clip_direction(direction, weights, max_norm):
     norm = tf.norm(direction)
     factor = tf.where(norm > max_norm, max_norm / norm, tf.ones_like(norm))
     return direction * factor, weights * factor
+
+
+def solver_arguments(max_norm, iterations):
+    """Nash-MTL's and FairGrad's `max_norm` (None: 0, no clipping) and solver
+    `iterations`, checked.
+
+    Returns:
+        `(max_norm, iterations)` as `(float, int)`.
+
+    Raises:
+        ValueError: a negative `max_norm` or `iterations`.
+    """
+    max_norm = 0.0 if max_norm is None else float(max_norm)
+    if not max_norm >= 0:
+        raise ValueError(f"max_norm must be >= 0 (0: no clipping). Received: "
+                         f"max_norm={max_norm}")
+    if int(iterations) < 0:
+        raise ValueError(f"iterations must be >= 0. Received: "
+                         f"iterations={iterations}")
+    return max_norm, int(iterations)

@@ -83,16 +83,10 @@ class FairGrad(Weighting):
         if not alpha > 0:
             raise ValueError(f"alpha must be > 0 (1: Nash-MTL's weights, 2: the "
                              f"paper's experiments). Received: alpha={alpha}")
-        max_norm = 0.0 if max_norm is None else float(max_norm)
-        if not max_norm >= 0:
-            raise ValueError(f"max_norm must be >= 0 (0: no clipping). Received: "
-                             f"max_norm={max_norm}")
-        if int(iterations) < 0:
-            raise ValueError(f"iterations must be >= 0. Received: "
-                             f"iterations={iterations}")
+        max_norm, iterations = _gradients.solver_arguments(max_norm, iterations)
         self.alpha = alpha
         self.max_norm = max_norm
-        self.iterations = int(iterations)
+        self.iterations = iterations
 
     def aggregate_gradients(self, gradients, losses, labelled):
         mask = _gradients.task_mask(labelled, gradients.dtype)

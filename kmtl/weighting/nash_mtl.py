@@ -104,16 +104,10 @@ class NashMTL(Weighting):
         if int(update_weights_every) < 1:
             raise ValueError(f"update_weights_every must be >= 1. Received: "
                              f"update_weights_every={update_weights_every}")
-        max_norm = 0.0 if max_norm is None else float(max_norm)
-        if not max_norm >= 0:
-            raise ValueError(f"max_norm must be >= 0 (0: no clipping). Received: "
-                             f"max_norm={max_norm}")
-        if int(iterations) < 0:
-            raise ValueError(f"iterations must be >= 0. Received: "
-                             f"iterations={iterations}")
+        max_norm, iterations = _gradients.solver_arguments(max_norm, iterations)
         self.update_weights_every = int(update_weights_every)
         self.max_norm = max_norm
-        self.iterations = int(iterations)
+        self.iterations = iterations
         self.alpha = None
 
     def build_tasks(self, task_names, loss_weights=None):
