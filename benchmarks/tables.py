@@ -12,6 +12,8 @@ import json
 import operator
 import os
 
+from kmtl import weighting
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "benchmarks", "results")
 SNIPPETS = os.path.join(ROOT, "docs", "snippets")
@@ -28,9 +30,9 @@ def weighting_table(result):
     """The weighting step-time table (Markdown) of a `bench_weighting` result."""
     ms, ratio = result["ms_per_step"], result["ratio_to_ew"]
     methods = [m for m in ms["3_tasks"] if not m.endswith(REPRESENTATION)]
-    # Loss weightings first, then gradient methods (those with a representation
-    # variant), each in the order the benchmark ran them.
-    methods.sort(key=lambda m: m + REPRESENTATION in ms["3_tasks"])
+    # Loss weightings first, then gradient methods, each in the order the benchmark
+    # ran them.
+    methods.sort(key=lambda m: m != "ew" and weighting.get(m).gradient_based)
 
     def cell(tasks, method):
         if method == "ew":
