@@ -138,6 +138,13 @@ class DBMTL(Weighting):
         weights = ops.where(labelled, largest / (norms + EPSILON), 0.0)
         direction = ops.matmul(weights, averages)
 
+        # A non-finite gradient (a loss-scale overflow under mixed precision,
+        # whose step the optimizer skips) must not enter the state, or every
+        # later direction is NaN. The direction stays non-finite, so the
+        # optimizer still sees the overflow.
+        finite = ops.all(ops.isfinite(current))
+        averages = ops.where(finite, averages, stored[:, :size])
+        steps = ops.where(finite, steps, ops.convert_to_tensor(self.steps))
         if size < capacity:
             averages = ops.concatenate([averages, stored[:, size:]], axis=1)
         self.gradient_averages.assign(averages)

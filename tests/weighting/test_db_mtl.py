@@ -55,6 +55,21 @@ def test_an_unlabelled_task_keeps_its_average_and_gets_weight_zero():
     np.testing.assert_array_equal(db.steps.numpy(), [2.0, 1.0])
 
 
+def test_an_overflowed_step_leaves_the_state_and_stays_non_finite():
+    db = _built()
+    _aggregate(db, [[3.0, 4.0], [1.0, 0.0]])
+    averages, steps = db.gradient_averages.numpy(), db.steps.numpy()
+    direction, _ = _aggregate(db, [[np.inf, 2.0], [-1.0, 0.0]])
+    # The optimizer must still see the overflow, and the state must not keep it.
+    assert not np.isfinite(direction).all()
+    np.testing.assert_array_equal(db.gradient_averages.numpy(), averages)
+    np.testing.assert_array_equal(db.steps.numpy(), steps)
+    # The next finite step goes on from step 1's state (as in the test above).
+    direction, weights = _aggregate(db, [[0.0, 2.0], [-1.0, 0.0]])
+    np.testing.assert_allclose(weights, [1.0, 62.1691], rtol=1e-5)
+    np.testing.assert_allclose(direction, [-0.351691, 0.56], rtol=1e-5)
+
+
 def test_beta_sigma_decays_beta_with_each_task_step():
     db = _built("db_mtl(beta_sigma=1.0)")
     _aggregate(db, [[3.0, 4.0], [1.0, 0.0]])  # beta_1 = 0.9

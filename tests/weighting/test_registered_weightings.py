@@ -45,3 +45,26 @@ def test_a_mixed_precision_fit_with_an_unlabelled_task_stays_finite(spec):
     assert logs["price_weight"] == [0.0, 0.0]
     for variable in [*model.trainable_variables, *model.weighting.variables]:
         assert np.isfinite(np.asarray(variable, "float32")).all(), variable.path
+
+
+@pytest.mark.parametrize("spec", ["db_mtl", "gradvac", "fairgrad", "upgrad", "famo"])
+def test_loss_scale_overflows_are_skipped_and_leave_the_state_finite(spec):
+    # An initial loss scale of 2**30 overflows float16 gradients: the optimizer
+    # skips those steps and halves the scale until the gradients fit. A
+    # weighting with state (DB-MTL's and GradVac's moving averages, FAMO's
+    # logits) must not take the overflowed step in, or every later step is NaN.
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        keras.utils.set_random_seed(0)
+        model = tiny_model()
+        optimizer = keras.optimizers.LossScaleOptimizer(
+            keras.optimizers.Adam(0.01), initial_scale=2.0 ** 30)
+        model.compile(optimizer=optimizer, weighting=spec)
+        logs = model.fit(tiny_data(), epochs=15, verbose=0).history
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert float(optimizer.dynamic_scale) < 2.0 ** 20  # overflows happened
+    assert int(optimizer.iterations) > 0  # and later steps were applied
+    assert np.isfinite(logs["loss"][-1])
+    for variable in [*model.trainable_variables, *model.weighting.variables]:
+        assert np.isfinite(np.asarray(variable, "float32")).all(), variable.path
