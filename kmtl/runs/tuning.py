@@ -733,10 +733,17 @@ def _tune(config, data_dir, output_dir, log, overwrite):
     return {**report, "directory": directory}
 
 
+def _trial_number(trial_id):
+    return (int(trial_id), trial_id) if trial_id.isdigit() else (float("inf"),
+                                                                  trial_id)
+
+
 def _records(tuner, config):
     """kmtl's record of every trial of the oracle, in trial order."""
     records = []
-    for trial_id in sorted(tuner.oracle.trials):
+    # By number: KerasTuner pads ids to the digits of the budget of the day, so
+    # a search extended from 5 to 12 trials holds "4" and "05".
+    for trial_id in sorted(tuner.oracle.trials, key=_trial_number):
         trial = tuner.oracle.trials[trial_id]
         path = os.path.join(tuner.get_trial_dir(trial_id), TRIAL_FILE)
         if os.path.isfile(path):

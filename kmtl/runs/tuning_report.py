@@ -83,8 +83,11 @@ def _axis_values(values, entry):
     order `tune.space` lists them, `entry`)."""
     if not isinstance(entry, list):
         return [float(v) for v in values], None
-    labels = [_label(choice) for choice in entry]
-    return [labels.index(_label(v)) for v in values], labels
+    # By equality, not by label: KerasTuner records the choice 1 of
+    # `[1, 2.5, 4]` as 1.0, and 1 == 1.0 (as [1, 2] == [1.0, 2.0]).
+    positions = [next(i for i, choice in enumerate(entry) if choice == v)
+                 for v in values]
+    return positions, [_label(choice) for choice in entry]
 
 
 def parameters_plot(report):

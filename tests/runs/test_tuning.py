@@ -324,3 +324,42 @@ def test_cli_end_to_end(table, tmp_path):
     code, _, err = run_cli("tune", path, "--algorithm", "grid", "--output-dir",
                            tmp_path / "runs")
     assert code == 2 and "tune.algorithm" in err
+
+
+def test_trials_are_listed_by_number_after_an_extended_budget(tmp_path):
+    # KerasTuner pads trial ids to the digits of the budget: 5 trials give
+    # "0".."4", extending to 12 gives "05".."11". As strings "05" < "1".
+    ids = ["0", "1", "2", "3", "4", "05", "06", "07", "08", "09", "10", "11"]
+
+    class Tuner:
+        class oracle:  # noqa: N801 (KerasTuner's attribute name)
+            trials = {trial_id: None for trial_id in reversed(ids)}
+
+        @staticmethod
+        def get_trial_dir(trial_id):
+            return str(tmp_path / trial_id)
+
+    for trial_id in ids:
+        (tmp_path / trial_id).mkdir()
+        (tmp_path / trial_id / tuning.TRIAL_FILE).write_text(
+            json.dumps({"trial": trial_id}))
+    records = tuning._records(Tuner, config=None)
+    assert [r["trial"] for r in records] == ids
+
+
+def test_parameters_plot_places_choices_that_mix_ints_and_floats():
+    from kmtl.runs import tuning_report
+
+    # KerasTuner records the choice 1 of [1, 2.5, 4] as 1.0.
+    report = {"space": {"training.weighting.alpha": [1, 2.5, 4],
+                        "model.options.units": [[64], [128, 64]]},
+              "trials": [{"status": "completed", "objective": 0.5,
+                          "values": {"training.weighting.alpha": 4.0,
+                                     "model.options.units": [128, 64]}},
+                         {"status": "completed", "objective": 0.7,
+                          "values": {"training.weighting.alpha": 1.0,
+                                     "model.options.units": [64]}}]}
+    figure = tuning_report.parameters_plot(report)
+    alpha, units = (ax.lines[0].get_xdata().tolist() for ax in figure.axes[:2])
+    assert alpha == [2, 0] and units == [1, 0]
+    assert [t.get_text() for t in figure.axes[0].get_xticklabels()] == ["1", "2.5", "4"]
