@@ -361,15 +361,7 @@ class MultiTaskModel(keras.Model):
         if weighting is None:
             weighting = StaticWeighting(mean=loss_combination == "mean")
         weighting = weighting_module.get(weighting)
-        if (gradients == "representation" and weighting.gradient_based
-                and not weighting.supports_representation_gradients):
-            raise ConfigError(
-                f"The weighting "
-                f"{getattr(weighting, 'registered_name', type(weighting).__name__)!r}"
-                f" does not take "
-                f"gradients='representation' (its state is per shared "
-                f"parameter, and the representation's rows change with every "
-                f"batch). Use gradients='parameters'.")
+        weighting.check_gradients(gradients)
         jit_compile = kwargs.pop("jit_compile", "auto")
         if jit_compile is True:
             self._check_jit()

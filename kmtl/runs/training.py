@@ -276,25 +276,47 @@ def precision_policy(config):
         keras.mixed_precision.set_global_policy(policy)
 
 
-def check_plugins(config, task_names):
-    """Looks up the config's architecture (with its options) and weighting, so
-    that a bad name or option is an error naming its key before anything is
-    built or written.
+def check_plugins(config, tasks):
+    """Looks up the config's architecture (with its options) and weighting, and
+    checks the weighting against the tasks and the gradient mode as `compile`
+    will, so that a bad name or option is an error naming its key before
+    anything is built or written.
+
+    Args:
+        config: a `RunConfig` or a config mapping.
+        tasks: the model's `kmtl.Task`s, in order (derived tasks included:
+            the weighting gets every task, the architecture the others).
 
     Raises:
         ConfigError: `model.architecture` / `model.options` or
-            `training.weighting` is refused; the message starts with the key.
+            `training.weighting` is refused (an unknown name or argument, a
+            per-task argument that does not fit the tasks, or a gradient mode
+            the method does not take), or `training.gradients` is
+            `representation` for an architecture that gives each task its own
+            representation; the message starts with the key.
     """
     config = as_run_config(config)
     try:
-        architectures.get(config.model.architecture, task_names=list(task_names),
-                          **config.model.options)
+        architecture = architectures.get(
+            config.model.architecture,
+            task_names=[t.name for t in tasks if not t.derived_from],
+            **config.model.options)
     except ConfigError as error:
         raise ConfigError(f"model.architecture / model.options: {error}") from None
     try:
-        weighting_module.get(config.training.weighting)
-    except ConfigError as error:
+        weighting = weighting_module.get(config.training.weighting)
+        weighting.build_tasks([t.name for t in tasks])
+        weighting.check_gradients(config.training.gradients)
+    except (ConfigError, ValueError) as error:
         raise ConfigError(f"training.weighting: {error}") from None
+    if (config.training.gradients == "representation" and weighting.gradient_based
+            and not architecture.shares_representation):
+        raise ConfigError(
+            f"training.gradients: 'representation' needs one representation "
+            f"shared by every task, and the architecture "
+            f"{config.model.architecture!r} gives each task its own. Use "
+            f"model.architecture: shared_bottom, or training.gradients: "
+            f"parameters.")
 
 
 def prepare_run(config, data_dir=None, log=None):
@@ -348,7 +370,7 @@ def build_run_model(config, data, tasks=None):
     """
     config, _ = with_size_defaults(config, len(data.train))
     tasks = data.tasks if tasks is None else tasks
-    check_plugins(config, [t.name for t in tasks if not t.derived_from])
+    check_plugins(config, tasks)
     keras.utils.set_random_seed(config.training.seed)
     model = model_from_config(config, data.features, tasks)
     compile_run_model(model, config)

@@ -263,19 +263,29 @@ def trial_data(data, config):
                                batch_size=config.training.batch_size)
 
 
-def _check_space(config, task_names):
-    """Sets each searched value alone (each choice, a range's ends) and looks
-    the architecture and weighting up with it, so that a value the config or
-    a method refuses stops the search before anything is written."""
-    for key, entry in config.tune.space.items():
-        tried = [entry["min"], entry["max"]] if isinstance(entry, dict) else entry
-        for value in tried:
-            try:
-                check_plugins(trial_config(config, {key: value}), task_names)
-            except ConfigError as error:
-                message = str(error).replace("\n", " ")
-                raise ConfigError(f"tune.space.{key}: the value {value!r} is "
-                                  f"refused: {message}") from None
+def _check_space(config, tasks):
+    """Sets each searched value alone (each choice, a range's ends), and each
+    pair of a searched weighting and gradient mode, and looks the architecture
+    and weighting up with it, so that a value the config or a method refuses
+    stops the search before anything is written."""
+    space = config.tune.space
+    cases = [{key: value} for key, entry in space.items()
+             for value in ([entry["min"], entry["max"]] if isinstance(entry, dict)
+                           else entry)]
+    # A method may refuse a gradient mode (db_mtl takes no representation
+    # gradients): the pairs that a trial can draw.
+    cases += [{"training.weighting": weighting, "training.gradients": gradients}
+              for weighting in space.get("training.weighting", [])
+              for gradients in space.get("training.gradients", [])]
+    for values in cases:
+        try:
+            check_plugins(trial_config(config, values), tasks)
+        except ConfigError as error:
+            message = str(error).replace("\n", " ")
+            keys = " and ".join(f"tune.space.{key}" for key in values)
+            shown = " with ".join(repr(value) for value in values.values())
+            raise ConfigError(f"{keys}: the value {shown} is refused: "
+                              f"{message}") from None
 
 
 # === The objective ===
@@ -656,9 +666,8 @@ def _tune(config, data_dir, output_dir, log, overwrite):
         raise ConfigError("kmtl tune scores trials on the validation split, which "
                           "is empty. Give data.validation or a non-zero "
                           "data.split.validation.")
-    task_names = [t.name for t in data.tasks if not t.derived_from]
-    check_plugins(config, task_names)
-    _check_space(config, task_names)
+    check_plugins(config, data.tasks)
+    _check_space(config, data.tasks)
     objective = Objective.from_config(config, data.tasks)
 
     if overwrite and os.path.exists(directory):

@@ -102,6 +102,25 @@ class Weighting(keras.layers.Layer):
         self.log_loss = log_loss
         self.task_names = None
 
+    def check_gradients(self, gradients):
+        """Refuses a gradient mode the method cannot take.
+
+        Args:
+            gradients: `"parameters"` or `"representation"`
+                (`MultiTaskModel.compile(gradients=...)`).
+
+        Raises:
+            ConfigError: `gradients="representation"` for a gradient-based
+                method whose `supports_representation_gradients` is False.
+        """
+        if (gradients == "representation" and self.gradient_based
+                and not self.supports_representation_gradients):
+            name = getattr(type(self), "registered_name", type(self).__name__)
+            raise ConfigError(
+                f"The weighting {name!r} does not take gradients='representation' "
+                f"(its state is per shared parameter, and the representation's "
+                f"rows change with every batch). Use gradients='parameters'.")
+
     def build_tasks(self, task_names, loss_weights=None):
         """Creates the method's state for `task_names`. Called by `compile`.
 

@@ -161,7 +161,7 @@ def test_mutated_config_validates_or_names_the_key(case):
     # raise a ConfigError: the tasks, then the architecture and weighting.
     try:
         tasks = build_tasks(config)
-        check_plugins(config, [t.name for t in tasks if not t.derived_from])
+        check_plugins(config, tasks)
     except ConfigError as error:
         assert str(error).strip()
 

@@ -19,6 +19,7 @@ from kmtl.runs.config import resolve_config
 from kmtl.tasks import Task
 
 TASKS = [{"name": "species", "type": "multiclass"}]
+SPECIES = [Task("species", "multiclass", classes=["Adelie", "Gentoo"])]
 
 
 def _minimal(**extra):
@@ -505,13 +506,38 @@ def test_a_choice_is_the_option_itself_not_an_equal_number(value):
      r"training\.weighting: Unknown weighting 'pcgrd'"),
     ("training", {"weighting": {"class_name": "PCGrad", "config": {"c": 1}}},
      r"training\.weighting: Weighting 'PCGrad': "),
+    # What compile would refuse: a per-task argument that does not fit the
+    # tasks, a gradient mode the method does not take.
+    ("training", {"weighting": "famo(min_losses=[0.1, 0.2])"},
+     r"training\.weighting: min_losses must give one number per task "
+     r"\['species'\]"),
+    ("training", {"weighting": "db_mtl", "gradients": "representation"},
+     r"training\.weighting: The weighting 'db_mtl' does not take "
+     r"gradients='representation'"),
 ])
 def test_plugin_names_and_options_are_checked_with_their_key(section, value,
                                                               message):
     from kmtl.runs.training import check_plugins
 
     with pytest.raises(ConfigError, match=message):
-        check_plugins(parse_config(_minimal(**{section: value})), ["species"])
+        check_plugins(parse_config(_minimal(**{section: value})), SPECIES)
+
+
+def test_representation_gradients_need_a_shared_representation():
+    from kmtl.runs.training import check_plugins
+
+    config = parse_config(_minimal(
+        model={"architecture": "mmoe"},
+        training={"weighting": "pcgrad", "gradients": "representation"}))
+    with pytest.raises(ConfigError, match=r"training\.gradients: 'representation' "
+                       r"needs one representation shared by every task, and "
+                       r"the architecture 'mmoe' gives each task its own"):
+        check_plugins(config, SPECIES)
+    # A loss weighting takes no task gradients, so any architecture will do.
+    check_plugins(parse_config(_minimal(
+        model={"architecture": "mmoe"},
+        training={"weighting": "uncertainty", "gradients": "representation"})),
+        SPECIES)
 
 
 def test_a_weighting_written_as_a_dict_is_accepted():
@@ -519,7 +545,7 @@ def test_a_weighting_written_as_a_dict_is_accepted():
 
     config = parse_config(_minimal(training={
         "weighting": {"class_name": "pcgrad", "config": {"seed": 1}}}))
-    check_plugins(config, ["species"])  # no error
+    check_plugins(config, SPECIES)  # no error
     assert kmtl.weighting.get(config.training.weighting).seed == 1
 
 

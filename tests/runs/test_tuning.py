@@ -162,6 +162,20 @@ def test_refused_value_stops_the_search_before_writing(table, tmp_path):
 # === Trials ===
 
 
+def test_a_refused_pair_of_weighting_and_gradients_stops_the_search(table,
+                                                                    tmp_path):
+    # Each value alone is fine; db_mtl with representation gradients is not.
+    config = raw_config(table, space={
+        "training.weighting": ["ew", "db_mtl"],
+        "training.gradients": ["parameters", "representation"]})
+    with pytest.raises(ConfigError, match=(
+            r"tune.space.training.weighting and tune.space.training.gradients: "
+            r"the value 'db_mtl' with 'representation' is refused: "
+            r"training.weighting: The weighting 'db_mtl' does not take")):
+        tuning.tune(config, output_dir=tmp_path / "runs", log=lambda line: None)
+    assert not (tmp_path / "runs").exists()
+
+
 def test_same_values_and_seed_give_the_same_objective(table, tmp_path):
     config, data = prepare_run(parse_config(raw_config(
         table, objective="size/rmse")))
