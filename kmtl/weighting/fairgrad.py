@@ -30,8 +30,12 @@ class FairGrad(Weighting):
     (`_gradients.alpha_fair_weights`, Nash-MTL's solver generalized; 20 steps
     reach a relative residual below 1e-7 for alpha in [0.25, 5]). The shared
     direction is then scaled down to norm `max_norm` when longer, as the
-    authors' code clips the shared parameters' gradient. No state: the
-    weights are solved afresh at every step.
+    authors' code clips the shared parameters' gradient. Their code also
+    multiplies the direction by the number of tasks `T` before clipping ("to
+    match the sum loss"); kmtl does not, so a direction shorter than
+    `max_norm` is `T` times shorter than theirs (a learning rate `T` times
+    larger gives their step). No state: the weights are solved afresh at every
+    step.
 
     The default `alpha = 2` is the value of every experiment in the paper's
     code (CelebA, QM9, NYU-v2, Cityscapes, MT10 `run.sh`); LibMTL's and the

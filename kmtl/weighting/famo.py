@@ -78,6 +78,14 @@ class FAMO(Weighting):
 
     `log_loss=True` is refused: FAMO already balances the log losses.
 
+    The logged `loss` (and `val_loss`) is `sum_t w_t L_t = c`, a weighted
+    harmonic mean of the `D_t` that the smallest loss dominates: it moves
+    little when one task's validation loss rises, so `EarlyStopping` on
+    `val_loss` (what `kmtl train` monitors) stops late for such a task. The
+    per-task `val_<task>_loss` show it. A curriculum's scale `s_t` cancels in
+    the weights (`w_t s_t L_t = c z_t`), so with FAMO a ramp only switches a
+    task on; its steps between epochs also enter `delta` once.
+
     Args:
         learning_rate: float, default 0.025 (the references' `w_lr`). Adam step
             size of the logits.
