@@ -35,10 +35,14 @@ class FAMO(Weighting):
     With logits `xi` (`(tasks,)`, 0 at the start), `z = softmax(xi)` and
     `D_t = max(L_t - L*_t, 0) + 1e-8` (`L*_t` the loss's lower bound,
     `min_losses`), the model follows the gradient of
-    `c sum_t z_t log D_t`, `c = 1 / sum_t (z_t / D_t)`: the total loss is
-    `sum_t w_t L_t` with `w_t = c z_t / D_t` held constant (so every variable,
-    shared or task-specific, gets the references' gradient, and the logged
-    `loss` stays a positive weighted sum). The weights sum to 1.
+    `c sum_t z_t log D_t`, `c = 1 / sum_t (z_t / D_t)`: the gradient of the
+    total loss is that of `sum_t w_t L_t` with `w_t = c z_t / D_t` held
+    constant (so every variable, shared or task-specific, gets the references'
+    gradient). The weights sum to 1. The total's value, logged as `loss` and
+    `val_loss`, is the objective `sum_t z_t log D_t` (negative once the losses
+    are below 1): it moves with each task's relative change, so early stopping
+    on `val_loss` sees one task overfit. (The value of `sum_t w_t L_t` is `c`,
+    a harmonic mean of the `D_t` that the smallest one dominates.)
 
     After a step, the logits take one Adam step (with L2 decay `weight_decay`
     added to the gradient, as torch's `Adam(weight_decay=...)`) on the gradient
@@ -78,13 +82,9 @@ class FAMO(Weighting):
 
     `log_loss=True` is refused: FAMO already balances the log losses.
 
-    The logged `loss` (and `val_loss`) is `sum_t w_t L_t = c`, a weighted
-    harmonic mean of the `D_t` that the smallest loss dominates: it moves
-    little when one task's validation loss rises, so `EarlyStopping` on
-    `val_loss` (what `kmtl train` monitors) stops late for such a task. The
-    per-task `val_<task>_loss` show it. A curriculum's scale `s_t` cancels in
-    the weights (`w_t s_t L_t = c z_t`), so with FAMO a ramp only switches a
-    task on; its steps between epochs also enter `delta` once.
+    A curriculum's scale `s_t` cancels in the weights (`w_t s_t L_t = c z_t`),
+    so with FAMO a ramp only switches a task on; its steps between epochs also
+    enter `delta` once.
 
     Args:
         learning_rate: float, default 0.025 (the references' `w_lr`). Adam step
@@ -166,11 +166,14 @@ class FAMO(Weighting):
         losses_now, labelled = _mean_over_replicas(ops.stop_gradient(losses),
                                                    labelled)
         mask = ops.cast(labelled, "float32")
-        _, gaps = self._log_gaps(losses_now, labelled)
+        log_gaps, gaps = self._log_gaps(losses_now, labelled)
         z = _masked_softmax(ops.convert_to_tensor(self.logits), mask)
         weights = mask * ops.divide_no_nan(z / gaps, ops.sum(z / gaps))
         weights = ops.cast(weights, losses.dtype)
-        return ops.sum(weights * losses), weights
+        weighted = ops.sum(weights * losses)
+        # The gradient of `sum_t w_t L_t`, the value of `sum_t z_t log D_t`.
+        objective = ops.cast(ops.sum(z * log_gaps), losses.dtype)
+        return weighted + ops.stop_gradient(objective - weighted), weights
 
     def observe_losses(self, losses, labelled):
         losses, labelled = _mean_over_replicas(losses, labelled)

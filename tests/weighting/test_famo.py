@@ -33,22 +33,45 @@ def _step(weighting, losses, labelled=None):
 
 def test_weights_and_logit_steps_by_hand():
     famo = _built()
-    # Step 1: z = (.5, .5), c = 1 / (.5 / 1 + .5 / 4) = 1.6, w = c z / L.
+    # Step 1: z = (.5, .5), c = 1 / (.5 / 1 + .5 / 4) = 1.6, w = c z / L; the
+    # total's value is the objective z . log L = .5 ln 4.
     total, weights = _step(famo, [1.0, 4.0])
     np.testing.assert_allclose(weights, [0.8, 0.2], rtol=1e-6)
-    assert total == pytest.approx(1.6, rel=1e-6)
+    assert total == pytest.approx(0.5 * np.log(4.0), rel=1e-6)
     np.testing.assert_array_equal(famo.logits.numpy(), [0.0, 0.0])
     # Step 2: delta = (ln 2, ln(4 / 3.6)); the first Adam step is lr * sign.
     total, weights = _step(famo, [0.5, 3.6])
     np.testing.assert_allclose(famo.logits.numpy(), [-0.025, 0.025], rtol=1e-5)
     np.testing.assert_allclose(weights, [0.872593, 0.127407], rtol=1e-5)
-    assert total == pytest.approx(0.872593 * 0.5 + 0.127407 * 3.6, rel=1e-5)
+    # z = softmax(-0.025, 0.025) = (0.487503, 0.512497).
+    assert total == pytest.approx(0.487503 * np.log(0.5) + 0.512497 * np.log(3.6),
+                                  rel=1e-5)
     # Step 3: task 2 fell faster, but Adam's momentum keeps the direction.
     _, weights = _step(famo, [0.45, 3.0])
     np.testing.assert_allclose(famo.logits.numpy(), [-0.039191, 0.039191],
                                rtol=1e-4)
     np.testing.assert_allclose(weights, [0.860415, 0.139585], rtol=1e-5)
     assert weights.sum() == pytest.approx(1.0, rel=1e-6)
+
+
+def test_the_total_has_the_weighted_gradient_and_the_objective_value():
+    famo = _built(tasks=3)
+    losses = tf.Variable([0.5, 2.0, 8.0])
+    labelled = tf.constant([True, False, True])
+    with tf.GradientTape() as tape:
+        total, weights = famo.combine_losses(losses, labelled)
+    # z = (.5, 0, .5) over the labelled tasks; c = 1 / (.5 / .5 + .5 / 8).
+    c = 1.0 / (1.0 + 0.0625)
+    np.testing.assert_allclose(weights.numpy(), [c, 0.0, c / 16], rtol=1e-6)
+    np.testing.assert_allclose(tape.gradient(total, losses).numpy(), weights.numpy(),
+                               rtol=1e-6)
+    assert float(total) == pytest.approx(0.5 * np.log(0.5) + 0.5 * np.log(8.0),
+                                         rel=1e-6)
+    # Doubling the larger loss adds .5 ln 2 to the value (c, the value of
+    # sum w L, would only move from 0.941 to 0.970).
+    doubled, _ = famo.combine_losses(tf.constant([0.5, 2.0, 16.0]), labelled)
+    assert float(doubled) - float(total) == pytest.approx(0.5 * np.log(2.0),
+                                                          rel=1e-5)
 
 
 def test_same_batch_updates_give_the_references_logits_one_step_earlier():
