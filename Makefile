@@ -28,7 +28,7 @@ TEST_WORKERS ?= 2
 ## that the outputs they show are the ones docs/scripts/make_outputs.py wrote.
 test: $(STAMP)
 	$(PY) -m pytest -q -n $(TEST_WORKERS)
-	$(PY) -m pytest -q -p no:cacheprovider --markdown-docs \
+	$(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --markdown-docs \
 		--markdown-docs-syntax=superfences README.md docs/
 
 DEEPCTR_STAMP := .venv-deepctr/.installed
