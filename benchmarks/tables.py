@@ -32,7 +32,7 @@ def weighting_table(result):
     methods = [m for m in ms["3_tasks"] if not m.endswith(REPRESENTATION)]
     # Loss weightings first, then gradient methods, each in the order the benchmark
     # ran them.
-    methods.sort(key=lambda m: m != "ew" and weighting.get(m).gradient_based)
+    methods.sort(key=lambda m: weighting.get(m).gradient_based)
 
     def cell(tasks, method):
         if method == "ew":

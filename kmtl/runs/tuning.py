@@ -743,8 +743,9 @@ def _tune(config, data_dir, output_dir, log, overwrite):
 
 
 def _trial_number(trial_id):
-    return (int(trial_id), trial_id) if trial_id.isdigit() else (float("inf"),
-                                                                  trial_id)
+    """Sort key: numeric ids by number, any other id after them."""
+    number = int(trial_id) if trial_id.isdigit() else float("inf")
+    return number, trial_id
 
 
 def _records(tuner, config):
